@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Build (once) the kube-apiserver and etcd binaries that the integration and
+# e2e tests start on loopback. Nothing is downloaded except Go modules through
+# the Go module proxy that `go` is configured with; the binaries are cached
+# outside the repository, keyed by version, and never committed.
+#
+# Usage:
+#   hack/control-plane.sh              build if missing, print the two paths
+#   hack/control-plane.sh --print-env  same, but print KUBE_APISERVER=/ETCD=
+#                                      lines on stdout (progress goes to stderr)
+#                                      for: eval "$(hack/control-plane.sh --print-env)"
+#   hack/control-plane.sh --check      exit 0 if both binaries are present and
+#                                      run, 1 otherwise; never builds
+#   hack/control-plane.sh --force      rebuild even if the binaries exist
+#
+# Environment (all optional):
+#   REDISTREAMS_K8S_VERSION   kube-apiserver version (k8s.io/kubernetes tag)
+#   REDISTREAMS_ETCD_VERSION  etcd version (go.etcd.io/etcd/server/v3 tag)
+#   REDISTREAMS_ENVBIN        binary cache   (default ~/.cache/redistreams/envbin)
+#   REDISTREAMS_BUILD_DIR     build work dirs (default ~/.cache/redistreams/build)
+#   GO                        the go command  (default: go on PATH, else /usr/local/go/bin/go)
+#   GOTOOLCHAIN               passed through; defaults to "local" (no toolchain downloads)
+#
+# Cold build cost on 2 cores: etcd a few minutes, kube-apiserver 10-25 minutes,
+# about 1 GB of modules in the Go module cache.
+set -euo pipefail
+
+# ---- pinned versions (override through the environment) --------------------
+K8S_VERSION="${REDISTREAMS_K8S_VERSION:-v1.35.4}"
+ETCD_VERSION="${REDISTREAMS_ETCD_VERSION:-v3.6.16}"
+# ------------------------------------------------------------------------------
+
+ENVBIN="${REDISTREAMS_ENVBIN:-$HOME/.cache/redistreams/envbin}"
+BUILD_ROOT="${REDISTREAMS_BUILD_DIR:-$HOME/.cache/redistreams/build}"
+
+KUBE_APISERVER_BIN="$ENVBIN/k8s-$K8S_VERSION/kube-apiserver"
+ETCD_BIN="$ENVBIN/etcd-$ETCD_VERSION/etcd"
+
+mode=build
+force=0
+for arg in "$@"; do
+  case "$arg" in
+    --print-env) mode=env ;;
+    --check) mode=check ;;
+    --force) force=1 ;;
+    -h|--help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+      exit 0 ;;
+    *) echo "control-plane.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "control-plane: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ "$K8S_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] \
+  || die "REDISTREAMS_K8S_VERSION must look like v1.35.4, got '$K8S_VERSION'"
+K8S_MINOR="${BASH_REMATCH[1]}"
+STAGING_VERSION="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
+[[ "$ETCD_VERSION" =~ ^v3\.[0-9]+\.[0-9]+$ ]] \
+  || die "REDISTREAMS_ETCD_VERSION must look like v3.6.16, got '$ETCD_VERSION'"
+
+# True if the binary exists and reports the expected version.
+kube_apiserver_ok() {
+  [[ -x "$KUBE_APISERVER_BIN" ]] || return 1
+  local out
+  out="$("$KUBE_APISERVER_BIN" --version 2>/dev/null)" || return 1
+  [[ "$out" == "Kubernetes $K8S_VERSION" ]]
+}
+etcd_ok() {
+  [[ -x "$ETCD_BIN" ]] || return 1
+  local out
+  out="$("$ETCD_BIN" --version 2>/dev/null)" || return 1
+  [[ "$out" == *"etcd Version: ${ETCD_VERSION#v}"* ]]
+}
+
+report() {
+  if [[ "$mode" == env ]]; then
+    printf 'KUBE_APISERVER=%q\n' "$KUBE_APISERVER_BIN"
+    printf 'ETCD=%q\n' "$ETCD_BIN"
+  else
+    echo "kube-apiserver: $KUBE_APISERVER_BIN"
+    echo "etcd: $ETCD_BIN"
+  fi
+}
+
+if [[ "$mode" == check ]]; then
+  if kube_apiserver_ok && etcd_ok; then report; exit 0; fi
+  exit 1
+fi
+
+# Fast path: nothing to do.
+if [[ "$force" == 0 ]] && kube_apiserver_ok && etcd_ok; then
+  report
+  exit 0
+fi
+
+# ---- the Go toolchain ---------------------------------------------------------
+if [[ -z "${GO:-}" ]]; then
+  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
+  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+  else die "no Go toolchain found (set GO=/path/to/go); Go >= 1.25 is needed"
+  fi
+fi
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export CGO_ENABLED=0
+log "using $("$GO" version)"
+
+mkdir -p "$ENVBIN" "$BUILD_ROOT"
+
+# One build at a time per cache (parallel test sessions, CI next to a shell).
+exec 9>"$BUILD_ROOT/.lock"
+if ! flock -n 9; then
+  log "another build holds $BUILD_ROOT/.lock; waiting for it..."
+  flock 9
+fi
+
+# Reads the `go` directive of a go.mod file.
+go_directive() { awk '$1 == "go" { print $2; exit }' "$1"; }
+
+# Path of the go.mod of module@version in the module cache (downloads it).
+module_gomod() {
+  local json
+  json="$("$GO" mod download -json "$1")" || die "cannot download $1"
+  sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$json" | head -n1
+}
+
+# Creates a fresh wrapper module in $1 named $2.
+new_wrapper() {
+  local dir="$1" name="$2"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  (cd "$dir" && "$GO" mod init "$name" >/dev/null 2>&1) || die "go mod init failed in $dir"
+}
+
+build_etcd() {
+  local dir="$BUILD_ROOT/etcd-$ETCD_VERSION" start end out
+  log "building etcd $ETCD_VERSION (first time: 2-5 min)..."
+  start=$SECONDS
+  new_wrapper "$dir" local/redistreams-etcd-build
+  cd "$dir"
+  local gomod
+  gomod="$(module_gomod "go.etcd.io/etcd/server/v3@$ETCD_VERSION")"
+  log "  go.etcd.io/etcd/server/v3@$ETCD_VERSION needs go $(go_directive "$gomod")"
+  "$GO" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+  local pkg=go.etcd.io/etcd/server/v3
+  if [[ "$("$GO" list -f '{{.Name}}' "$pkg" 2>/dev/null)" != main ]]; then
+    # Older or newer layouts without server/main.go: a three-line main.
+    mkdir -p cmd/etcd
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' \
+      > cmd/etcd/main.go
+    "$GO" mod tidy >&2
+    pkg=./cmd/etcd
+  fi
+  out="$ETCD_BIN.tmp.$$"
+  mkdir -p "$(dirname "$ETCD_BIN")"
+  "$GO" build -trimpath -ldflags "-s -w" -o "$out" "$pkg" >&2
+  mv -f "$out" "$ETCD_BIN"
+  end=$SECONDS
+  etcd_ok || die "built $ETCD_BIN but it does not report version $ETCD_VERSION"
+  log "  etcd built in $((end - start)) s ($(du -h "$ETCD_BIN" | cut -f1))"
+}
+
+build_kube_apiserver() {
+  local dir="$BUILD_ROOT/k8s-$K8S_VERSION" start end out
+  log "building kube-apiserver $K8S_VERSION (first time: 10-25 min)..."
+  start=$SECONDS
+  new_wrapper "$dir" local/redistreams-kube-apiserver-build
+  cd "$dir"
+  local gomod
+  gomod="$(module_gomod "k8s.io/kubernetes@$K8S_VERSION")"
+  [[ -f "$gomod" ]] || die "no go.mod for k8s.io/kubernetes@$K8S_VERSION"
+  log "  k8s.io/kubernetes@$K8S_VERSION needs go $(go_directive "$gomod")"
+
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+  # with ./staging/src/... paths, which do not apply to a dependent module.
+  # Point every such module (required at v0.0.0 or replaced by a staging path)
+  # at its published tag v0.<minor>.<patch>. The list is read from the go.mod
+  # of the chosen release because it changes between releases.
+  local staging=()
+  mapfile -t staging < <(awk '
+    /^require[[:space:]]*\(/ { inblock = 1; next }
+    inblock && /^\)/        { inblock = 0; next }
+    inblock && $1 ~ /^k8s\.io\// && $2 == "v0.0.0"                    { print $1; next }
+    !inblock && $1 == "require" && $2 ~ /^k8s\.io\// && $3 == "v0.0.0" { print $2; next }
+    # replace lines such as "k8s.io/x => ./staging/src/k8s.io/x" (unused ones are harmless)
+    $1 ~ /^k8s\.io\// && $2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }
+  ' "$gomod" | sort -u)
+  ((${#staging[@]} > 0)) || die "found no k8s.io/* v0.0.0 requirements in $gomod"
+  log "  replacing ${#staging[@]} staging modules with $STAGING_VERSION"
+  local edits=() m
+  for m in "${staging[@]}"; do
+    edits+=("-replace=$m=$m@$STAGING_VERSION")
+  done
+  "$GO" mod edit "${edits[@]}"
+
+  "$GO" get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >&2
+  log "  modules resolved after $((SECONDS - start)) s; compiling..."
+
+  local vpkg=k8s.io/component-base/version
+  local ldflags="-s -w"
+  ldflags+=" -X $vpkg.gitVersion=$K8S_VERSION"
+  ldflags+=" -X $vpkg.gitMajor=1"
+  ldflags+=" -X $vpkg.gitMinor=$K8S_MINOR"
+  ldflags+=" -X $vpkg.gitTreeState=clean"
+  out="$KUBE_APISERVER_BIN.tmp.$$"
+  mkdir -p "$(dirname "$KUBE_APISERVER_BIN")"
+  "$GO" build -trimpath -ldflags "$ldflags" -o "$out" k8s.io/kubernetes/cmd/kube-apiserver >&2
+  mv -f "$out" "$KUBE_APISERVER_BIN"
+  end=$SECONDS
+  kube_apiserver_ok || die "built $KUBE_APISERVER_BIN but it does not report Kubernetes $K8S_VERSION"
+  log "  kube-apiserver built in $((end - start)) s ($(du -h "$KUBE_APISERVER_BIN" | cut -f1))"
+}
+
+# Another process may have finished the build while we waited for the lock.
+if [[ "$force" == 1 ]] || ! etcd_ok; then
+  build_etcd
+else
+  log "etcd $ETCD_VERSION already built"
+fi
+if [[ "$force" == 1 ]] || ! kube_apiserver_ok; then
+  build_kube_apiserver
+else
+  log "kube-apiserver $K8S_VERSION already built"
+fi
+
+report

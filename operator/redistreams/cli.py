@@ -1,0 +1,595 @@
+"""The ``redistreams`` command: apply the same manifests as the operator, straight to Redis.
+
+Exit codes follow kubectl: apply/delete 0 done, 1 some resources failed, 2 invalid input
+(nothing written); plan 0 in sync, 1 differences, 2 invalid input or error; wait 0 ready,
+1 timed out; status 1 when a requested stream or group is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any, Callable, NoReturn
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .connection import ConnectionConfigError, RedisTarget, default_url
+from .engine import Engine, ObservationError, Result, StreamState, intents_from
+from .engine.plan import GroupPlan, Plan, TopicPlan
+from .manifests import ManifestSet, load
+from .model import API, DEFAULT_NAMESPACE, format_duration, parse_duration
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    # A pipe gets a wide console so tables are not wrapped mid-row.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class Settings:
+    def __init__(self, redis_url: str | None, namespace: str, cluster_id: str, registry_key: str, timeout: float):
+        self.redis_url = redis_url or default_url()
+        self.namespace = namespace
+        self.cluster_id = cluster_id
+        self.registry_key = registry_key
+        self.timeout = timeout
+
+    def engine(self) -> Engine:
+        target = RedisTarget(self.redis_url, socket_timeout=self.timeout)
+        try:
+            client = target.client()
+        except ConnectionConfigError as exc:
+            fail(str(exc))
+        return Engine(client, target=target.display, registry_key=self.registry_key)
+
+
+def _settings(
+    ctx: click.Context, redis_url: str | None, namespace: str | None, cluster_id: str | None
+) -> Settings:
+    parent: dict[str, Any] = ctx.find_root().params
+    return Settings(
+        redis_url or parent.get("redis_url"),
+        namespace or parent.get("namespace") or DEFAULT_NAMESPACE,
+        cluster_id or parent.get("cluster_id") or "default",
+        parent.get("registry_key") or "redistreams:owners",
+        parent.get("redis_timeout") or 10.0,
+    )
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The global options, also accepted after the subcommand."""
+    func = click.option("--cluster-id", help="Owner identity of this user or cluster (default: default).")(func)
+    func = click.option(
+        "-n", "--namespace", help="Namespace for manifests that do not name one (default: default)."
+    )(func)
+    func = click.option(
+        "--redis-url", metavar="URL", help="Redis to use (default: $REDIS_URL, else redis://localhost:6379/0)."
+    )(func)
+    return func
+
+
+def files_option(required: bool) -> Callable[..., Any]:
+    return click.option(
+        "-f",
+        "--filename",
+        "paths",
+        multiple=True,
+        required=required,
+        metavar="PATH",
+        help="Manifest file, folder (recursive *.yaml/*.yml) or - for stdin. Repeatable.",
+    )
+
+
+def output_option(*choices: str) -> Callable[..., Any]:
+    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True)
+
+
+def _load(paths: tuple[str, ...], settings: Settings) -> ManifestSet:
+    manifests = load(list(paths), default_namespace=settings.namespace)
+    for notice in manifests.notices:
+        click.echo(f"notice: {notice}", err=True)
+    if manifests.errors:
+        for error in manifests.errors:
+            click.echo(f"error: {error}", err=True)
+        click.echo(f"{len(manifests.errors)} error(s) in the input; nothing was changed", err=True)
+        sys.exit(EXIT_INVALID)
+    return manifests
+
+
+def _intents(manifests: ManifestSet, settings: Settings) -> tuple[list[Any], list[Any]]:
+    return intents_from(
+        manifests.topics, [(g, manifests.topic_for(g)) for g in manifests.groups], settings.cluster_id
+    )
+
+
+def _progress(message: str) -> Any:
+    """A spinner on an interactive terminal, nothing otherwise."""
+    console = _stderr()
+    return console.status(message) if console.is_terminal else nullcontext()
+
+
+def _print_results(results: list[Result], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps({"results": [r.as_dict() for r in results]}, indent=2, ensure_ascii=False))
+        return
+    for result in results:
+        if result.failure:
+            click.echo(f"error: {result.label}: {result.failure.message}", err=True)
+            continue
+        line = f"{result.label} {result.outcome}"
+        if result.details:
+            line += ": " + "; ".join(result.details)
+        click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="redistreams")
+@connection_options
+@click.option("--registry-key", default="redistreams:owners", show_default=True, help="Hash holding ownership records.")
+@click.option("--redis-timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for Redis.")
+def cli(**_: Any) -> None:
+    """Declarative Redis Streams topics and consumer groups.
+
+    Applies Topic and ConsumerGroup manifests (redistreams.dev/v1alpha1) straight to Redis:
+    streams and groups exist before any publisher runs.
+    """
+
+
+@cli.command()
+@files_option(required=True)
+@connection_options
+@output_option("text", "json")
+@click.pass_context
+def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
+          cluster_id: str | None, output: str) -> None:
+    """Create streams and groups, adopt existing ones, enforce retention."""
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    manifests = _load(paths, settings)
+    topics, groups = _intents(manifests, settings)
+    engine = settings.engine()
+    with _progress(f"applying {len(topics)} topics and {len(groups)} groups to {engine.target}"):
+        results = engine.reconcile(topics, groups)
+    _print_results(results, output)
+    sys.exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+
+
+def _plan_lines(plan: Plan) -> list[tuple[str, str, str]]:
+    """(symbol, resource, text) per resource."""
+    rows = []
+    symbols = {"create": "+", "configure": "~", "unchanged": " ", "fail": "!"}
+    item: TopicPlan | GroupPlan
+    for item in [*plan.topics, *plan.groups]:
+        notes = list(item.notes)
+        if isinstance(item, TopicPlan):
+            if item.failure:
+                text = item.failure.message
+            elif item.create_stream:
+                text = f'create stream "{item.intent.stream}"'
+            elif item.changes:
+                text = "update" if not notes else ""
+            else:
+                text = "in sync"
+        else:
+            if item.failure:
+                text = item.failure.message
+            elif item.create_at is not None:
+                where = "the end of the stream" if item.intent.start_id == "$" else item.create_at
+                text = f'create group "{item.intent.group}" on "{item.intent.stream}" at {where}'
+            elif item.changes:
+                text = ""
+            else:
+                text = "in sync"
+            if item.start_id_note:
+                notes.append(item.start_id_note)
+        if item.record is not None and item.record_is_new and not item.failure:
+            notes.append("record ownership")
+        text = "; ".join(t for t in [text, *notes] if t)
+        rows.append((symbols[item.verb], item.intent.label, text))
+    return rows
+
+
+@cli.command()
+@files_option(required=True)
+@connection_options
+@output_option("text", "json")
+@click.pass_context
+def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
+         cluster_id: str | None, output: str) -> None:
+    """Show what apply would change. Exit 0 in sync, 1 differences, 2 error."""
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    manifests = _load(paths, settings)
+    topics, groups = _intents(manifests, settings)
+    engine = settings.engine()
+    the_plan = engine.plan(topics, groups)
+    rows = _plan_lines(the_plan)
+    if output == "json":
+        items = [*the_plan.topics, *the_plan.groups]
+        payload = [
+            {
+                "resource": label,
+                "action": item.verb,
+                "summary": text,
+                **({"reason": item.failure.reason} if item.failure else {}),
+            }
+            for (symbol, label, text), item in zip(rows, items)
+        ]
+        click.echo(json.dumps({"inSync": not the_plan.changes, "plan": payload}, indent=2, ensure_ascii=False))
+    else:
+        for symbol, label, text in rows:
+            click.echo(f"{symbol} {label}: {text}")
+        changed = sum(1 for p in [*the_plan.topics, *the_plan.groups] if p.changes)
+        failed = sum(1 for p in [*the_plan.topics, *the_plan.groups] if p.failure)
+        summary = f"{changed} to change, {len(rows) - changed - failed} in sync"
+        if failed:
+            summary += f", {failed} with errors"
+        click.echo(summary, err=True)
+    if the_plan.failures:
+        sys.exit(EXIT_INVALID)
+    sys.exit(EXIT_FAILED if the_plan.changes else EXIT_OK)
+
+
+@cli.command()
+@files_option(required=True)
+@connection_options
+@output_option("text", "json")
+@click.pass_context
+def delete(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
+           cluster_id: str | None, output: str) -> None:
+    """Delete (deletionPolicy Delete) or release (Retain) what the manifests declare.
+
+    Only streams and groups that redistreams created and that these resources own are
+    ever deleted; everything else is released and left in place.
+    """
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    manifests = _load(paths, settings)
+    topics, groups = _intents(manifests, settings)
+    results = settings.engine().delete(topics, groups)
+    _print_results(results, output)
+    sys.exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def _owner_dict(record: Any) -> dict[str, str] | None:
+    if record is None:
+        return None
+    return {"cluster": record.owner.cluster, "namespace": record.owner.namespace, "name": record.owner.name}
+
+
+def status_dict(state: StreamState, declared_groups: list[str] | None = None, now_ms: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"stream": state.key, "exists": state.exists}
+    if state.failure:
+        data["error"] = state.failure.message
+        return data
+    if not state.exists:
+        if state.type != "none":
+            data["type"] = state.type
+        if declared_groups:
+            data["groups"] = [{"name": g, "exists": False} for g in declared_groups]
+        return data
+    data.update(
+        length=state.length,
+        firstEntryId=state.first_id,
+        lastEntryId=state.last_id,
+        lastGeneratedId=state.last_generated_id,
+        entriesAdded=state.entries_added,
+        managedBy=_owner_dict(state.topic_owner),
+    )
+    groups = []
+    for g in state.groups.values():
+        groups.append(
+            {
+                "name": g.name,
+                "exists": True,
+                "consumers": g.consumers,
+                "pending": g.pending,
+                "lastDeliveredId": g.last_delivered_id,
+                "entriesRead": g.entries_read,
+                "lag": g.lag,
+                "lagExact": g.lag_exact,
+                "oldestPendingId": g.oldest_pending_id,
+                "oldestPendingAgeSeconds": (
+                    None if g.oldest_pending_idle_ms is None else round(g.oldest_pending_idle_ms / 1000, 3)
+                ),
+                "managedBy": _owner_dict(state.group_owners.get(g.name)),
+            }
+        )
+    for name in declared_groups or []:
+        if name not in state.groups:
+            groups.append({"name": name, "exists": False})
+    data["groups"] = groups
+    return data
+
+
+def _lag_text(group: dict[str, Any]) -> str:
+    lag = group.get("lag")
+    if lag is None:
+        return "?"
+    if group.get("lagExact"):
+        return str(lag)
+    return f"≥{lag}"
+
+
+def _print_status_table(entries: list[dict[str, Any]]) -> None:
+    console = _stdout()
+    streams = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("STREAM", "LENGTH", "FIRST ID", "LAST ID", "GROUPS", "MANAGED BY"):
+        streams.add_column(column, overflow="fold", justify="right" if column in ("LENGTH", "GROUPS") else "left")
+    groups = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "OLDEST PENDING"):
+        groups.add_column(column, overflow="fold", justify="right" if column in ("LAG", "PENDING", "CONSUMERS") else "left")
+    group_rows = 0
+    for entry in entries:
+        if "error" in entry:
+            streams.add_row(entry["stream"], "-", "-", "-", "-", f"error: {entry['error']}")
+            continue
+        if not entry["exists"]:
+            what = f"not a stream ({entry['type']})" if "type" in entry else "missing"
+            streams.add_row(entry["stream"], "-", "-", "-", "-", what)
+            for g in entry.get("groups", []):
+                groups.add_row(entry["stream"], g["name"], "-", "-", "-", "missing", "-")
+                group_rows += 1
+            continue
+        owner = entry["managedBy"]
+        streams.add_row(
+            entry["stream"],
+            str(entry["length"]),
+            entry["firstEntryId"] or "-",
+            entry["lastEntryId"] or "-",
+            str(sum(1 for g in entry["groups"] if g["exists"])),
+            f"{owner['namespace']}/{owner['name']}" if owner else "-",
+        )
+        for g in entry["groups"]:
+            group_rows += 1
+            if not g["exists"]:
+                groups.add_row(entry["stream"], g["name"], "-", "-", "-", "missing", "-")
+                continue
+            age = g["oldestPendingAgeSeconds"]
+            groups.add_row(
+                entry["stream"],
+                g["name"],
+                _lag_text(g),
+                str(g["pending"]),
+                str(g["consumers"]),
+                g["lastDeliveredId"],
+                "-" if age is None else format_duration(age),
+            )
+    console.print(streams)
+    if group_rows:
+        console.print()
+        console.print(groups)
+
+
+@cli.command()
+@click.argument("streams", nargs=-1)
+@files_option(required=False)
+@click.option("--match", default=None, help="Glob pattern of stream keys (without STREAM or -f: all streams).")
+@connection_options
+@output_option("table", "json", "yaml")
+@click.pass_context
+def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...], match: str | None,
+           redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
+    """Length, entry IDs and groups per stream; lag, pending, consumers per group."""
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    declared: dict[str, list[str]] = {s: [] for s in streams}
+    if paths:
+        manifests = _load(paths, settings)
+        for topic in manifests.topics:
+            declared.setdefault(topic.stream, [])
+        for group in manifests.groups:
+            declared.setdefault(manifests.topic_for(group).stream, []).append(group.group)
+    engine = settings.engine()
+    keys = list(declared)
+    if not keys or match:
+        try:
+            keys += [k for k in engine.discover(match or "*") if k not in declared]
+        except ObservationError as exc:
+            fail(exc.failure.message)
+    states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True)
+    entries = [status_dict(states[k], declared.get(k)) for k in keys]
+    if output == "json":
+        click.echo(json.dumps({"streams": entries}, indent=2, ensure_ascii=False))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump({"streams": entries}, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        _print_status_table(entries)
+    if any("error" in e for e in entries):
+        sys.exit(EXIT_INVALID)
+    missing = any(not e["exists"] or any(not g["exists"] for g in e.get("groups", [])) for e in entries)
+    sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)
+
+
+# -- wait --------------------------------------------------------------------------------
+
+
+class _OrderedCommand(click.Command):
+    """Remembers the order options were given in, to pair each --group with its --stream."""
+
+    def make_parser(self, ctx: click.Context) -> Any:
+        parser = super().make_parser(ctx)
+        parse = parser.parse_args
+
+        def parse_args(args: list[str]) -> Any:
+            opts, rest, order = parse(args)
+            ctx.meta["redistreams.order"] = [p.name for p in order]
+            return opts, rest, order
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
+
+
+def _pair_groups(ctx: click.Context, streams: tuple[str, ...], groups: tuple[str, ...]) -> dict[str, list[str]]:
+    order = ctx.meta.get("redistreams.order", [])
+    wanted: dict[str, list[str]] = {}
+    stream_iter, group_iter = iter(streams), iter(groups)
+    current: str | None = None
+    for name in order:
+        if name == "streams":
+            current = next(stream_iter)
+            wanted.setdefault(current, [])
+        elif name == "groups":
+            group = next(group_iter)
+            if current is None:
+                fail(f'--group "{group}" must follow the --stream it belongs to')
+            wanted[current].append(group)
+    return wanted
+
+
+def _duration_option(value: str) -> float:
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@cli.command(cls=_OrderedCommand)
+@files_option(required=False)
+@click.option("--stream", "streams", multiple=True, metavar="KEY", help="A stream that must exist. Repeatable.")
+@click.option("--group", "groups", multiple=True, metavar="NAME", help="A group on the preceding --stream. Repeatable.")
+@click.option("--timeout", default="60s", show_default=True, help="Give up after this long (e.g. 90s, 5m).")
+@click.option("--interval", default="1s", show_default=True, help="Time between checks.")
+@connection_options
+@click.pass_context
+def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], groups: tuple[str, ...], timeout: str,
+         interval: str, redis_url: str | None, namespace: str | None, cluster_id: str | None) -> None:
+    """Wait until streams and groups exist: for a publisher's init container.
+
+    Exit 0 once everything exists, 1 on timeout (naming what is missing).
+    """
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    timeout_s, interval_s = _duration_option(timeout), _duration_option(interval)
+    if not paths and not streams:
+        fail("give -f PATH or --stream KEY")
+    wanted = _pair_groups(ctx, streams, groups)
+    if paths:
+        manifests = _load(paths, settings)
+        for topic in manifests.topics:
+            wanted.setdefault(topic.stream, [])
+        for group in manifests.groups:
+            wanted.setdefault(manifests.topic_for(group).stream, []).append(group.group)
+    engine = settings.engine()
+    total_groups = sum(len(g) for g in wanted.values())
+    click.echo(f"waiting for {len(wanted)} streams and {total_groups} groups on {engine.target}", err=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = engine.observe(wanted, owners=False)
+        missing = _missing(states, wanted)
+        if not missing:
+            click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
+            sys.exit(EXIT_OK)
+        if time.monotonic() + interval_s > deadline:
+            click.echo(f"error: timed out after {timeout} waiting for: {'; '.join(missing)}", err=True)
+            sys.exit(EXIT_FAILED)
+        time.sleep(interval_s)
+
+
+def _missing(states: dict[str, StreamState], wanted: dict[str, list[str]]) -> list[str]:
+    missing = []
+    for key, groups in wanted.items():
+        state = states[key]
+        if state.failure:
+            missing.append(f'stream "{key}" ({state.failure.message})')
+        elif state.type not in ("stream", "none"):
+            missing.append(f'stream "{key}" (the key holds a {state.type})')
+        elif not state.exists:
+            missing.append(f'stream "{key}"')
+        else:
+            missing.extend(f'group "{g}" on stream "{key}"' for g in groups if g not in state.groups)
+    return missing
+
+
+# -- export ------------------------------------------------------------------------------
+
+_INVALID_NAME_CHARS = re.compile(r"[^a-z0-9.-]+")
+
+
+def kube_name(text: str, taken: set[str]) -> str:
+    """A valid, unused Kubernetes object name derived from a Redis name."""
+    name = _INVALID_NAME_CHARS.sub("-", text.lower())
+    name = re.sub(r"[-.]{2,}", "-", name).strip("-.")[:240].strip("-.") or "stream"
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+@cli.command()
+@click.option("--match", default="*", show_default=True, help="Glob pattern of stream keys.")
+@connection_options
+@click.pass_context
+def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str | None, cluster_id: str | None) -> None:
+    """Print Topic and ConsumerGroup manifests for the streams and groups that exist.
+
+    Applying the output adopts them as they are. Names recorded by redistreams are kept.
+    """
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    engine = settings.engine()
+    try:
+        keys = engine.discover(match)
+    except ObservationError as exc:
+        fail(exc.failure.message)
+    states = engine.observe(keys)
+    errors = [s for s in states.values() if s.failure]
+    if errors:
+        fail(errors[0].failure.message if errors[0].failure else "cannot read Redis")
+    # Group owner records need the group names, which the first pass discovered.
+    states = engine.observe(keys, owner_groups={k: list(s.groups) for k, s in states.items()})
+    taken: set[str] = set()  # Topic names
+    taken_groups: set[str] = set()  # ConsumerGroup names (a separate kind, a separate space)
+    docs = []
+    for key in keys:
+        state = states[key]
+        if not state.exists:
+            continue  # deleted since the scan
+        owner = state.topic_owner
+        name = owner.owner.name if owner and owner.owner.name not in taken else kube_name(key, taken)
+        taken.add(name)
+        ns = namespace or (owner.owner.namespace if owner else None) or settings.namespace
+        spec: dict[str, Any] = {} if name == key else {"streamName": key}
+        docs.append({"apiVersion": API, "kind": "Topic", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+        for group in state.groups:
+            g_owner = state.group_owners.get(group)
+            if g_owner and g_owner.owner.name not in taken_groups:
+                g_name = g_owner.owner.name
+                taken_groups.add(g_name)
+            else:
+                g_name = kube_name(f"{name}-{group}", taken_groups)
+            g_spec: dict[str, Any] = {"topicRef": {"name": name}}
+            if g_name != group:
+                g_spec["groupName"] = group
+            docs.append(
+                {"apiVersion": API, "kind": "ConsumerGroup", "metadata": {"name": g_name, "namespace": ns}, "spec": g_spec}
+            )
+    click.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
+    click.echo(f"exported {len(keys)} streams", err=True)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="redistreams")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

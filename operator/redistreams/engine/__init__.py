@@ -1,0 +1,114 @@
+"""The engine: observe Redis, plan the differences, apply them.
+
+Shared by the CLI and the operator; it knows nothing about Kubernetes. It is given a
+redis-py client (whatever the topology) and intents (what should exist).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import redis
+import redis.exceptions as rex
+
+from .apply import Applier, Result
+from .errors import Failure, describe
+from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent, intents_from
+from .observe import ObservationError, Observer, Pipeliner, Stats
+from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
+from .plan import GroupPlan, Plan, TopicPlan, make_plan
+from .state import GroupState, StreamState
+
+__all__ = [
+    "DEFAULT_REGISTRY_KEY",
+    "Engine",
+    "Failure",
+    "GroupIntent",
+    "GroupPlan",
+    "GroupState",
+    "ObservationError",
+    "Owner",
+    "OwnerRecord",
+    "Plan",
+    "Result",
+    "RetentionPolicy",
+    "Stats",
+    "StreamState",
+    "TopicIntent",
+    "TopicPlan",
+    "intents_from",
+]
+
+
+class Engine:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        target: str = "",
+        registry_key: str = DEFAULT_REGISTRY_KEY,
+        chunk_size: int = 500,
+        trim_step: int = 1000,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.registry_key = registry_key
+        self.stats = Stats()
+        self.io = Pipeliner(client, self.stats, target)
+        self.observer = Observer(self.io, registry_key, chunk_size)
+        self.applier = Applier(self.io, registry_key, trim_step=trim_step)
+
+    # -- observation --------------------------------------------------------------
+
+    def observe(
+        self,
+        keys: Iterable[str],
+        *,
+        owner_groups: dict[str, list[str]] | None = None,
+        detail_keys: Iterable[str] = (),
+        exact_lag: bool = False,
+        owners: bool = True,
+    ) -> dict[str, StreamState]:
+        """State per stream key. Unreachable Redis gives states that carry the failure."""
+        keys = list(dict.fromkeys(keys))
+        try:
+            return self.observer.observe(
+                keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=exact_lag, owners=owners
+            )
+        except ObservationError as exc:
+            return {key: StreamState(key, type="unknown", failure=exc.failure) for key in keys}
+
+    def observe_intents(
+        self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False
+    ) -> dict[str, StreamState]:
+        owner_groups: dict[str, list[str]] = {}
+        for g in groups:
+            owner_groups.setdefault(g.stream, []).append(g.group)
+        keys = [t.stream for t in topics] + [g.stream for g in groups]
+        detail_keys = keys if details else [t.stream for t in topics if t.retention]
+        return self.observe(keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=details)
+
+    def discover(self, match: str = "*", count: int = 1000) -> list[str]:
+        """Stream keys matching a glob pattern (SCAN with TYPE stream)."""
+        try:
+            keys = {k for k in self.client.scan_iter(match=match, count=count, _type="stream")}
+            self.stats.round_trips += 1  # at least; SCAN pages are not counted one by one
+        except (rex.RedisError, OSError) as exc:
+            raise ObservationError(describe(exc, self.target)) from exc
+        return sorted(keys)
+
+    # -- changes ----------------------------------------------------------------
+
+    def plan(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
+        return make_plan(topics, groups, self.observe_intents(topics, groups))
+
+    def apply(self, plan: Plan) -> list[Result]:
+        return self.applier.apply(plan)
+
+    def reconcile(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
+        """Observe, plan and apply in one go."""
+        return self.apply(self.plan(topics, groups))
+
+    def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
+        states = self.observe_intents(topics, groups)
+        return self.applier.delete(topics, groups, states)

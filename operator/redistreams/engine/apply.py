@@ -1,0 +1,439 @@
+"""Applying a plan (and deleting) with pipelined, idempotent commands.
+
+Round trips for a batch: one to claim ownership of new resources (HSETNX), one for the
+changes, and more only for races, failures and long trims. A plan without changes
+sends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import redis.exceptions as rex
+
+from .errors import CONFLICT, WRONG_TYPE, Failure, describe, is_connection_problem
+from .intents import GroupIntent, TopicIntent
+from .observe import Pipeliner
+from .ownership import OwnerRecord, group_field, topic_field
+from .plan import GroupPlan, Plan, TopicPlan, describe_owner
+from .scripts import ENSURE_STREAM, INIT_GROUP, TRIM, LuaScript
+from .state import StreamState
+
+# Outcomes, as printed after the resource: "topic/orders created".
+CREATED = "created"
+CONFIGURED = "configured"
+UNCHANGED = "unchanged"
+FAILED = "failed"
+DELETED = "deleted"
+RELEASED = "released"
+SKIPPED = "skipped"
+NOT_FOUND = "not found"
+
+
+@dataclass
+class Result:
+    label: str
+    kind: str  # "Topic" or "ConsumerGroup"
+    namespace: str
+    name: str
+    stream: str
+    group: str | None = None
+    outcome: str = UNCHANGED
+    details: list[str] = field(default_factory=list)
+    failure: Failure | None = None
+    trimmed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def fail(self, failure: Failure) -> None:
+        if self.failure is None:
+            self.failure = failure
+            self.outcome = FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "stream": self.stream,
+            "outcome": self.outcome,
+            "details": self.details,
+        }
+        if self.group is not None:
+            data["group"] = self.group
+        if self.trimmed:
+            data["trimmed"] = self.trimmed
+        if self.failure:
+            data["reason"] = self.failure.reason
+            data["error"] = self.failure.message
+        return data
+
+
+def _topic_result(intent: TopicIntent) -> Result:
+    return Result(intent.label, "Topic", intent.owner.namespace, intent.owner.name, intent.stream)
+
+
+def _group_result(intent: GroupIntent) -> Result:
+    return Result(
+        intent.label, "ConsumerGroup", intent.owner.namespace, intent.owner.name, intent.stream, intent.group
+    )
+
+
+@dataclass
+class Call:
+    """One command in a pipeline, with what to do with its reply."""
+
+    build: Callable[[Any], None]
+    done: Callable[[Any], None]
+    fail: Callable[[Failure], None]
+    write: bool = True
+    script: LuaScript | None = None
+
+
+class Applier:
+    def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
+        self.io = io
+        self.registry_key = registry_key
+        self.trim_step = trim_step
+        self.chunk = chunk
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def run(self, calls: list[Call]) -> None:
+        """Runs calls in pipelines of bounded size. A lost connection fails the rest."""
+        dead: Failure | None = None
+        for start in range(0, len(calls), self.chunk):
+            chunk = calls[start : start + self.chunk]
+            if dead is not None:
+                for call in chunk:
+                    call.fail(dead)
+                continue
+            scripts = list(dict.fromkeys(c.script for c in chunk if c.script is not None))
+
+            def build(pipe: Any) -> None:
+                for script in scripts:
+                    script.load(pipe)
+                for call in chunk:
+                    call.build(pipe)
+
+            try:
+                replies = self.io.run(build, writes=sum(c.write for c in chunk))
+            except (rex.ConnectionError, rex.TimeoutError, rex.AuthenticationError) as exc:
+                dead = describe(exc, self.io.target)
+                for call in chunk:
+                    call.fail(dead)
+                continue
+            load_failures = {}
+            for script, reply in zip(scripts, replies):
+                if isinstance(reply, Exception):
+                    load_failures[script] = describe(reply, self.io.target)
+            for call, reply in zip(chunk, replies[len(scripts) :]):
+                if call.script in load_failures:
+                    call.fail(load_failures[call.script])
+                elif isinstance(reply, Exception):
+                    failure = describe(reply, self.io.target)
+                    call.fail(failure)
+                    if is_connection_problem(failure):
+                        dead = failure
+                else:
+                    call.done(reply)
+
+    # -- apply ----------------------------------------------------------------------
+
+    def apply(self, plan: Plan) -> list[Result]:
+        topic_results = [_topic_result(p.intent) for p in plan.topics]
+        group_results = [_group_result(p.intent) for p in plan.groups]
+        pairs: list[tuple[TopicPlan | GroupPlan, Result]] = [
+            *zip(plan.topics, topic_results),
+            *zip(plan.groups, group_results),
+        ]
+        for p, result in pairs:
+            result.details.extend(p.notes)
+            if p.failure:
+                result.fail(p.failure)
+        self._claim([(p, r) for p, r in pairs if p.changes and p.record is not None and p.record_is_new])
+        # A group cannot be created when its topic just failed (conflict, wrong type…).
+        topic_by_owner = {p.intent.owner: (p, r) for p, r in zip(plan.topics, topic_results)}
+        for gp, gr in zip(plan.groups, group_results):
+            tp = topic_by_owner.get(gp.intent.topic)
+            if tp is not None and tp[1].failure and gr.ok:
+                gr.fail(Failure(tp[1].failure.reason, f"{tp[0].intent.label}: {tp[1].failure.message}"))
+        fixups: list[Call] = []
+        calls: list[Call] = []
+        for tplan, tresult in zip(plan.topics, topic_results):
+            if tresult.ok and tplan.changes:
+                calls.extend(self._topic_calls(tplan, tresult, fixups))
+        for gplan, gresult in zip(plan.groups, group_results):
+            if gresult.ok and gplan.changes:
+                calls.extend(self._group_calls(gplan, gresult, fixups))
+        trims = [(p, r) for p, r in zip(plan.topics, topic_results) if p.trim and r.ok]
+        self.run(calls)
+        self.run(fixups)
+        self._trim(trims)
+        for p, result in pairs:
+            if not result.ok or result.outcome != UNCHANGED:
+                continue
+            # A trim that removed nothing (blocked meanwhile) changed nothing.
+            if p.record is not None or result.trimmed:
+                result.outcome = CONFIGURED
+        return [*topic_results, *group_results]
+
+    def _field(self, p: TopicPlan | GroupPlan) -> str:
+        if isinstance(p, TopicPlan):
+            return topic_field(p.intent.stream)
+        return group_field(p.intent.stream, p.intent.group)
+
+    def _claim(self, claims: list[tuple[TopicPlan | GroupPlan, Result]]) -> None:
+        lost: list[tuple[TopicPlan | GroupPlan, Result]] = []
+
+        def claim_call(p: TopicPlan | GroupPlan, result: Result) -> Call:
+            record = p.record
+            assert record is not None
+            return Call(
+                build=lambda pipe: pipe.hsetnx(self.registry_key, self._field(p), record.encode()),
+                done=lambda reply: None if int(reply) == 1 else lost.append((p, result)),
+                fail=result.fail,
+            )
+
+        self.run([claim_call(p, r) for p, r in claims])
+        if not lost:
+            return
+
+        def check_call(p: TopicPlan | GroupPlan, result: Result) -> Call:
+            def done(raw: Any) -> None:
+                current = OwnerRecord.decode(raw)
+                if current is not None and p.record is not None and current.owner != p.record.owner:
+                    kind = "Topic" if isinstance(p, TopicPlan) else "ConsumerGroup"
+                    result.fail(Failure(CONFLICT, f"claimed concurrently by {describe_owner(current.owner, kind)}"))
+
+            return Call(
+                build=lambda pipe: pipe.hget(self.registry_key, self._field(p)),
+                done=done,
+                fail=result.fail,
+                write=False,
+            )
+
+        self.run([check_call(p, r) for p, r in lost])
+
+    def _record_call(self, p: TopicPlan | GroupPlan, record: OwnerRecord, result: Result) -> Call:
+        return Call(
+            build=lambda pipe: pipe.hset(self.registry_key, self._field(p), record.encode()),
+            done=lambda reply: None,
+            fail=result.fail,
+        )
+
+    def _topic_calls(self, p: TopicPlan, result: Result, fixups: list[Call]) -> list[Call]:
+        calls = []
+        if p.record is not None and not p.record_is_new:
+            calls.append(self._record_call(p, p.record, result))
+        if p.create_stream:
+            key = p.intent.stream
+
+            def created(reply: Any) -> None:
+                if reply == "created":
+                    result.outcome = CREATED
+                    result.details.insert(0, "created empty stream")
+                elif reply == "stream":
+                    result.outcome = CONFIGURED
+                    result.details.append("stream appeared meanwhile; adopted as is")
+                    previous = p.state.topic_owner
+                    fixups.append(
+                        self._record_call(
+                            p, OwnerRecord(p.intent.owner, bool(previous and previous.created)), result
+                        )
+                    )
+                else:
+                    result.fail(Failure(WRONG_TYPE, f'key "{key}" holds a {reply}, not a stream; it is left untouched'))
+
+            calls.append(
+                Call(
+                    build=lambda pipe: ENSURE_STREAM.call(pipe, [key], [INIT_GROUP]),
+                    done=created,
+                    fail=result.fail,
+                    script=ENSURE_STREAM,
+                )
+            )
+        return calls
+
+    def _group_calls(self, p: GroupPlan, result: Result, fixups: list[Call]) -> list[Call]:
+        calls = []
+        if p.record is not None and not p.record_is_new:
+            calls.append(self._record_call(p, p.record, result))
+        if p.create_at is None:
+            return calls
+        intent = p.intent
+        start, entries_read = p.create_at, p.entries_read
+        previous = p.state.group_owners.get(intent.group)
+        revert = OwnerRecord(intent.owner, bool(previous and previous.created))
+
+        def created(reply: Any) -> None:
+            result.outcome = CREATED
+            where = "the end of the stream" if intent.start_id == "$" else start
+            result.details.insert(0, f"created group at {where}")
+
+        def failed(failure: Failure) -> None:
+            record = revert
+            if "BUSYGROUP" in failure.message:
+                result.outcome = CONFIGURED
+                result.details.append("group appeared meanwhile; adopted as is")
+                record = OwnerRecord(intent.owner, False)
+            else:
+                if failure.reason == WRONG_TYPE:
+                    failure = Failure(WRONG_TYPE, f'key "{intent.stream}" holds another type, not a stream')
+                result.fail(failure)
+            # The claim said "created"; make the record tell the truth again.
+            if p.record is not None and p.record != record and not is_connection_problem(failure):
+                fixups.append(self._record_call(p, record, result))
+
+        def build(pipe: Any) -> None:
+            pipe.xgroup_create(intent.stream, intent.group, start, mkstream=True, entries_read=entries_read)
+
+        calls.append(Call(build=build, done=created, fail=failed))
+        return calls
+
+    def _trim(self, trims: list[tuple[TopicPlan, Result]]) -> None:
+        pending = trims
+        while pending:
+            more: list[tuple[TopicPlan, Result]] = []
+
+            def trim_call(p: TopicPlan, result: Result) -> Call:
+                retention = p.intent.retention
+                assert retention is not None
+                args = [
+                    retention.max_length if retention.max_length is not None else -1,
+                    retention.max_age_seconds * 1000 if retention.max_age_seconds is not None else -1,
+                    1 if retention.allow_trimming_unconsumed else 0,
+                    self.trim_step,
+                ]
+
+                def done(reply: Any) -> None:
+                    removed, again, blocker, why = int(reply[0]), int(reply[1]), reply[2], reply[3]
+                    result.trimmed += removed
+                    if again:
+                        more.append((p, result))
+                        return
+                    result.details = [d for d in result.details if not d.startswith("trim ")]
+                    if result.trimmed:
+                        result.details.append(f"trimmed {result.trimmed} entries ({retention.describe()})")
+                    if blocker:
+                        g = p.state.groups.get(blocker)
+                        what = (
+                            "entries delivered but not acknowledged"
+                            if why == "pending"
+                            else "entries not yet delivered to it"
+                        )
+                        note = f'retention blocked by group "{blocker}": {what}'
+                        if why == "pending" and g is not None:
+                            note += f" ({g.pending} pending)"
+                        result.details.append(note)
+
+                return Call(
+                    build=lambda pipe: TRIM.call(pipe, [p.intent.stream], args),
+                    done=done,
+                    fail=result.fail,
+                    script=TRIM,
+                )
+
+            self.run([trim_call(p, r) for p, r in pending])
+            pending = more
+
+    # -- delete ---------------------------------------------------------------------
+
+    def delete(
+        self,
+        topics: list[TopicIntent],
+        groups: list[GroupIntent],
+        states: dict[str, StreamState],
+    ) -> list[Result]:
+        calls: list[Call] = []
+        group_results = [self._delete_group(g, states[g.stream], calls) for g in groups]
+        topic_results = [self._delete_topic(t, states[t.stream], calls) for t in topics]
+        self.run(calls)
+        return [*group_results, *topic_results]
+
+    def _release(self, fields: Iterable[str], result: Result) -> Call:
+        names = list(fields)
+        return Call(build=lambda pipe: pipe.hdel(self.registry_key, *names), done=lambda _: None, fail=result.fail)
+
+    def _delete_group(self, intent: GroupIntent, state: StreamState, calls: list[Call]) -> Result:
+        result = _group_result(intent)
+        if state.failure:
+            result.fail(state.failure)
+            return result
+        record = state.group_owners.get(intent.group)
+        existing = state.groups.get(intent.group)
+        if record is None:
+            result.outcome = SKIPPED if existing else NOT_FOUND
+            if existing:
+                result.details.append("not managed by redistreams; left as is")
+            return result
+        if record.owner != intent.owner:
+            result.fail(
+                Failure(CONFLICT, f'group is managed by {describe_owner(record.owner, "ConsumerGroup")}; left as is')
+            )
+            return result
+        field_name = group_field(intent.stream, intent.group)
+        if intent.deletion_policy == "Delete" and record.created:
+            result.outcome = DELETED
+            if existing is not None:
+                calls.append(
+                    Call(
+                        build=lambda pipe: pipe.xgroup_destroy(intent.stream, intent.group),
+                        done=lambda _: None,
+                        fail=result.fail,
+                    )
+                )
+                if existing.pending:
+                    result.details.append(f"destroyed with {existing.pending} pending entries")
+            else:
+                result.details.append("group was already gone")
+        else:
+            result.outcome = RELEASED
+            result.details.append(
+                "deletionPolicy Retain: group left in place"
+                if intent.deletion_policy == "Retain"
+                else "group was adopted, not created by redistreams: left in place"
+            )
+        calls.append(self._release([field_name], result))
+        return result
+
+    def _delete_topic(self, intent: TopicIntent, state: StreamState, calls: list[Call]) -> Result:
+        result = _topic_result(intent)
+        if state.failure:
+            result.fail(state.failure)
+            return result
+        record = state.topic_owner
+        if record is None:
+            result.outcome = SKIPPED if state.type != "none" else NOT_FOUND
+            if state.type != "none":
+                result.details.append("not managed by redistreams; left as is")
+            return result
+        if record.owner != intent.owner:
+            result.fail(Failure(CONFLICT, f'stream is managed by {describe_owner(record.owner, "Topic")}; left as is'))
+            return result
+        fields = [topic_field(intent.stream)]
+        if intent.deletion_policy == "Delete" and record.created and state.type in ("stream", "none"):
+            result.outcome = DELETED
+            if state.exists:
+                key = intent.stream
+                calls.append(Call(build=lambda pipe: pipe.delete(key), done=lambda _: None, fail=result.fail))
+                fields.extend(group_field(intent.stream, g) for g in state.groups)
+                summary = f"removed stream with {state.length} entries"
+                if state.groups:
+                    summary += f" and {len(state.groups)} groups ({', '.join(sorted(state.groups))})"
+                result.details.append(summary)
+            else:
+                result.details.append("stream was already gone")
+        else:
+            result.outcome = RELEASED
+            if intent.deletion_policy == "Retain":
+                result.details.append("deletionPolicy Retain: stream left in place")
+            elif state.type not in ("stream", "none"):
+                result.details.append(f"key now holds a {state.type}; left untouched")
+            else:
+                result.details.append("stream was adopted, not created by redistreams: left in place")
+        calls.append(self._release(fields, result))
+        return result

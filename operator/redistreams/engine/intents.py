@@ -1,0 +1,100 @@
+"""What the engine is asked to make true, independent of where it was declared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..model import ConsumerGroup, Topic, parse_duration
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The declared resource that manages a stream or group.
+
+    ``cluster`` tells apart Kubernetes clusters (or CLI users) sharing one Redis; the CLI
+    and an operator using the same cluster id manage the same resources.
+    """
+
+    cluster: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_length: int | None = None
+    max_age_seconds: int | None = None
+    allow_trimming_unconsumed: bool = False
+
+    def describe(self) -> str:
+        from ..model import format_duration
+
+        limits = []
+        if self.max_length is not None:
+            limits.append(f"maxLength {self.max_length}")
+        if self.max_age_seconds is not None:
+            limits.append(f"maxAge {format_duration(self.max_age_seconds)}")
+        return ", ".join(limits)
+
+
+@dataclass(frozen=True)
+class TopicIntent:
+    label: str  # "topic/orders", for messages
+    owner: Owner
+    stream: str
+    retention: RetentionPolicy | None = None
+    deletion_policy: str = "Retain"
+
+
+@dataclass(frozen=True)
+class GroupIntent:
+    label: str  # "consumergroup/billing"
+    owner: Owner
+    topic: Owner
+    stream: str
+    group: str
+    start_id: str = "$"
+    deletion_policy: str = "Retain"
+
+
+def topic_intent(topic: Topic, cluster: str) -> TopicIntent:
+    retention = None
+    if topic.spec.retention is not None:
+        spec = topic.spec.retention
+        retention = RetentionPolicy(
+            max_length=spec.maxLength,
+            max_age_seconds=parse_duration(spec.maxAge) if spec.maxAge else None,
+            allow_trimming_unconsumed=spec.allowTrimmingUnconsumed,
+        )
+    return TopicIntent(
+        label=topic.label,
+        owner=Owner(cluster, topic.namespace, topic.name),
+        stream=topic.stream,
+        retention=retention,
+        deletion_policy=topic.spec.deletionPolicy,
+    )
+
+
+def group_intent(group: ConsumerGroup, topic: Topic, cluster: str) -> GroupIntent:
+    return GroupIntent(
+        label=group.label,
+        owner=Owner(cluster, group.namespace, group.name),
+        topic=Owner(cluster, topic.namespace, topic.name),
+        stream=topic.stream,
+        group=group.group,
+        start_id=group.spec.startId,
+        deletion_policy=group.spec.deletionPolicy,
+    )
+
+
+def intents_from(
+    topics: Iterable[Topic], groups: Iterable[tuple[ConsumerGroup, Topic]], cluster: str
+) -> tuple[list[TopicIntent], list[GroupIntent]]:
+    return (
+        [topic_intent(t, cluster) for t in topics],
+        [group_intent(g, t, cluster) for g, t in groups],
+    )

@@ -1,0 +1,244 @@
+"""Reading Redis: a bounded number of pipelined round trips per batch of streams.
+
+Per chunk of streams, one round trip reads XINFO STREAM, XINFO GROUPS and the ownership
+records; a second one, only when needed, reads key types of non-streams, the oldest
+pending entry of groups with pending entries, and exact lag where Redis reports none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import redis
+import redis.exceptions as rex
+
+from .errors import Failure, describe
+from .ids import StreamId
+from .ownership import OwnerRecord, group_field, topic_field
+from .scripts import COUNT_AFTER
+from .state import GroupState, StreamState
+
+LAG_COUNT_CAP = 100_000
+
+
+@dataclass
+class Stats:
+    """Work done against Redis, for benchmarks and for the no-op guarantee."""
+
+    round_trips: int = 0
+    commands: int = 0
+    writes: int = 0
+
+    def reset(self) -> None:
+        self.round_trips = self.commands = self.writes = 0
+
+
+class Pipeliner:
+    """Runs non-transactional pipelines and keeps Stats."""
+
+    def __init__(self, client: redis.Redis, stats: Stats, target: str = "") -> None:
+        self.client = client
+        self.stats = stats
+        self.target = target
+
+    def run(self, build: Callable[[Any], None], *, writes: int = 0) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        build(pipe)
+        size = len(pipe.command_stack)
+        if not size:
+            return []
+        self.stats.round_trips += 1
+        self.stats.commands += size
+        self.stats.writes += writes
+        return pipe.execute(raise_on_error=False)
+
+
+class ObservationError(Exception):
+    """Redis could not be read at all (unreachable, auth); carries the Failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class Observer:
+    def __init__(self, io: Pipeliner, registry_key: str, chunk_size: int = 500) -> None:
+        self.io = io
+        self.registry_key = registry_key
+        self.chunk_size = chunk_size
+
+    def observe(
+        self,
+        keys: Iterable[str],
+        *,
+        owner_groups: dict[str, Iterable[str]] | None = None,
+        detail_keys: Iterable[str] = (),
+        exact_lag: bool = False,
+        owners: bool = True,
+    ) -> dict[str, StreamState]:
+        """State of each stream key. Raises ObservationError if Redis cannot be reached."""
+        ordered = list(dict.fromkeys(keys))
+        owner_groups = owner_groups or {}
+        details = set(detail_keys)
+        states: dict[str, StreamState] = {}
+        server_time: int | None = None
+        for chunk in _chunks(ordered, self.chunk_size):
+            fields: list[tuple[str, str | None, str]] = []
+            if owners:
+                for key in chunk:
+                    fields.append((key, None, topic_field(key)))
+                    fields.extend((key, g, group_field(key, g)) for g in dict.fromkeys(owner_groups.get(key, ())))
+
+            def first(pipe: Any) -> None:
+                for key in chunk:
+                    pipe.xinfo_stream(key)
+                    pipe.xinfo_groups(key)
+                if fields:
+                    pipe.hmget(self.registry_key, [f for _, _, f in fields])
+                if server_time is None:
+                    pipe.time()
+
+            replies = self._run(first)
+            if server_time is None:
+                seconds, micros = replies.pop()
+                server_time = int(seconds) * 1000 + int(micros) // 1000
+            owner_reply = replies.pop() if fields else None
+            for index, key in enumerate(chunk):
+                states[key] = self._stream_state(key, replies[2 * index], replies[2 * index + 1])
+                states[key].server_time_ms = server_time
+            if owner_reply is not None:
+                self._apply_owners(states, fields, owner_reply)
+            self._second_pass(chunk, states, details, exact_lag)
+        return states
+
+    def _run(self, build: Callable[[Any], None]) -> list[Any]:
+        try:
+            return self.io.run(build)
+        except (rex.ConnectionError, rex.TimeoutError, rex.AuthenticationError) as exc:
+            raise ObservationError(describe(exc, self.io.target)) from exc
+
+    def _stream_state(self, key: str, info: Any, groups: Any) -> StreamState:
+        state = StreamState(key)
+        if isinstance(info, Exception):
+            text = str(info)
+            if "no such key" in text:
+                return state
+            if text.startswith("WRONGTYPE"):
+                state.type = "?"  # resolved in the second pass
+                return state
+            state.type = "unknown"
+            state.failure = describe(info, self.io.target)
+            return state
+        state.type = "stream"
+        state.length = int(info["length"])
+        state.first_id = info["first-entry"][0] if info.get("first-entry") else None
+        state.last_id = info["last-entry"][0] if info.get("last-entry") else None
+        state.last_generated_id = info.get("last-generated-id") or "0-0"
+        state.entries_added = _int_or_none(info.get("entries-added"))
+        state.max_deleted_id = info.get("max-deleted-entry-id")
+        if isinstance(groups, Exception):
+            state.failure = describe(groups, self.io.target)
+            return state
+        for g in groups:
+            state.groups[g["name"]] = GroupState(
+                name=g["name"],
+                consumers=int(g["consumers"]),
+                pending=int(g["pending"]),
+                last_delivered_id=g["last-delivered-id"],
+                entries_read=_int_or_none(g.get("entries-read")),
+                lag=_int_or_none(g.get("lag")),
+            )
+            group = state.groups[g["name"]]
+            group.lag_exact = group.lag is not None and group.lag <= state.length
+        return state
+
+    def _apply_owners(self, states: dict[str, StreamState], fields: list[tuple[str, str | None, str]], reply: Any) -> None:
+        if isinstance(reply, Exception):
+            failure = describe(reply, self.io.target)
+            if failure.reason == "WrongType":
+                failure = Failure(
+                    failure.reason, f'the ownership registry key "{self.registry_key}" holds another type'
+                )
+            for key, _, _ in fields:
+                states[key].failure = states[key].failure or failure
+            return
+        for (key, group, _), raw in zip(fields, reply):
+            record = OwnerRecord.decode(raw)
+            if record is None:
+                continue
+            if group is None:
+                states[key].topic_owner = record
+            else:
+                states[key].group_owners[group] = record
+
+    def _second_pass(self, chunk: list[str], states: dict[str, StreamState], details: set[str], exact_lag: bool) -> None:
+        calls: list[tuple[str, str, str | None]] = []  # (kind, key, group)
+
+        def build(pipe: Any) -> None:
+            lua_loaded = False
+            for key in chunk:
+                state = states[key]
+                if state.type == "?":
+                    pipe.type(key)
+                    calls.append(("type", key, None))
+                if not state.exists or state.failure:
+                    continue
+                for group in state.groups.values():
+                    if key in details and group.pending:
+                        pipe.xpending_range(key, group.name, "-", "+", 1)
+                        calls.append(("pending", key, group.name))
+                    if exact_lag and self._needs_count(state, group):
+                        if not lua_loaded:
+                            COUNT_AFTER.load(pipe)
+                            calls.append(("load", key, None))
+                            lua_loaded = True
+                        COUNT_AFTER.call(pipe, [key], [group.last_delivered_id, LAG_COUNT_CAP])
+                        calls.append(("count", key, group.name))
+
+        if not any(states[k].type == "?" for k in chunk) and not (details or exact_lag):
+            return
+        replies = self._run(build)
+        for (kind, key, group), reply in zip(calls, replies):
+            state = states[key]
+            if isinstance(reply, Exception):
+                if kind == "load":
+                    continue
+                if kind != "type" and group is not None and state.groups[group].lag is None:
+                    continue  # lag stays unknown; not worth failing the stream
+                state.failure = state.failure or describe(reply, self.io.target)
+                continue
+            if kind == "type":
+                state.type = reply
+            elif kind == "pending" and reply:
+                entry = reply[0]
+                g = state.groups[group]  # type: ignore[index]
+                g.oldest_pending_id = entry["message_id"]
+                g.oldest_pending_idle_ms = int(entry["time_since_delivered"])
+                g.oldest_pending_deliveries = int(entry["times_delivered"])
+            elif kind == "count":
+                g = state.groups[group]  # type: ignore[index]
+                g.lag = int(reply)
+                g.lag_exact = int(reply) < LAG_COUNT_CAP
+
+    @staticmethod
+    def _needs_count(state: StreamState, group: GroupState) -> bool:
+        """True when Redis' lag is missing or cannot be right and must be counted."""
+        if group.lag_exact:
+            return False
+        if state.length == 0 or state.first_id is None:
+            group.lag, group.lag_exact = 0, True
+            return False
+        if StreamId.parse(group.last_delivered_id) < StreamId.parse(state.first_id):
+            group.lag, group.lag_exact = state.length, True
+            return False
+        return True

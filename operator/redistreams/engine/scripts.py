@@ -1,0 +1,41 @@
+"""Lua scripts used where atomicity matters (stream creation, safe trimming).
+
+Scripts run with EVALSHA; a ``SCRIPT LOAD`` is queued in front of them in the same
+pipeline, so a server that lost its script cache (restart, failover) costs no extra
+round trip and no NOSCRIPT handling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    name: str
+
+    @cached_property
+    def source(self) -> str:
+        return resources.files(__package__).joinpath("lua", f"{self.name}.lua").read_text(encoding="utf-8")
+
+    @cached_property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+    def load(self, pipe: Any) -> None:
+        pipe.execute_command("SCRIPT", "LOAD", self.source)
+
+    def call(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+ENSURE_STREAM = LuaScript("ensure_stream")
+TRIM = LuaScript("trim")
+COUNT_AFTER = LuaScript("count_after")
+
+# The temporary group ensure_stream.lua uses on a key that did not exist a moment ago.
+INIT_GROUP = "redistreams:init"

@@ -1,0 +1,63 @@
+"""What the engine observed in Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Failure
+from .ids import StreamId
+from .ownership import OwnerRecord
+
+
+@dataclass
+class GroupState:
+    name: str
+    consumers: int = 0
+    pending: int = 0
+    last_delivered_id: str = "0-0"
+    entries_read: int | None = None
+    lag: int | None = None
+    # Filled when details are asked for (status, retention planning).
+    oldest_pending_id: str | None = None
+    oldest_pending_idle_ms: int | None = None
+    oldest_pending_deliveries: int | None = None
+    lag_exact: bool = False
+
+    def safe_bound(self) -> tuple[StreamId, str]:
+        """The oldest ID this group still needs, and why: entries below it may go."""
+        bound = StreamId.parse(self.last_delivered_id).successor()
+        if self.pending and self.oldest_pending_id is not None:
+            oldest = StreamId.parse(self.oldest_pending_id)
+            if oldest < bound:
+                return oldest, "pending"
+        return bound, "undelivered"
+
+
+@dataclass
+class StreamState:
+    key: str
+    type: str = "none"  # "none" when missing, "stream", or the type of another value
+    length: int = 0
+    first_id: str | None = None
+    last_id: str | None = None
+    last_generated_id: str = "0-0"
+    entries_added: int | None = None
+    max_deleted_id: str | None = None
+    groups: dict[str, GroupState] = field(default_factory=dict)
+    topic_owner: OwnerRecord | None = None
+    group_owners: dict[str, OwnerRecord] = field(default_factory=dict)
+    failure: Failure | None = None
+    server_time_ms: int | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.type == "stream"
+
+    def safe_bound(self) -> tuple[StreamId, str, str] | None:
+        """The lowest bound over all groups: (bound, group, reason), None without groups."""
+        best = None
+        for group in self.groups.values():
+            bound, reason = group.safe_bound()
+            if best is None or bound < best[0]:
+                best = (bound, group.name, reason)
+        return best

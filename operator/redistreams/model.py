@@ -1,0 +1,303 @@
+"""The resource model: Topic and ConsumerGroup, redistreams.dev/v1alpha1.
+
+These pydantic models are the single source of truth for the schema. The CLI validates
+manifests with them and the CRDs are generated from their JSON schema, so every rule
+here is expressed in a form the Kubernetes API server can enforce too (OpenAPI
+keywords plus CEL rules in ``x-kubernetes-validations``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+API_GROUP = "redistreams.dev"
+API_VERSION = "v1alpha1"
+API = f"{API_GROUP}/{API_VERSION}"
+KINDS = ("Topic", "ConsumerGroup")
+DEFAULT_NAMESPACE = "default"
+
+# Patterns are RE2-compatible (the API server uses Go regexps) and mean the same in Python.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+START_ID_PATTERN = r"^(\$|0|[0-9]+-[0-9]+)$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+STREAM_NAME_MAX = 1024
+GROUP_NAME_MAX = 256
+DURATION_MAX = 32
+INT64_MAX = 2**63 - 1
+
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``90s``, ``15m``, ``36h``, ``7d`` or ``1h30m``."""
+    if (
+        not isinstance(text, str)
+        or not text
+        or len(text) > DURATION_MAX
+        or not re.fullmatch(DURATION_PATTERN, text)
+        or not re.search(r"[1-9]", text)
+    ):
+        raise ValueError(f'invalid duration "{text}" (use e.g. 90s, 15m, 36h, 7d, 1h30m)')
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration, for display (``3723`` -> ``1h2m3s``)."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in _DURATION_UNITS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _string_rule(pattern: str | None, max_length: int, describe: str) -> Any:
+    """A string checked by our own validator (clear messages) and published to the schema."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"must not be empty ({describe})")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        if compiled and not compiled.fullmatch(value):
+            raise ValueError(f'invalid value "{value}": {describe}')
+        return value
+
+    schema: dict[str, Any] = {"minLength": 1, "maxLength": max_length}
+    if pattern:
+        schema["pattern"] = pattern
+    return Annotated[str, AfterValidator(check), Field(json_schema_extra=schema)]
+
+
+DnsSubdomain = _string_rule(
+    DNS_SUBDOMAIN_PATTERN, 253, "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.')"
+)
+DnsLabel = _string_rule(DNS_LABEL_PATTERN, 63, "must be a lowercase DNS label (a-z, 0-9, '-')")
+StreamName = _string_rule(None, STREAM_NAME_MAX, "a Redis key")
+GroupName = _string_rule(None, GROUP_NAME_MAX, "a consumer group name")
+SecretKey = _string_rule(SECRET_KEY_PATTERN, 253, "must consist of letters, digits, '-', '_' or '.'")
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(
+        json_schema_extra={
+            "minLength": 2,
+            "maxLength": DURATION_MAX,
+            "pattern": DURATION_PATTERN,
+            "x-kubernetes-validations": [
+                {"rule": "self.matches('[1-9]')", "message": "duration must be greater than zero"}
+            ],
+        }
+    ),
+]
+
+
+def _check_start_id(value: str) -> str:
+    if not re.fullmatch(START_ID_PATTERN, value):
+        raise ValueError(f'invalid start ID "{value}" (use $, 0 or an entry ID <ms>-<seq>)')
+    return value
+
+
+StartId = Annotated[
+    str,
+    AfterValidator(_check_start_id),
+    Field(json_schema_extra={"minLength": 1, "maxLength": 41, "pattern": START_ID_PATTERN}),
+]
+
+DeletionPolicy = Literal["Retain", "Delete"]
+
+
+class _Spec(BaseModel):
+    """Strict like the API server: no type coercion, unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SecretRef(_Spec):
+    name: DnsSubdomain = Field(description="Secret in the resource's namespace.")
+    key: SecretKey = Field("url", description="Key in the Secret holding the Redis URL.")
+
+
+class Connection(_Spec):
+    secretRef: SecretRef = Field(description="Secret with the Redis URL for this Topic.")
+
+
+class Retention(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.maxLength) || has(self.maxAge)",
+                    "message": "set maxLength or maxAge",
+                }
+            ]
+        }
+    )
+
+    maxLength: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="Keep at most this many entries."
+    )
+    maxAge: Duration | None = Field(None, description="Trim entries older than this.")
+    allowTrimmingUnconsumed: bool = Field(
+        False,
+        description="Allow trimming entries that a consumer group has not yet received "
+        "or acknowledged. Off by default: retention then stops at the oldest such entry.",
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_limit(self) -> Retention:
+        if self.maxLength is None and self.maxAge is None:
+            raise ValueError("set maxLength or maxAge")
+        return self
+
+
+class TopicSpec(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.streamName) == has(oldSelf.streamName)",
+                    "message": "streamName is immutable",
+                }
+            ]
+        }
+    )
+
+    streamName: StreamName | None = Field(
+        None,
+        description="The Redis stream key (may contain '/' and ':'). Defaults to metadata.name.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "streamName is immutable"}
+            ]
+        },
+    )
+    retention: Retention | None = None
+    deletionPolicy: DeletionPolicy = Field(
+        "Retain",
+        description="Retain keeps the stream when the Topic is deleted; Delete removes it "
+        "if redistreams created it.",
+    )
+    connection: Connection | None = Field(
+        None, description="Redis to use instead of the operator's default (operator only)."
+    )
+
+
+class TopicRef(_Spec):
+    name: DnsSubdomain = Field(description="A Topic in the same namespace.")
+
+
+class ConsumerGroupSpec(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.groupName) == has(oldSelf.groupName)",
+                    "message": "groupName is immutable",
+                }
+            ]
+        }
+    )
+
+    topicRef: TopicRef = Field(
+        description="The Topic whose stream this group reads.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "topicRef is immutable"}
+            ]
+        },
+    )
+    groupName: GroupName | None = Field(
+        None,
+        description="The consumer group name in Redis. Defaults to metadata.name.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "groupName is immutable"}
+            ]
+        },
+    )
+    startId: StartId = Field(
+        "$",
+        description="Where a new group starts: $ (only new entries), 0 (the whole stream) "
+        "or an entry ID. Used only when the group is created.",
+    )
+    deletionPolicy: DeletionPolicy = Field(
+        "Retain",
+        description="Retain keeps the group when the resource is deleted; Delete destroys "
+        "it if redistreams created it.",
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes metadata we use; the rest (uid, managedFields…) is ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    name: DnsSubdomain
+    namespace: DnsLabel | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    apiVersion: Literal["redistreams.dev/v1alpha1"]
+    metadata: ObjectMeta
+    status: dict[str, Any] | None = None  # written by the operator; ignored on input
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or DEFAULT_NAMESPACE
+
+    @property
+    def label(self) -> str:
+        """kubectl-style short reference, e.g. ``topic/orders``."""
+        return f"{self.kind.lower()}/{self.name}"  # type: ignore[attr-defined]
+
+
+class Topic(_Resource):
+    kind: Literal["Topic"]
+    spec: TopicSpec = Field(default_factory=TopicSpec)
+
+    @property
+    def stream(self) -> str:
+        return self.spec.streamName or self.metadata.name
+
+
+class ConsumerGroup(_Resource):
+    kind: Literal["ConsumerGroup"]
+    spec: ConsumerGroupSpec
+
+    @property
+    def group(self) -> str:
+        return self.spec.groupName or self.metadata.name
+
+
+Resource = Topic | ConsumerGroup
+RESOURCE_MODELS: dict[str, type[Topic] | type[ConsumerGroup]] = {
+    "Topic": Topic,
+    "ConsumerGroup": ConsumerGroup,
+}
