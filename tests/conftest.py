@@ -1,0 +1,64 @@
+"""Shared fixtures: real redis-server processes, the CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def make_redis() -> Iterator:
+    """Factory for extra servers (replicas, ACL setups…); all are stopped afterwards."""
+    servers: list[RedisServer] = []
+
+    def make(*args: str, **kwargs: object) -> RedisServer:
+        server = RedisServer(*args, **kwargs)  # type: ignore[arg-type]
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+class CLI:
+    """Runs the installed ``redistreams`` entry point like a user would."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+
+    def __call__(self, *args: str, input: str | None = None, url: str | None = None,
+                 timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ)
+        full_env.pop("REDIS_URL", None)
+        if env:
+            full_env.update(env)
+        cmd = [sys.executable, "-m", "redistreams.cli"]
+        target = url or self.url
+        if target:
+            cmd += ["--redis-url", target]
+        return subprocess.run(cmd + list(args), input=input, capture_output=True, text=True,
+                              timeout=timeout, env=full_env, cwd=ROOT)
+
+
+@pytest.fixture
+def cli(redis_server: RedisServer) -> CLI:
+    return CLI(redis_server.url)

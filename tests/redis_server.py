@@ -1,0 +1,109 @@
+"""Real redis-server processes for tests, each on its own free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server; ``stop()``/``start()`` simulate outages and restarts."""
+
+    def __init__(self, *extra_args: str, persistence: bool = False) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="redistreams-redis-"))
+        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.persistence = persistence
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_socket(self) -> Path:
+        return self.dir / "redis.sock"
+
+    def args(self) -> list[str]:
+        args = [
+            REDIS_SERVER,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--unixsocket", str(self.unix_socket),
+            "--unixsocketperm", "700",
+            "--logfile", str(self.dir / "redis.log"),
+            "--daemonize", "no",
+        ]
+        if not self.persistence:
+            args += ["--save", "", "--appendonly", "no"]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.process = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited early: {self.log_tail()}")
+            try:
+                if self.client().ping():
+                    return self
+            except (redis.ConnectionError, redis.BusyLoadingError, OSError):
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        options: dict[str, object] = {"decode_responses": True, "socket_timeout": 5, "protocol": 2}
+        options.update(kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
+
+    def dirty(self) -> int:
+        """Redis' count of writes since the last save: unchanged means nothing was written."""
+        return int(self.client().info("persistence")["rdb_changes_since_last_save"])
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.dir / "redis.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def redis_env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["REDIS_URL"] = url
+    return env
