@@ -24,11 +24,12 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server; ``stop()``/``start()`` simulate outages and restarts."""
 
-    def __init__(self, *extra_args: str, persistence: bool = False) -> None:
+    def __init__(self, *extra_args: str, persistence: bool = False, password: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="redistreams-redis-"))
         self.port = free_port()
         self.extra_args = list(extra_args)
         self.persistence = persistence
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +53,8 @@ class RedisServer:
         ]
         if not self.persistence:
             args += ["--save", "", "--appendonly", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
         return args + self.extra_args
 
     def start(self, timeout: float = 10.0) -> RedisServer:
@@ -88,7 +91,9 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self, **kwargs: object) -> redis.Redis:
-        options: dict[str, object] = {"decode_responses": True, "socket_timeout": 5, "protocol": 2}
+        options: dict[str, object] = {
+            "decode_responses": True, "socket_timeout": 5, "protocol": 2, "password": self.password,
+        }
         options.update(kwargs)
         return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
 

@@ -411,7 +411,10 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
         click.echo(yaml.safe_dump({"streams": entries}, sort_keys=False, allow_unicode=True), nl=False)
     else:
         _print_status_table(entries)
-    if any("error" in e for e in entries):
+    errors = list(dict.fromkeys(e["error"] for e in entries if "error" in e))
+    if errors:
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_INVALID)
     missing = any(not e["exists"] or any(not g["exists"] for g in e.get("groups", [])) for e in entries)
     sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)

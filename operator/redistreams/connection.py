@@ -43,7 +43,7 @@ class RedisTarget:
         """The URL without its password, safe to print and to store in status."""
         return redact(self.url)
 
-    def client(self, *, name: str = "redistreams") -> redis.Redis:
+    def client(self) -> redis.Redis:
         scheme = urlsplit(self.url).scheme
         if scheme not in SCHEMES:
             raise ConnectionConfigError(
@@ -51,24 +51,30 @@ class RedisTarget:
             )
         retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), self.retries)
         try:
-            return redis.Redis.from_url(
+            client = redis.Redis.from_url(
                 _without_go_params(self.url),
                 decode_responses=True,
                 encoding_errors="surrogateescape",
                 socket_timeout=self.socket_timeout,
                 socket_connect_timeout=self.connect_timeout,
                 retry=retry,
-                client_name=name,
                 protocol=2,
             )
-        except ValueError as exc:
+            # Connections are made lazily; building one now turns an unknown URL
+            # parameter into a clear error instead of a failure at first use.
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
             raise ConnectionConfigError(f"invalid Redis URL {self.display}: {exc}") from exc
+        return client
 
 
 def _without_go_params(url: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _GO_ONLY_PARAMS or k == "db"]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _GO_ONLY_PARAMS or k == "db"]
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 def redact(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Iterable
 
@@ -60,10 +61,12 @@ class ManifestSet:
         return [r.resource for r in self.resources if isinstance(r.resource, ConsumerGroup)]
 
     def topic_for(self, group: ConsumerGroup) -> Topic:
-        for topic in self.topics:
-            if topic.namespace == group.namespace and topic.name == group.spec.topicRef.name:
-                return topic
-        raise KeyError(group.spec.topicRef.name)
+        """The Topic a group refers to (validated to exist by Loader.finish)."""
+        return self._topics_by_name[(group.namespace, group.spec.topicRef.name)]
+
+    @cached_property
+    def _topics_by_name(self) -> dict[tuple[str, str], Topic]:
+        return {(t.namespace, t.name): t for t in self.topics}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

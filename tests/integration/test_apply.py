@@ -160,8 +160,8 @@ def test_adoption_changes_nothing_and_is_never_deleted(cli, redis_server: RedisS
     path = write(tmp_path, manifests)
     result = cli("apply", "-f", path)
     assert result.returncode == 0, result.stderr
-    assert "topic/topics-1 configured: adopting existing stream (3 entries, 1 groups)" in result.stdout
-    assert "consumergroup/group1 configured: adopting existing group" in result.stdout
+    assert "topic/topics-1 configured: adopted existing stream (3 entries, 1 group)" in result.stdout
+    assert "consumergroup/group1 configured: adopted existing group" in result.stdout
     assert r.xrange("topics/1") == stream_before
     assert r.xinfo_groups("topics/1") == groups_before
     deleted = cli("delete", "-f", path)

@@ -12,6 +12,10 @@ from .ownership import OwnerRecord
 from .state import GroupState, StreamState
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 def describe_owner(owner: Owner, kind: str) -> str:
     return f'{kind} "{owner.namespace}/{owner.name}" (cluster "{owner.cluster}")'
 
@@ -109,7 +113,8 @@ def plan_topic(intent: TopicIntent, state: StreamState) -> TopicPlan:
     _claim(plan, current, OwnerRecord(intent.owner, created))
     if state.exists and current is None:
         plan.notes.append(
-            f"adopting existing stream ({state.length} entries, {len(state.groups)} groups) without changing it"
+            f"adopted existing stream ({plural(state.length, 'entry', 'entries')}, "
+            f"{plural(len(state.groups), 'group')})"
         )
     elif plan.create_stream and current is not None:
         plan.notes.append("stream was deleted outside redistreams; re-creating it")
@@ -172,8 +177,8 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
     _claim(plan, current, OwnerRecord(intent.owner, current.created if current else False))
     if current is None:
         plan.notes.append(
-            f"adopting existing group at {plan.existing.last_delivered_id} "
-            f"({plan.existing.pending} pending, {plan.existing.consumers} consumers) without moving it"
+            f"adopted existing group at {plan.existing.last_delivered_id} without moving it "
+            f"({plan.existing.pending} pending, {plural(plan.existing.consumers, 'consumer')})"
         )
     if intent.start_id != "$":
         plan.start_id_note = (
