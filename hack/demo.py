@@ -1,0 +1,84 @@
+"""`make run`: the seed's warning scenario, solved, on a throwaway local Redis.
+
+1. start redis-server on a free loopback port;
+2. `redistreams apply -f examples/` provisions streams and groups;
+3. a publisher sends before any consumer runs (entries in the Go driver's format);
+4. a group created the seed README's way, with `$` after publishing, sees nothing;
+5. the consumer of the provisioned group, started last, still receives every message;
+6. `redistreams status` shows the result.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # reuse the test suite's redis-server launcher
+
+from redis_server import RedisServer  # noqa: E402
+
+TOPIC = "topics/1"
+GROUP = "group1"
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def redistreams(url: str, *args: str) -> None:
+    print("$ redistreams " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "redistreams.cli", "--redis-url", url, *args], check=False, cwd=ROOT)
+
+
+def go_headers(metadata: dict[str, str]) -> bytes:
+    """The `headers` field as Go's encoding/json writes a map[string]string."""
+    text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, escaped)
+    return text.encode()
+
+
+def main() -> None:
+    server = RedisServer().start()
+    try:
+        url = server.url
+        step(f"local redis-server on {url}")
+        step("provision the examples before any publisher runs")
+        redistreams(url, "apply", "-f", str(ROOT / "examples"))
+
+        r = server.client(decode_responses=False)
+        step(f"a publisher sends 3 messages to {TOPIC}; no consumer is running yet")
+        for i in range(3):
+            entry_id = r.xadd(TOPIC, {"headers": go_headers({"n": str(i)}), "body": f"Hello, World! #{i}".encode()})
+            print(f"   sent {entry_id.decode()}")
+
+        step("without provisioning: a group created now with $ (as the seed README shows) sees nothing")
+        r.xgroup_create(TOPIC, "created-too-late", "$")
+        late = r.xreadgroup("created-too-late", "cons1", {TOPIC: ">"}, count=10)
+        print(f"   created-too-late received {sum(len(entries) for _, entries in late)} messages")
+
+        step(f"with provisioning: the consumer of {GROUP} starts last and receives every message")
+        # What the Go driver does on open and on receive: XGROUP CREATE (BUSYGROUP ignored),
+        # then XREADGROUP with ">", then XACK.
+        try:
+            r.xgroup_create(TOPIC, GROUP, "0", mkstream=True)
+        except Exception as exc:  # noqa: BLE001 - BUSYGROUP is the expected answer
+            print(f"   XGROUP CREATE: {exc}")
+        received = r.xreadgroup(GROUP, "cons1", {TOPIC: ">"}, count=10)
+        for _, entries in received:
+            for entry_id, fields in entries:
+                print(f"   {GROUP} got {entry_id.decode()}: {fields[b'body'].decode()} headers={fields[b'headers'].decode()}")
+                r.xack(TOPIC, GROUP, entry_id)
+
+        step("status")
+        redistreams(url, "status")
+    finally:
+        server.close()
+    print("\nstopped the local redis-server", flush=True)
+
+
+if __name__ == "__main__":
+    main()
