@@ -6,7 +6,9 @@ redis-py client (whatever the topology) and intents (what should exist).
 
 from __future__ import annotations
 
-from typing import Iterable
+import gc
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import redis
 import redis.exceptions as rex
@@ -38,6 +40,21 @@ __all__ = [
     "TopicPlan",
     "intents_from",
 ]
+
+
+@contextmanager
+def _collector_paused(size: int) -> Iterator[None]:
+    """Big batches allocate many small, acyclic objects; Python's cyclic collector would
+    rescan the whole heap several times per batch (a third of the time at 40,000
+    resources). Pause it for the batch; it resumes, with nothing lost, afterwards."""
+    if size < 1000 or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Engine:
@@ -100,15 +117,19 @@ class Engine:
     # -- changes ----------------------------------------------------------------
 
     def plan(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
-        return make_plan(topics, groups, self.observe_intents(topics, groups))
+        with _collector_paused(len(topics) + len(groups)):
+            return make_plan(topics, groups, self.observe_intents(topics, groups))
 
     def apply(self, plan: Plan) -> list[Result]:
-        return self.applier.apply(plan)
+        with _collector_paused(len(plan.topics) + len(plan.groups)):
+            return self.applier.apply(plan)
 
     def reconcile(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
         """Observe, plan and apply in one go."""
-        return self.apply(self.plan(topics, groups))
+        with _collector_paused(len(topics) + len(groups)):
+            return self.apply(self.plan(topics, groups))
 
     def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
-        states = self.observe_intents(topics, groups)
-        return self.applier.delete(topics, groups, states)
+        with _collector_paused(len(topics) + len(groups)):
+            states = self.observe_intents(topics, groups)
+            return self.applier.delete(topics, groups, states)
