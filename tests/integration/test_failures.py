@@ -160,3 +160,35 @@ def test_go_redis_url_options_are_accepted(cli, redis_server: RedisServer, tmp_p
     url = redis_server.url + "?dial_timeout=3s&read_timeout=2s&pool_size=5"
     result = cli("apply", "-f", write(tmp_path, TOPICS), url=url)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_documented_acl_is_enough(cli, redis_server: RedisServer, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("A minimal ACL user")[1].split("```")[1]
+    words = " ".join(block.split()).replace(">SECRET", ">pw").split()
+    assert words[:2] == ["ACL", "SETUSER"]
+    r = redis_server.client()
+    r.execute_command(*words)
+    url = f"redis://redistreams:pw@127.0.0.1:{redis_server.port}/0"
+    r.xadd("orders", {"body": "old"})
+    manifests = (
+        topic("topics-1", streamName="topics/1", deletionPolicy="Delete", retention={"maxLength": 1})
+        + group("group1", "topics-1", deletionPolicy="Delete")
+        + topic("orders", retention={"maxAge": "1h"})
+        + group("billing", "orders")
+    )
+    path = write(tmp_path, manifests)
+    for command in (["plan", "-f", path], ["apply", "-f", path], ["apply", "-f", path], ["status"],
+                    ["status", "-f", path], ["wait", "-f", path, "--timeout", "5s"], ["export"]):
+        result = cli(*command, url=url)
+        assert result.returncode in (0, 1) if command[0] == "plan" else result.returncode == 0, (command, result.stderr)
+        assert "permission" not in result.stderr.lower(), (command, result.stderr)
+    r.xadd("topics/1", {"body": "1"})
+    r.xadd("topics/1", {"body": "2"})
+    r.xreadgroup("group1", "c", {"topics/1": ">"})
+    r.xack("topics/1", "group1", *[e[0] for e in r.xrange("topics/1")])
+    trimmed = cli("apply", "-f", path, url=url)
+    assert "trimmed 1 entry (maxLength 1)" in trimmed.stdout, trimmed.stderr
+    deleted = cli("delete", "-f", path, url=url)
+    assert deleted.returncode == 0, deleted.stderr
+    assert r.exists("topics/1") == 0

@@ -112,3 +112,15 @@ def test_long_trims_go_in_bounded_steps(redis_server: RedisServer) -> None:
     assert r.xlen("big") == 100
     # 13 trim calls of at most 1000 entries, pipelined one per round trip.
     assert engine.stats.round_trips <= 1 + 1 + 13
+
+
+def test_safe_point_arithmetic_at_the_sequence_limit(cli, redis_server: RedisServer, tmp_path: Path) -> None:
+    r = redis_server.client()
+    top = 2**64 - 1
+    for entry_id in (f"5-{top - 1}", f"5-{top}", "6-0", "6-1"):
+        r.xadd("edge", {"body": entry_id}, id=entry_id)
+    r.xgroup_create("edge", "g", f"5-{top}")  # delivered up to the last ID with sequence 2^64-1
+    result = cli("apply", "-f", write(tmp_path, topic("edge", retention={"maxLength": 1})))
+    assert result.returncode == 0, result.stderr
+    assert "trimmed 2 entries" in result.stdout
+    assert [e[0] for e in r.xrange("edge")] == ["6-0", "6-1"]

@@ -16,7 +16,7 @@ from .errors import CONFLICT, WRONG_TYPE, Failure, describe, is_connection_probl
 from .intents import GroupIntent, TopicIntent
 from .observe import Pipeliner
 from .ownership import OwnerRecord, group_field, topic_field
-from .plan import GroupPlan, Plan, TopicPlan, describe_owner
+from .plan import GroupPlan, Plan, TopicPlan, describe_owner, plural
 from .scripts import ENSURE_STREAM, INIT_GROUP, TRIM, LuaScript
 from .state import StreamState
 
@@ -317,7 +317,7 @@ class Applier:
                         return
                     result.details = [d for d in result.details if not d.startswith("trim ")]
                     if result.trimmed:
-                        result.details.append(f"trimmed {result.trimmed} entries ({retention.describe()})")
+                        result.details.append(f"trimmed {plural(result.trimmed, 'entry', 'entries')} ({retention.describe()})")
                     if blocker:
                         g = p.state.groups.get(blocker)
                         what = (
