@@ -119,6 +119,21 @@ def _intents(manifests: ManifestSet, settings: Settings) -> tuple[list[Any], lis
     )
 
 
+def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
+              cluster_id: str | None) -> tuple[Engine, list[Any], list[Any]]:
+    """Settings, validated manifests (exit 2 on bad input) and an engine, for -f commands."""
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    topics, groups = _intents(_load(paths, settings), settings)
+    return settings.engine(), topics, groups
+
+
+def manifest_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that reads manifests and changes or plans takes."""
+    for decorator in (click.pass_context, output_option("text", "json"), connection_options, files_option(True)):
+        func = decorator(func)
+    return func
+
+
 def _progress(message: str) -> Any:
     """A spinner on an interactive terminal, nothing otherwise."""
     console = _stderr()
@@ -153,17 +168,11 @@ def cli(**_: Any) -> None:
 
 
 @cli.command()
-@files_option(required=True)
-@connection_options
-@output_option("text", "json")
-@click.pass_context
+@manifest_command
 def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
           cluster_id: str | None, output: str) -> None:
     """Create streams and groups, adopt existing ones, enforce retention."""
-    settings = _settings(ctx, redis_url, namespace, cluster_id)
-    manifests = _load(paths, settings)
-    topics, groups = _intents(manifests, settings)
-    engine = settings.engine()
+    engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
     with _progress(f"applying {len(topics)} topics and {len(groups)} groups to {engine.target}"):
         results = engine.reconcile(topics, groups)
     _print_results(results, output)
@@ -206,17 +215,11 @@ def _plan_lines(plan: Plan) -> list[tuple[str, str, str]]:
 
 
 @cli.command()
-@files_option(required=True)
-@connection_options
-@output_option("text", "json")
-@click.pass_context
+@manifest_command
 def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
          cluster_id: str | None, output: str) -> None:
     """Show what apply would change. Exit 0 in sync, 1 differences, 2 error."""
-    settings = _settings(ctx, redis_url, namespace, cluster_id)
-    manifests = _load(paths, settings)
-    topics, groups = _intents(manifests, settings)
-    engine = settings.engine()
+    engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
     the_plan = engine.plan(topics, groups)
     rows = _plan_lines(the_plan)
     if output == "json":
@@ -246,10 +249,7 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
 
 
 @cli.command()
-@files_option(required=True)
-@connection_options
-@output_option("text", "json")
-@click.pass_context
+@manifest_command
 def delete(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
            cluster_id: str | None, output: str) -> None:
     """Delete (deletionPolicy Delete) or release (Retain) what the manifests declare.
@@ -257,10 +257,8 @@ def delete(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, na
     Only streams and groups that redistreams created and that these resources own are
     ever deleted; everything else is released and left in place.
     """
-    settings = _settings(ctx, redis_url, namespace, cluster_id)
-    manifests = _load(paths, settings)
-    topics, groups = _intents(manifests, settings)
-    results = settings.engine().delete(topics, groups)
+    engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
+    results = engine.delete(topics, groups)
     _print_results(results, output)
     sys.exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)
 
