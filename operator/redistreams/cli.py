@@ -584,6 +584,43 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
     click.echo(f"exported {len(keys)} streams", err=True)
 
 
+@cli.command("operator")
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Watch only this namespace (repeatable). Default: all namespaces.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Watch all namespaces (the default).")
+@click.option("--redis-url", metavar="URL", help="Default Redis (default: $REDIS_URL).")
+@click.option("--cluster-id", envvar="REDISTREAMS_CLUSTER_ID", default="default", show_default=True,
+              help="Owner identity of this cluster in Redis' ownership records.")
+@click.option("--resync-interval", default="60s", show_default=True, help="Drift check period (±10% jitter).")
+@click.option("--status-interval", default="30s", show_default=True,
+              help="Write changing figures (length, lag…) to status at most this often.")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="Liveness endpoint URL, or empty to disable.")
+@click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_url: str | None, cluster_id: str,
+                     resync_interval: str, status_interval: str, liveness: str, log_format: str,
+                     verbose: bool) -> None:
+    """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
+    from .controller.handlers import OperatorConfig
+    from .controller.main import run
+
+    if all_namespaces and namespaces:
+        fail("give either --namespace or --all-namespaces")
+    config = OperatorConfig(
+        cluster_id=cluster_id,
+        redis_url=redis_url or ctx_url(),
+        resync_interval=_duration_option(resync_interval),
+        status_interval=_duration_option(status_interval),
+    )
+    run(config, list(namespaces), liveness or None, verbose, log_format)
+
+
+def ctx_url() -> str:
+    root = click.get_current_context().find_root().params
+    return root.get("redis_url") or default_url()
+
+
 def main() -> None:
     try:
         cli(prog_name="redistreams")

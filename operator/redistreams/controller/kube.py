@@ -1,0 +1,75 @@
+"""The few Kubernetes API calls kopf does not make for us: reading Secrets and writing
+status from the periodic resync. aiohttp (already a kopf dependency) with the
+credentials kopf logged in with."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from typing import Any
+
+import aiohttp
+import kopf
+
+from ..model import API_GROUP, API_VERSION
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class KubeAPI:
+    def __init__(self, info: kopf.ConnectionInfo) -> None:
+        self.server = info.server.rstrip("/")
+        context = ssl.create_default_context()
+        if info.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if info.ca_path:
+            context.load_verify_locations(cafile=str(info.ca_path))
+        if info.ca_data:
+            data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+            if "BEGIN CERTIFICATE" not in data:
+                data = base64.b64decode(data).decode()
+            context.load_verify_locations(cadata=data)
+        if info.certificate_path and info.private_key_path:
+            context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+        self.headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
+        self._ssl = context
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self.headers, connector=aiohttp.TCPConnector(ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        async with self._session.request(method, self.server + path, **kwargs) as response:
+            if response.status >= 400:
+                raise KubeError(response.status, await response.text())
+            return await response.json()
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value, or None when the Secret or the key does not exist."""
+        try:
+            secret = await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw = (secret.get("data") or {}).get(key)
+        return None if raw is None else base64.b64decode(raw).decode()
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._request(
+            "PATCH",
+            f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{plural}/{name}/status",
+            json={"status": status},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,47 @@
+"""`redistreams operator`: run the kopf operator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import kopf
+
+from .handlers import OperatorConfig, register
+
+
+def build(config: OperatorConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    register(registry, config)
+    return registry
+
+
+def operator_kwargs(config: OperatorConfig, namespaces: list[str], liveness: str | None) -> dict[str, Any]:
+    return dict(
+        registry=build(config),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,  # no peering objects: one active replica, strategy Recreate
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(),
+    )
+
+
+def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, verbose: bool, log_format: str) -> None:
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    kopf.run(**operator_kwargs(config, namespaces, liveness))
+
+
+def run_in_thread(config: OperatorConfig, namespaces: list[str] = (), liveness: str | None = None
+                  ) -> tuple[threading.Thread, threading.Event, threading.Event]:
+    """For tests and embedding: returns (thread, ready, stop)."""
+    ready, stop = threading.Event(), threading.Event()
+
+    def main() -> None:
+        asyncio.run(kopf.operator(ready_flag=ready, stop_flag=stop,
+                                  **operator_kwargs(config, list(namespaces), liveness)))
+
+    thread = threading.Thread(target=main, name="redistreams-operator", daemon=True)
+    thread.start()
+    return thread, ready, stop

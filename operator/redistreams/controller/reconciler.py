@@ -1,0 +1,322 @@
+"""From Kubernetes objects to engine batches and back to status.
+
+Handlers and the periodic resync both go through ``Reconciler.run``: resources are
+grouped by Redis connection and each group is one engine batch (a bounded number of
+pipelined round trips), run in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..connection import ConnectionConfigError, RedisTarget, redact
+from ..engine import Engine, Result
+from ..engine.intents import group_intent, topic_intent
+from ..engine.plan import GroupPlan, TopicPlan
+from ..manifests import describe_validation_error
+from ..model import ConsumerGroup, Topic
+from .conditions import (
+    GROUP_READY, INVALID_SPEC, PROVISIONING, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
+)
+from .kube import KubeAPI
+
+log = logging.getLogger("redistreams.operator")
+
+PAUSED_ANNOTATION = "redistreams.dev/paused"
+SKIP_CLEANUP_ANNOTATION = "redistreams.dev/skip-cleanup"
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass
+class Declared:
+    """The latest body of one of our objects, as the watch delivered it."""
+
+    kind: str
+    body: dict[str, Any]
+
+    @property
+    def key(self) -> Key:
+        meta = self.body["metadata"]
+        return (self.kind, meta.get("namespace") or "default", meta["name"])
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.body.get("status") or {}
+
+    @property
+    def generation(self) -> int | None:
+        return self.body["metadata"].get("generation")
+
+    @property
+    def paused(self) -> bool:
+        return (self.body["metadata"].get("annotations") or {}).get(PAUSED_ANNOTATION) == "true"
+
+    def model(self) -> Topic | ConsumerGroup:
+        data = {k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.body}
+        meta = data["metadata"]
+        data["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+        return (Topic if self.kind == "Topic" else ConsumerGroup).model_validate(data)
+
+
+@dataclass
+class Computed:
+    """What a reconcile produced for one resource: conditions input and status fields."""
+
+    outcome: Outcome
+    fields: dict[str, Any] = field(default_factory=dict)
+    result: Result | None = None
+    reset: bool = False
+
+
+class Reconciler:
+    def __init__(self, *, cluster_id: str, default_url: str, kube: KubeAPI | None = None,
+                 registry_key: str = "redistreams:owners") -> None:
+        self.cluster_id = cluster_id
+        self.default_url = default_url
+        self.kube = kube
+        self.registry_key = registry_key
+        self.objects: dict[Key, Declared] = {}
+        self._engines: dict[str, Engine] = {}
+        self._lock = asyncio.Lock()
+
+    # -- the watch feeds this -------------------------------------------------------
+
+    def remember(self, kind: str, body: dict[str, Any]) -> None:
+        declared = Declared(kind, dict(body))
+        self.objects[declared.key] = declared
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.objects.pop((kind, namespace, name), None)
+
+    def topic_of(self, group: Declared) -> Declared | None:
+        spec = group.body.get("spec") or {}
+        name = (spec.get("topicRef") or {}).get("name")
+        return self.objects.get(("Topic", group.key[1], name)) if name else None
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _url_for(self, topic: Topic) -> str | None:
+        if topic.spec.connection is None:
+            return self.default_url
+        if self.kube is None:
+            return None
+        ref = topic.spec.connection.secretRef
+        return await self.kube.secret_value(topic.namespace, ref.name, ref.key)
+
+    def engine(self, url: str) -> Engine:
+        engine = self._engines.get(url)
+        if engine is None:
+            target = RedisTarget(url)
+            engine = self._engines[url] = Engine(target.client(), target=target.display,
+                                                 registry_key=self.registry_key)
+        return engine
+
+    # -- reconcile ------------------------------------------------------------------
+
+    async def run(self, keys: list[Key]) -> dict[Key, Computed]:
+        """Reconcile these resources (and the Topics their groups need) in batches."""
+        async with self._lock:  # one engine pass at a time keeps Redis traffic ordered
+            return await self._run(keys)
+
+    async def _run(self, keys: list[Key]) -> dict[Key, Computed]:
+        computed: dict[Key, Computed] = {}
+        batches: dict[str, tuple[list[tuple[Key, Topic]], list[tuple[Key, ConsumerGroup, Topic]]]] = {}
+        topic_models: dict[Key, Topic] = {}
+        urls: dict[Key, str] = {}
+
+        async def topic_ready(key: Key) -> Topic | None:
+            """The Topic's model and URL, or None with the reason recorded."""
+            if key in topic_models:
+                return topic_models[key]
+            declared = self.objects.get(key)
+            if declared is None:
+                return None
+            try:
+                model = declared.model()
+            except ValidationError as exc:
+                computed[key] = Computed(Outcome(False, INVALID_SPEC, _validation_message(exc)))
+                return None
+            assert isinstance(model, Topic)
+            try:
+                url = await self._url_for(model)
+            except Exception as exc:  # noqa: BLE001 - reported in status, retried
+                computed[key] = Computed(Outcome(False, "KubernetesError", f"cannot read the connection Secret: {exc}"))
+                return None
+            if url is None:
+                ref = model.spec.connection.secretRef if model.spec.connection else None
+                what = f'Secret "{ref.name}" with key "{ref.key}"' if ref else "connection"
+                computed[key] = Computed(Outcome(False, SECRET_NOT_FOUND, f"{what} not found in namespace {model.namespace}"))
+                return None
+            topic_models[key] = model
+            urls[key] = url
+            return model
+
+        for key in dict.fromkeys(keys):
+            declared = self.objects.get(key)
+            if declared is None:
+                continue
+            if declared.kind == "Topic":
+                model = await topic_ready(key)
+                if model is not None and not declared.paused:
+                    batches.setdefault(urls[key], ([], []))[0].append((key, model))
+                continue
+            try:
+                group = declared.model()
+            except ValidationError as exc:
+                computed[key] = Computed(Outcome(False, INVALID_SPEC, _validation_message(exc)))
+                continue
+            assert isinstance(group, ConsumerGroup)
+            topic_decl = self.topic_of(declared)
+            if topic_decl is None:
+                computed[key] = Computed(Outcome(
+                    False, TOPIC_NOT_FOUND,
+                    f'Topic "{group.spec.topicRef.name}" not found in namespace {group.namespace}'))
+                continue
+            topic_model = await topic_ready(topic_decl.key)
+            if topic_model is None:
+                failure = computed.get(topic_decl.key)
+                computed[key] = Computed(Outcome(
+                    False, failure.outcome.reason if failure else TOPIC_NOT_FOUND,
+                    f"topic/{topic_decl.key[2]}: {failure.outcome.message if failure else 'not ready'}"))
+                continue
+            if declared.paused:
+                continue
+            topics, groups = batches.setdefault(urls[topic_decl.key], ([], []))
+            if not topic_decl.paused and all(k != topic_decl.key for k, _ in topics):
+                topics.append((topic_decl.key, topic_model))
+            groups.append((key, group, topic_model))
+
+        for url, (topics, groups) in batches.items():
+            try:
+                engine = self.engine(url)
+            except ConnectionConfigError as exc:
+                for key, *_ in [*topics, *groups]:
+                    computed[key] = Computed(Outcome(False, INVALID_SPEC, str(exc)))
+                continue
+            computed.update(await asyncio.to_thread(self._batch, engine, topics, groups))
+        return computed
+
+    def _batch(self, engine: Engine, topics: list[tuple[Key, Topic]],
+               groups: list[tuple[Key, ConsumerGroup, Topic]]) -> dict[Key, Computed]:
+        """One engine pass (in a worker thread)."""
+        t_intents = [topic_intent(model, self.cluster_id) for _, model in topics]
+        g_intents = [group_intent(g, t, self.cluster_id) for _, g, t in groups]
+        # A Redis that lost its data (restart without persistence, FLUSHALL, failover)
+        # shows fewer entries than we recorded: groups come back from 0, not $, so
+        # nothing published since the reset is skipped.
+        reset_streams = set()
+        plan = engine.plan(t_intents, g_intents)
+        for (key, _), tplan in zip(topics, plan.topics):
+            if _looks_reset(self.objects[key].status, tplan):
+                reset_streams.add(tplan.intent.stream)
+        if reset_streams:
+            g_intents = [
+                g if g.stream not in reset_streams else type(g)(**{**g.__dict__, "start_id": "0"})
+                for g in g_intents
+            ]
+            plan = engine.plan(t_intents, g_intents)
+        results = engine.apply(plan)
+        out: dict[Key, Computed] = {}
+        for (key, _), tplan, result in zip(topics, plan.topics, results[: len(topics)]):
+            out[key] = Computed(_topic_outcome(result, engine.target), _topic_fields(tplan, result, plan.groups),
+                                result, reset=tplan.intent.stream in reset_streams)
+        for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
+            out[key] = Computed(_group_outcome(result), _group_fields(gplan, result), result)
+        return out
+
+    async def delete(self, declared: Declared) -> Result | None:
+        """Honour deletionPolicy for an object being deleted. None: nothing to do."""
+        async with self._lock:
+            model = declared.model()
+            if isinstance(model, Topic):
+                url = await self._url_for(model)
+                if url is None:
+                    return None
+                engine = self.engine(url)
+                results = await asyncio.to_thread(engine.delete, [topic_intent(model, self.cluster_id)], [])
+                return results[0]
+            stream = declared.status.get("streamName")
+            topic_decl = self.topic_of(declared)
+            topic_model = topic_decl.model() if topic_decl is not None else None
+            if stream is None and topic_model is None:
+                return None  # never provisioned
+            url = await self._url_for(topic_model) if isinstance(topic_model, Topic) else self.default_url
+            if url is None:
+                return None
+            intent = group_intent(model, topic_model, self.cluster_id) if isinstance(topic_model, Topic) else None
+            if intent is None or (stream and intent.stream != stream):
+                from ..engine.intents import GroupIntent, Owner
+
+                intent = GroupIntent(model.label, Owner(self.cluster_id, model.namespace, model.name),
+                                     Owner(self.cluster_id, model.namespace, model.spec.topicRef.name),
+                                     stream, model.group, model.spec.startId, model.spec.deletionPolicy)
+            results = await asyncio.to_thread(self.engine(url).delete, [], [intent])
+            return results[0]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(describe_validation_error(e) for e in exc.errors())
+
+
+def _looks_reset(status: dict[str, Any], plan: TopicPlan) -> bool:
+    recorded = status.get("entriesAdded")
+    if not isinstance(recorded, int) or recorded <= 0 or plan.failure:
+        return False
+    observed = plan.state.entries_added if plan.state.exists else 0
+    return observed is not None and observed < recorded
+
+
+def _topic_outcome(result: Result, target: str) -> Outcome:
+    if result.failure:
+        return Outcome(False, result.failure.reason, result.failure.message)
+    return Outcome(True, STREAM_READY, f'stream "{result.stream}" exists on {redact(target)}')
+
+
+def _group_outcome(result: Result) -> Outcome:
+    if result.failure:
+        return Outcome(False, result.failure.reason, result.failure.message)
+    return Outcome(True, GROUP_READY, f'group "{result.group}" exists on stream "{result.stream}"')
+
+
+def _topic_fields(plan: TopicPlan, result: Result, groups: list[GroupPlan]) -> dict[str, Any]:
+    state = plan.state
+    fields: dict[str, Any] = {"streamName": plan.intent.stream}
+    if result.failure:
+        return fields
+    created = {g.intent.group for g in groups if g.intent.stream == plan.intent.stream and g.create_at is not None}
+    fields.update(
+        length=max(state.length - result.trimmed, 0),
+        lastGeneratedId=state.last_generated_id,
+        entriesAdded=state.entries_added or 0,
+        groups=len(set(state.groups) | created),
+    )
+    return fields
+
+
+def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
+    fields: dict[str, Any] = {"streamName": plan.intent.stream, "groupName": plan.intent.group}
+    if result.failure:
+        return fields
+    existing = plan.existing
+    if existing is not None:
+        fields.update(pending=existing.pending, consumers=existing.consumers,
+                      lastDeliveredId=existing.last_delivered_id, lagExact=existing.lag_exact)
+        if existing.lag is not None:
+            fields["lag"] = existing.lag
+        return fields
+    start = plan.create_at or "$"
+    fields.update(pending=0, consumers=0,
+                  lastDeliveredId=plan.state.last_generated_id if start == "$" else start)
+    if plan.intent.start_id == "$":
+        fields.update(lag=0, lagExact=True)
+    return fields
+
+
+def provisioning() -> Outcome:
+    return Outcome(None, PROVISIONING, "reconciling")
