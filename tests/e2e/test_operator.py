@@ -67,8 +67,21 @@ def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.Temp
     from redistreams.controller.handlers import OperatorConfig
     from redistreams.controller.main import run_in_thread
 
-    kubeconfig = cluster.kubeconfig_path or cluster.kubeconfig_for_token(
-        cluster.token or "", tmp_path_factory.mktemp("kube") / "config")
+    from redistreams.controller.rbac import cluster_role
+
+    # The operator runs as a ServiceAccount bound to exactly the rules the chart ships.
+    system = f"redistreams-{uuid.uuid4().hex[:6]}"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system}}).raise_for_status()
+    cluster.post(f"/api/v1/namespaces/{system}/serviceaccounts",
+                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}).raise_for_status()
+    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role(system)).raise_for_status()
+    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": system},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": system},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": system}],
+    }).raise_for_status()
+    token = cluster.create_token(system, "operator", expiration_seconds=3600)
+    kubeconfig = cluster.kubeconfig_for_token(token, tmp_path_factory.mktemp("kube") / "config")
     os.environ["KUBECONFIG"] = str(kubeconfig)
     config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
                             retry_delay=1.0)
@@ -211,3 +224,51 @@ def test_paused_resources_are_left_alone(cluster: Cluster, ns: str, redis: Redis
     redis.client().delete(f"{ns}/p")
     time.sleep(4)  # two resync periods
     assert redis.client().exists(f"{ns}/p") == 0
+
+
+def test_connection_from_a_secret(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    import base64
+
+    other = RedisServer().start()
+    try:
+        create(cluster, ns, "Topic", "elsewhere",
+               {"streamName": "elsewhere", "connection": {"secretRef": {"name": "redis-b"}}})
+        body = wait_ready(cluster, ns, "Topic", "elsewhere", status="False", reason="SecretNotFound")
+        assert condition(body, "Stalled")["status"] == "True"
+        cluster.post(f"/api/v1/namespaces/{ns}/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-b"},
+            "data": {"url": base64.b64encode(other.url.encode()).decode()},
+        }).raise_for_status()
+        wait_ready(cluster, ns, "Topic", "elsewhere", timeout=20)
+        assert other.client().exists("elsewhere") == 1
+        assert redis.client().exists("elsewhere") == 0
+        create(cluster, ns, "ConsumerGroup", "g", {"topicRef": {"name": "elsewhere"}})
+        wait_ready(cluster, ns, "ConsumerGroup", "g")
+        assert [g["name"] for g in other.client().xinfo_groups("elsewhere")] == ["g"]
+    finally:
+        other.close()
+
+
+def test_redis_down_then_up(cluster: Cluster, ns: str) -> None:
+    import base64
+
+    from redis_server import free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    cluster.post(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-later"},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }).raise_for_status()
+    create(cluster, ns, "Topic", "later", {"connection": {"secretRef": {"name": "redis-later"}}})
+    body = wait_ready(cluster, ns, "Topic", "later", status="False", reason="RedisUnavailable")
+    assert condition(body, "Reconciling")["status"] == "True"
+    assert condition(body, "Stalled")["status"] == "False"
+    server = RedisServer()
+    server.port = port
+    server.start()
+    try:
+        wait_ready(cluster, ns, "Topic", "later", timeout=30)
+        assert server.client().exists("later") == 1
+    finally:
+        server.close()
