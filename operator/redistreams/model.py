@@ -29,6 +29,7 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 STREAM_NAME_MAX = 1024
 GROUP_NAME_MAX = 256
 DURATION_MAX = 32
+START_ID_MAX = 41  # "<ms>-<seq>", both 64-bit unsigned
 INT64_MAX = 2**63 - 1
 
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -59,6 +60,13 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def _null_is_absent(data: Any) -> Any:
+    """The API server prunes a null for a non-nullable field (then applies its default)."""
+    if isinstance(data, dict):
+        return {key: value for key, value in data.items() if value is not None}
+    return data
 
 
 def _string_rule(pattern: str | None, max_length: int, describe: str) -> Any:
@@ -111,7 +119,7 @@ Duration = Annotated[
 
 
 def _check_start_id(value: str) -> str:
-    if not re.fullmatch(START_ID_PATTERN, value):
+    if len(value) > START_ID_MAX or not re.fullmatch(START_ID_PATTERN, value):
         raise ValueError(f'invalid start ID "{value}" (use $, 0 or an entry ID <ms>-<seq>)')
     return value
 
@@ -119,7 +127,7 @@ def _check_start_id(value: str) -> str:
 StartId = Annotated[
     str,
     AfterValidator(_check_start_id),
-    Field(json_schema_extra={"minLength": 1, "maxLength": 41, "pattern": START_ID_PATTERN}),
+    Field(json_schema_extra={"minLength": 1, "maxLength": START_ID_MAX, "pattern": START_ID_PATTERN}),
 ]
 
 DeletionPolicy = Literal["Retain", "Delete"]
@@ -129,6 +137,11 @@ class _Spec(BaseModel):
     """Strict like the API server: no type coercion, unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _null_is_absent(data)
 
 
 class SecretRef(_Spec):
@@ -246,15 +259,61 @@ class ConsumerGroupSpec(_Spec):
     )
 
 
-class ObjectMeta(BaseModel):
-    """The parts of Kubernetes metadata we use; the rest (uid, managedFields…) is ignored."""
+# Label keys and annotation keys: [prefix/]name; label values: empty or a name part.
+_QUALIFIED_NAME = re.compile(
+    r"(?:(?P<prefix>[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/)?"
+    r"(?P<name>([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])"
+)
+_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+def _check_keys(values: dict[str, str], what: str) -> dict[str, str]:
+    for key in values:
+        match = _QUALIFIED_NAME.fullmatch(key)
+        if not match or len(match["name"]) > 63 or len(match["prefix"] or "") > 253:
+            raise ValueError(f'invalid {what} key "{key}" (use [prefix/]name, name at most 63 '
+                             "characters of letters, digits, '-', '_' or '.')")
+    return values
+
+
+def _check_labels(values: dict[str, str]) -> dict[str, str]:
+    _check_keys(values, "label")
+    for key, value in values.items():
+        if value and (len(value) > 63 or not _NAME_PART.fullmatch(value)):
+            raise ValueError(f'invalid value "{value}" for label "{key}"')
+    return values
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes metadata we use; the other ObjectMeta fields (uid,
+    managedFields…) are allowed and ignored, anything else is an unknown field like it
+    is for the API server under strict field validation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     name: DnsSubdomain
     namespace: DnsLabel | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_check_labels)] = Field(default_factory=dict)
+    annotations: Annotated[
+        dict[str, str], AfterValidator(lambda v: _check_keys(v, "annotation"))
+    ] = Field(default_factory=dict)
+    # Set by the API server (present in exported manifests); not used.
+    generateName: Any = None
+    uid: Any = None
+    resourceVersion: Any = None
+    generation: Any = None
+    creationTimestamp: Any = None
+    deletionTimestamp: Any = None
+    deletionGracePeriodSeconds: Any = None
+    ownerReferences: Any = None
+    finalizers: Any = None
+    managedFields: Any = None
+    selfLink: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _null_is_absent(data)
 
 
 class _Resource(BaseModel):
@@ -263,6 +322,11 @@ class _Resource(BaseModel):
     apiVersion: Literal["redistreams.dev/v1alpha1"]
     metadata: ObjectMeta
     status: dict[str, Any] | None = None  # written by the operator; ignored on input
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _null_is_absent(data)
 
     @property
     def name(self) -> str:
@@ -300,4 +364,127 @@ Resource = Topic | ConsumerGroup
 RESOURCE_MODELS: dict[str, type[Topic] | type[ConsumerGroup]] = {
     "Topic": Topic,
     "ConsumerGroup": ConsumerGroup,
+}
+
+
+# ---------------------------------------------------------------------------
+# Status (written by the operator through the status subresource).
+#
+# These models are the schema of ``status`` in the generated CRDs
+# (redistreams.crds). The API server prunes fields that are not declared here,
+# so everything the operator writes must have a field below. Unknown fields are
+# ignored when reading, like the API server does.
+# ---------------------------------------------------------------------------
+
+# metav1.Condition's validation, as in the Kubernetes API conventions.
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+ENTRY_ID_MAX = START_ID_MAX
+
+from datetime import datetime  # noqa: E402  (kept with the status models it serves)
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(_Status):
+    """One aspect of the resource's state (metav1.Condition): Ready, Reconciling or Stalled."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=CONDITION_TYPE_PATTERN,
+        description="Condition type in CamelCase: Ready, Reconciling or Stalled.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observedGeneration: int | None = Field(
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="metadata.generation the condition was set for.",
+    )
+    lastTransitionTime: datetime = Field(
+        description="When the status last changed from one value to another."
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Programmatic identifier of the reason for the last transition (CamelCase).",
+    )
+    message: str = Field(
+        max_length=32768, description="Human-readable details about the transition (may be empty)."
+    )
+
+
+def _observed_generation() -> Any:
+    return Field(
+        -1,
+        json_schema_extra={"format": "int64"},
+        description="metadata.generation last fully processed by the operator; -1 until it has "
+        "seen the resource (so GitOps tools wait instead of reporting a new resource as ready).",
+    )
+
+
+def _conditions() -> Any:
+    return Field(
+        default_factory=list,
+        description="Ready (summary), Reconciling (work in progress or retrying) and Stalled "
+        "(needs a person).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+def _last_sync() -> Any:
+    return Field(None, description="When the operator last compared the resource with Redis.")
+
+
+class TopicStatus(_Status):
+    observedGeneration: int = _observed_generation()
+    conditions: list[Condition] = _conditions()
+    streamName: str | None = Field(
+        None, max_length=STREAM_NAME_MAX, description="The Redis stream key this Topic manages."
+    )
+    length: int | None = Field(None, ge=0, description="Entries in the stream (XLEN).")
+    lastGeneratedId: str | None = Field(
+        None, max_length=ENTRY_ID_MAX, description="ID of the newest entry ever added."
+    )
+    entriesAdded: int | None = Field(
+        None, ge=0, description="Entries ever added to the stream, trimmed or not."
+    )
+    groups: int | None = Field(None, ge=0, description="Consumer groups on the stream.")
+    lastSyncTime: datetime | None = _last_sync()
+
+
+class ConsumerGroupStatus(_Status):
+    observedGeneration: int = _observed_generation()
+    conditions: list[Condition] = _conditions()
+    streamName: str | None = Field(
+        None, max_length=STREAM_NAME_MAX, description="The Redis stream key the group reads."
+    )
+    groupName: str | None = Field(
+        None, max_length=GROUP_NAME_MAX, description="The consumer group name in Redis."
+    )
+    lag: int | None = Field(
+        None, ge=0, description="Entries not yet delivered to the group (absent when Redis cannot tell)."
+    )
+    lagExact: bool | None = Field(
+        None, description="False when Redis could only estimate the lag (after deletions or trimming)."
+    )
+    pending: int | None = Field(
+        None, ge=0, description="Entries delivered but not yet acknowledged (XPENDING)."
+    )
+    consumers: int | None = Field(None, ge=0, description="Consumers known to the group.")
+    lastDeliveredId: str | None = Field(
+        None, max_length=ENTRY_ID_MAX, description="ID of the last entry delivered to the group."
+    )
+    lastSyncTime: datetime | None = _last_sync()
+
+
+STATUS_MODELS: dict[str, type[TopicStatus] | type[ConsumerGroupStatus]] = {
+    "Topic": TopicStatus,
+    "ConsumerGroup": ConsumerGroupStatus,
 }

@@ -19,10 +19,7 @@ API = "/apis/redistreams.dev/v1alpha1"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    try:
-        from redistreams.crds import generate
-    except ImportError:  # TEMP until the generator lands
-        import sys; sys.path.insert(0, "/tmp"); from permissive_crds import generate
+    from redistreams.crds import generate
 
     with cluster_for_tests() as (cluster, _):
         for crd in generate():

@@ -117,6 +117,11 @@ class Reconciler:
                                                  registry_key=self.registry_key)
         return engine
 
+    def redis_work(self) -> tuple[int, int]:
+        """(round trips, write commands) sent so far, over every connection."""
+        return (sum(e.stats.round_trips for e in self._engines.values()),
+                sum(e.stats.writes for e in self._engines.values()))
+
     # -- reconcile ------------------------------------------------------------------
 
     async def run(self, keys: list[Key]) -> dict[Key, Computed]:
@@ -312,7 +317,7 @@ def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
         return fields
     start = plan.create_at or "$"
     fields.update(pending=0, consumers=0,
-                  lastDeliveredId=plan.state.last_generated_id if start == "$" else start)
+                  lastDeliveredId=plan.state.last_generated_id if start == "$" else start if "-" in start else f"{start}-0")
     if plan.intent.start_id == "$":
         fields.update(lag=0, lagExact=True)
     return fields

@@ -1,0 +1,173 @@
+"""1,000 Topics + 3,000 ConsumerGroups applied at once on the local control plane.
+
+Prints, from one run: the time the API server alone takes to store them (namespace the
+operator does not watch) next to the time until all are Ready (watched namespace), API
+writes per resource, the operator's RSS, and Redis round trips and API writes per idle
+resync. Asserts nothing about time.
+
+    python bench/operator.py [--topics 1000] [--groups 3] [--resync 10]
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file is named like the standard library's `operator`; keep its folder off the
+# import path before anything imports that module.
+if sys.path and sys.path[0].endswith("bench"):
+    del sys.path[0]
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+
+from controlplane import Cluster, ControlPlane  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
+from redistreams.controller.rbac import cluster_role  # noqa: E402
+
+API = "/apis/redistreams.dev/v1alpha1"
+
+
+def install_crds(cluster: Cluster) -> None:
+    from redistreams.crds import generate
+
+    for crd in generate():
+        cluster.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).raise_for_status()
+    for crd in generate():
+        name = crd["metadata"]["name"]
+        while not any(c["type"] == "Established" and c["status"] == "True" for c in
+                      cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json
+                      .get("status", {}).get("conditions", [])):
+            time.sleep(0.2)
+
+
+def objects(ns: str, topics: int, groups: int) -> list[tuple[str, dict]]:
+    out = []
+    for i in range(topics):
+        out.append(("topics", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic",
+                               "metadata": {"name": f"t{i}"}, "spec": {"streamName": f"{ns}/t{i}"}}))
+        for j in range(groups):
+            out.append(("consumergroups", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup",
+                                           "metadata": {"name": f"t{i}-g{j}"},
+                                           "spec": {"topicRef": {"name": f"t{i}"}, "groupName": f"g{j}"}}))
+    return out
+
+
+def store(cluster: Cluster, ns: str, items: list[tuple[str, dict]]) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: cluster.post(f"{API}/namespaces/{ns}/{item[0]}", item[1]).raise_for_status(), items))
+    return time.perf_counter() - start
+
+
+def ready_count(cluster: Cluster, ns: str) -> int:
+    count = 0
+    for plural in ("topics", "consumergroups"):
+        for item in cluster.get(f"{API}/namespaces/{ns}/{plural}").json["items"]:
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in item.get("status", {}).get("conditions", [])):
+                count += 1
+    return count
+
+
+def api_writes(cluster: Cluster) -> int:
+    """PATCH/PUT/POST requests the API server served for our resources so far."""
+    text = cluster.get("/metrics").text
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'group="redistreams.dev"' in line:
+            if re.search(r'verb="(PATCH|PUT|POST|APPLY)"', line):
+                total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=3)
+    parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval, seconds")
+    args = parser.parse_args()
+    total = args.topics * (1 + args.groups)
+
+    with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp:
+        cluster = cp.cluster
+        assert cluster is not None
+        install_crds(cluster)
+        redis = RedisServer().start()
+        watched, unwatched = f"bench-{uuid.uuid4().hex[:6]}", f"store-{uuid.uuid4().hex[:6]}"
+        for ns in (watched, unwatched, "redistreams-system"):
+            cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        cluster.post("/api/v1/namespaces/redistreams-system/serviceaccounts",
+                     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}})
+        cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role("redistreams-bench"))
+        cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "redistreams-bench"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "redistreams-bench"},
+            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": "redistreams-system"}]})
+        kubeconfig = cluster.kubeconfig_for_token(cluster.create_token("redistreams-system", "operator"),
+                                                  Path(tmp) / "kubeconfig")
+        log_path = Path(tmp) / "operator.log"
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        with open(log_path, "w") as log:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched,
+                 "--redis-url", redis.url, "--liveness", "", "--resync-interval", f"{args.resync}s",
+                 "--log-format", "plain"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(3)
+            print(f"{args.topics} Topics + {args.topics * args.groups} ConsumerGroups = {total} resources")
+            store_s = store(cluster, unwatched, objects(unwatched, args.topics, args.groups))
+            print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
+
+            writes_before = api_writes(cluster)
+            start = time.perf_counter()
+            created_s = store(cluster, watched, objects(watched, args.topics, args.groups))
+            ready = 0
+            while ready < total:
+                time.sleep(0.5)
+                ready = ready_count(cluster, watched)
+                if time.perf_counter() - start > 900:
+                    break
+            ready_s = time.perf_counter() - start
+            writes = api_writes(cluster) - writes_before - total  # minus our own creates
+            print(f"all Ready after {ready_s:.1f}s (creates took {created_s:.1f}s): "
+                  f"{ready_s / store_s:.2f}x the store time (target <= 2x); {ready}/{total} Ready")
+            print(f"API writes by the operator: {writes} ({writes / total:.2f} per resource)")
+
+            # Idle: let resyncs pass with nothing changing.
+            time.sleep(args.resync * 1.5)
+            idle_before = api_writes(cluster)
+            log_mark = log_path.stat().st_size
+            time.sleep(args.resync * 2.5)
+            idle_writes = api_writes(cluster) - idle_before
+            lines = [line for line in log_path.read_text()[log_mark:].splitlines() if "resync:" in line]
+            trips = [int(m.group(1)) for line in lines if (m := re.search(r"(\d+) Redis round trips", line))]
+            redis_writes = [int(m.group(1)) for line in lines if (m := re.search(r"(\d+) Redis writes", line))]
+            print(f"idle resyncs: {len(trips)}; API writes {idle_writes} (target 0); "
+                  f"Redis round trips per resync {trips} = {max(trips or [0]) / total * 100:.2f} per 100 resources "
+                  f"(target <= 1); Redis writes {redis_writes}")
+            print(f"operator RSS {rss_mib(operator.pid):.0f} MiB (target <= 150)")
+        finally:
+            operator.terminate()
+            operator.wait(30)
+            redis.close()
+
+
+if __name__ == "__main__":
+    main()
