@@ -100,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=3)
-    parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval, seconds")
+    parser.add_argument("--resync", type=int, default=10, help="operator resync interval, seconds")
     args = parser.parse_args()
     total = args.topics * (1 + args.groups)
 
@@ -127,10 +127,13 @@ def main() -> None:
         with open(log_path, "w") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched,
-                 "--redis-url", redis.url, "--liveness", "", "--resync-interval", f"{args.resync}s",
+                 "--redis-url", redis.url, "--liveness", "", "--resync-interval", f"{int(args.resync)}s",
+                 "--status-interval", f"{int(args.resync)}s",
                  "--log-format", "plain"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             time.sleep(3)
+            if operator.poll() is not None:
+                raise SystemExit(f"the operator exited: {log_path.read_text()[-3000:]}")
             print(f"{args.topics} Topics + {args.topics * args.groups} ConsumerGroups = {total} resources")
             store_s = store(cluster, unwatched, objects(unwatched, args.topics, args.groups))
             print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
@@ -142,7 +145,8 @@ def main() -> None:
             while ready < total:
                 time.sleep(0.5)
                 ready = ready_count(cluster, watched)
-                if time.perf_counter() - start > 900:
+                if time.perf_counter() - start > 900 or operator.poll() is not None:
+                    print(log_path.read_text()[-3000:])
                     break
             ready_s = time.perf_counter() - start
             writes = api_writes(cluster) - writes_before - total  # minus our own creates
@@ -150,8 +154,9 @@ def main() -> None:
                   f"{ready_s / store_s:.2f}x the store time (target <= 2x); {ready}/{total} Ready")
             print(f"API writes by the operator: {writes} ({writes / total:.2f} per resource)")
 
-            # Idle: let resyncs pass with nothing changing.
-            time.sleep(args.resync * 1.5)
+            # Idle: let the figures written after Ready (group counts…) settle, then
+            # measure resyncs with nothing changing.
+            time.sleep(args.resync * 3)
             idle_before = api_writes(cluster)
             log_mark = log_path.stat().st_size
             time.sleep(args.resync * 2.5)

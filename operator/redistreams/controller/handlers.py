@@ -128,7 +128,7 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         declared = reconciler.objects[Declared(kind, dict(body)).key]
         if declared.paused:
             return
-        computed = (await reconciler.run([declared.key])).get(declared.key) or Computed(provisioning())
+        computed = await reconciler.submit(declared.key) or Computed(provisioning())
         status = build_status(declared, computed)
         patch.status.update(status)
         state.last_status_write[declared.key] = time.monotonic()

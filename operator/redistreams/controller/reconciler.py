@@ -84,6 +84,9 @@ class Reconciler:
         self.objects: dict[Key, Declared] = {}
         self._engines: dict[str, Engine] = {}
         self._lock = asyncio.Lock()
+        self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self.linger = 0.05
 
     # -- the watch feeds this -------------------------------------------------------
 
@@ -123,6 +126,34 @@ class Reconciler:
                 sum(e.stats.writes for e in self._engines.values()))
 
     # -- reconcile ------------------------------------------------------------------
+
+    async def submit(self, key: Key) -> Computed | None:
+        """Reconcile one resource together with whatever else is asked for meanwhile:
+        a burst of handlers (a GitOps sync, an operator restart) becomes a few engine
+        batches instead of one round trip series per object."""
+        future: asyncio.Future[Computed | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.linger)
+        async with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            self._flusher = None  # requests arriving from now on start the next batch
+            try:
+                results = await self._run(list(waiting))
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                return
+        for key, futures in waiting.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(results.get(key))
 
     async def run(self, keys: list[Key]) -> dict[Key, Computed]:
         """Reconcile these resources (and the Topics their groups need) in batches."""
