@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup system-deps venv control-plane test test-unit test-integration test-e2e run bench clean
 
 help:
-	@echo "make run    - start a local Redis, apply examples/, show status and the seed scenario"
+	@echo "make run    - local Redis: apply examples/, the seed scenario; then the operator on a local control plane"
 	@echo "make test   - install everything and run the whole test suite"
 	@echo "make bench  - run the benchmarks in bench/"
 
@@ -51,7 +51,7 @@ test-integration: setup
 test-e2e: setup control-plane
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-run: setup
+run: setup control-plane
 	$(BIN)/python hack/demo.py
 
 bench: setup control-plane

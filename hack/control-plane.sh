@@ -9,8 +9,9 @@
 #   hack/control-plane.sh --print-env  same, but print KUBE_APISERVER=/ETCD=
 #                                      lines on stdout (progress goes to stderr)
 #                                      for: eval "$(hack/control-plane.sh --print-env)"
-#   hack/control-plane.sh --check      exit 0 if both binaries are present and
-#                                      run, 1 otherwise; never builds
+#   hack/control-plane.sh --check      exit 0 (and print as above) if both
+#                                      binaries are present and run, else 1;
+#                                      never builds (combines with --print-env)
 #   hack/control-plane.sh --force      rebuild even if the binaries exist
 #
 # Environment (all optional):
@@ -36,12 +37,13 @@ BUILD_ROOT="${REDISTREAMS_BUILD_DIR:-$HOME/.cache/redistreams/build}"
 KUBE_APISERVER_BIN="$ENVBIN/k8s-$K8S_VERSION/kube-apiserver"
 ETCD_BIN="$ENVBIN/etcd-$ETCD_VERSION/etcd"
 
-mode=build
+output=paths   # or env
+check_only=0
 force=0
 for arg in "$@"; do
   case "$arg" in
-    --print-env) mode=env ;;
-    --check) mode=check ;;
+    --print-env) output=env ;;
+    --check) check_only=1 ;;
     --force) force=1 ;;
     -h|--help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -75,7 +77,7 @@ etcd_ok() {
 }
 
 report() {
-  if [[ "$mode" == env ]]; then
+  if [[ "$output" == env ]]; then
     printf 'KUBE_APISERVER=%q\n' "$KUBE_APISERVER_BIN"
     printf 'ETCD=%q\n' "$ETCD_BIN"
   else
@@ -84,7 +86,7 @@ report() {
   fi
 }
 
-if [[ "$mode" == check ]]; then
+if [[ "$check_only" == 1 ]]; then
   if kube_apiserver_ok && etcd_ok; then report; exit 0; fi
   exit 1
 fi

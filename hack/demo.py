@@ -5,19 +5,27 @@
 3. a publisher sends before any consumer runs (entries in the Go driver's format);
 4. a group created the seed README's way, with `$` after publishing, sees nothing;
 5. the consumer of the provisioned group, started last, still receives every message;
-6. `redistreams status` shows the result.
+6. `redistreams status` shows the result;
+7. the operator: a real kube-apiserver and etcd on loopback, the CRDs, the operator,
+   `kubectl apply -f examples/`, and the resources becoming Ready.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # reuse the test suite's redis-server launcher
+# Reuse the test suite's launchers for redis-server and the control plane.
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
+from controlplane import ControlPlane  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
 TOPIC = "topics/1"
@@ -78,6 +86,46 @@ def main() -> None:
     finally:
         server.close()
     print("\nstopped the local redis-server", flush=True)
+    operator_demo()
+
+
+def kubectl(kubeconfig: str, *args: str, check: bool = True) -> str:
+    print("$ kubectl " + " ".join(args), flush=True)
+    out = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, check=check)
+    print(out.stdout + out.stderr, end="", flush=True)
+    return out.stdout
+
+
+def operator_demo() -> None:
+    if not shutil.which("kubectl"):
+        print("\n(kubectl not found: skipping the operator part)")
+        return
+    step("the operator: etcd + kube-apiserver on loopback (built once by hack/control-plane.sh)")
+    redis = RedisServer().start()
+    with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp:
+        print(f"   kube-apiserver {cp.version} ready in {cp.startup_seconds:.1f}s at {cp.server}")
+        kubeconfig = cp.kubeconfig_path
+        kubectl(kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        log = open(Path(tmp) / "operator.log", "w")
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "redistreams.cli", "operator", "--redis-url", redis.url, "--liveness", "",
+             "--log-format", "plain"],
+            env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            step(f"operator running against {redis.url}; apply examples/")
+            kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples"))
+            kubectl(kubeconfig, "wait", "--for=condition=Ready", "topics,consumergroups", "--all", "--timeout=120s")
+            kubectl(kubeconfig, "get", "redistreams")
+            step("the same streams and groups, seen from Redis")
+            redistreams(redis.url, "status")
+            time.sleep(0.5)
+        finally:
+            operator.terminate()
+            operator.wait(30)
+            log.close()
+            redis.close()
+    print("\nstopped the operator, the control plane and redis-server", flush=True)
 
 
 if __name__ == "__main__":
