@@ -30,24 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
-from controlplane import Cluster, ControlPlane  # noqa: E402
+from controlplane import Cluster, ControlPlane, install_crds  # noqa: E402
+from redistreams.crds import generate  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from redistreams.controller.rbac import cluster_role  # noqa: E402
 
 API = "/apis/redistreams.dev/v1alpha1"
-
-
-def install_crds(cluster: Cluster) -> None:
-    from redistreams.crds import generate
-
-    for crd in generate():
-        cluster.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).raise_for_status()
-    for crd in generate():
-        name = crd["metadata"]["name"]
-        while not any(c["type"] == "Established" and c["status"] == "True" for c in
-                      cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json
-                      .get("status", {}).get("conditions", [])):
-            time.sleep(0.2)
 
 
 def objects(ns: str, topics: int, groups: int) -> list[tuple[str, dict]]:
@@ -107,7 +95,7 @@ def main() -> None:
     with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp:
         cluster = cp.cluster
         assert cluster is not None
-        install_crds(cluster)
+        install_crds(cluster, generate())
         redis = RedisServer().start()
         watched, unwatched = f"bench-{uuid.uuid4().hex[:6]}", f"store-{uuid.uuid4().hex[:6]}"
         for ns in (watched, unwatched, "redistreams-system"):

@@ -852,6 +852,51 @@ def _etcd_healthy(url: str) -> bool:
         return False
 
 
+def wait_for(check: Any, what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``check()`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def install_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Create (or replace) CRDs and wait until they are Established and served.
+
+    Returns per CRD name the API server's ``warning`` header and its ``conditions``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        response = cluster.post(CRD_PATH, crd)
+        if response.status == 409:  # an existing cluster: replace
+            existing = cluster.get(f"{CRD_PATH}/{name}").raise_for_status().json
+            crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}}
+            response = cluster.request("PUT", f"{CRD_PATH}/{name}", crd)
+        response.raise_for_status()
+        out[name] = {"warning": response.headers.get("Warning")}
+    for crd in crds:
+        name = crd["metadata"]["name"]
+
+        def established(name: str = name) -> dict[str, Any] | None:
+            body = cluster.get(f"{CRD_PATH}/{name}").raise_for_status().json
+            conditions = {c["type"]: c for c in body.get("status", {}).get("conditions", [])}
+            return conditions if conditions.get("Established", {}).get("status") == "True" else None
+
+        out[name]["conditions"] = wait_for(established, f"{name} Established")
+        spec = crd["spec"]
+        path = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
+        wait_for(lambda: cluster.get(path).status == 200, f"{name} served")  # discovery lags a little
+    return out
+
+
 @contextlib.contextmanager
 def cluster_for_tests() -> Iterator[tuple[Cluster, ControlPlane | None]]:
     """Yield ``(cluster, control_plane)`` for a test session.

@@ -18,7 +18,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from controlplane import ApiResponse, Cluster, ControlPlane, cluster_for_tests
+from controlplane import ApiResponse, Cluster, ControlPlane, cluster_for_tests, install_crds
 from redistreams.crds import generate
 from redistreams.model import RESOURCE_MODELS, ConsumerGroupStatus, TopicStatus
 
@@ -66,17 +65,6 @@ SERVER_MANAGED = ("uid", "resourceVersion", "creationTimestamp", "generation", "
 # -- fixtures ----------------------------------------------------------------------
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _crd_conditions(cluster: Cluster, name: str) -> dict[str, dict[str, Any]]:
     body = cluster.get(f"{CRD_PATH}/{name}").raise_for_status().json
     return {c["type"]: c for c in body.get("status", {}).get("conditions", [])}
@@ -91,28 +79,9 @@ def env() -> Iterator[tuple[Cluster, ControlPlane | None]]:
 @pytest.fixture(scope="module")
 def crd_install(env: tuple[Cluster, ControlPlane | None]) -> dict[str, Any]:
     """Install (or update) the generated CRDs; returns what the API server said."""
-    cluster = env[0]
-    warnings: dict[str, str | None] = {}
-    for crd in generate():
-        name = crd["metadata"]["name"]
-        response = cluster.post(CRD_PATH, crd)
-        if response.status == 409:  # an existing cluster: replace
-            existing = cluster.get(f"{CRD_PATH}/{name}").raise_for_status().json
-            crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}}
-            response = cluster.request("PUT", f"{CRD_PATH}/{name}", crd)
-        response.raise_for_status()
-        warnings[name] = response.headers.get("Warning")
-    conditions = {}
-    for crd in generate():
-        name = crd["metadata"]["name"]
-        conditions[name] = wait_for(
-            lambda: (c := _crd_conditions(cluster, name)).get("Established", {}).get("status") == "True" and c,
-            f"{name} Established",
-        )
-    # Discovery of the new resources lags a little behind Established.
-    for plural in PLURALS.values():
-        wait_for(lambda: cluster.get(f"/apis/{API}/{plural}").status == 200, f"{plural} served")
-    return {"warnings": warnings, "conditions": conditions}
+    installed = install_crds(env[0], generate())
+    return {"warnings": {n: i["warning"] for n, i in installed.items()},
+            "conditions": {n: i["conditions"] for n, i in installed.items()}}
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from controlplane import Cluster, cluster_for_tests
+from controlplane import Cluster, cluster_for_tests, install_crds, wait_for
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -22,34 +22,8 @@ def cluster() -> Iterator[Cluster]:
     from redistreams.crds import generate
 
     with cluster_for_tests() as (cluster, _):
-        for crd in generate():
-            response = cluster.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-            if response.status == 409:
-                name = crd["metadata"]["name"]
-                existing = cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json
-                crd["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-                cluster.request("PUT", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", crd).raise_for_status()
-            else:
-                response.raise_for_status()
-        for crd in generate():
-            wait_for(lambda: _established(cluster, crd["metadata"]["name"]), "CRD established")
+        install_crds(cluster, generate())
         yield cluster
-
-
-def _established(cluster: Cluster, name: str) -> bool:
-    body = cluster.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json
-    return any(c["type"] == "Established" and c["status"] == "True" for c in body.get("status", {}).get("conditions", []))
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

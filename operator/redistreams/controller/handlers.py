@@ -19,7 +19,7 @@ import kopf
 
 from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION
-from .conditions import Outcome, conditions, same_conditions
+from .conditions import conditions, same_conditions
 from .kube import KubeAPI
 from .reconciler import SKIP_CLEANUP_ANNOTATION, Computed, Declared, Key, Reconciler, provisioning
 
