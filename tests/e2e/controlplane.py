@@ -60,10 +60,18 @@ BUILD_SCRIPT = REPO_ROOT / "hack" / "control-plane.sh"
 
 READY_TIMEOUT = float(os.environ.get("REDISTREAMS_CP_READY_TIMEOUT", "120"))
 LOG_TAIL_LINES = 40
+WORKDIR_PREFIX = "redistreams-cp-"
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or reached."""
+
+
+class _PortTaken(Exception):
+    """kube-apiserver lost the race for its free port."""
+
+
+_KEEP_HINT = " (REDISTREAMS_CP_KEEP=1 keeps the work dir and its logs)"
 
 
 # --------------------------------------------------------------------------
@@ -572,11 +580,12 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     # Linux: the child gets SIGTERM when the thread that started it exits, so
-    # a killed test run leaves no orphaned servers behind.
+    # a killed test run leaves no orphaned servers behind (etcd exits at once;
+    # kube-apiserver, losing etcd at the same time, takes about 10 s).
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 def _rss_bytes(pid: int) -> int:
@@ -652,10 +661,12 @@ class ControlPlane:
             self._kas_bin, self._etcd_bin = find_binaries()
         self.version = binary_version(self._kas_bin)
         t0 = time.monotonic()
-        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.workdir = Path(tempfile.mkdtemp(prefix="redistreams-cp-", dir=base))
+        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        _remove_stale_workdirs(base)
+        self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base))
         atexit.register(self.stop)
         try:
+            (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
             pki = self.workdir / "pki"
             pki.mkdir()
             _generate_pki(pki)
@@ -667,8 +678,6 @@ class ControlPlane:
 
             self._start_etcd()
             self._start_apiserver(pki, tokens)
-            self.cluster = Cluster(server=self.server, ca_data=self.ca_data, token=self.admin_token)
-            self._wait_ready()
             self.kubeconfig_path = str(self.workdir / "kubeconfig")
             write_kubeconfig(self.kubeconfig_path, self.server, self.ca_data, token=self.admin_token)
         except BaseException:
@@ -724,7 +733,7 @@ class ControlPlane:
             self._etcd = None
             if "address already in use" not in _tail(log):
                 break
-        raise ControlPlaneError(f"etcd did not become healthy; tail of {log}:\n{_tail(log)}")
+        raise ControlPlaneError(f"etcd did not become healthy; tail of etcd.log{_KEEP_HINT}:\n{_tail(log)}")
 
     def _start_apiserver(self, pki: Path, tokens: Path, attempts: int = 3) -> None:
         assert self.workdir is not None
@@ -756,16 +765,13 @@ class ControlPlane:
                 "--profiling=false",
                 *self.extra_apiserver_args,
             ], "kube-apiserver.log")
-            # A lost port race shows up within a few seconds as an early exit.
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self._kas.poll() is None:
-                time.sleep(0.2)
-            if self._kas.poll() is None:
+            self.cluster = Cluster(server=self.server, ca_data=self.ca_data, token=self.admin_token)
+            try:
+                self._wait_ready()
                 return
-            if "address already in use" not in _tail(log):
-                return  # _wait_ready reports the failure with the log tail
-            self._kas = None
-        raise ControlPlaneError(f"kube-apiserver could not bind a port; tail of {log}:\n{_tail(log)}")
+            except _PortTaken:  # lost the race for the free port: try another
+                self._kas = None
+        raise ControlPlaneError(f"kube-apiserver could not bind a port; tail of {log.name}:\n{_tail(log)}")
 
     def _wait_ready(self) -> None:
         assert self.workdir is not None and self.cluster is not None and self._kas is not None
@@ -773,26 +779,30 @@ class ControlPlane:
         last = "no answer yet"
         while time.monotonic() < deadline:
             if self._kas.poll() is not None:
+                tail = _tail(self.workdir / "kube-apiserver.log")
+                if "address already in use" in tail:
+                    raise _PortTaken()
                 raise ControlPlaneError(
                     f"kube-apiserver exited with code {self._kas.returncode} before /readyz; "
-                    f"tail of {self.workdir / 'kube-apiserver.log'}:\n{_tail(self.workdir / 'kube-apiserver.log')}"
+                    f"tail of kube-apiserver.log{_KEEP_HINT}:\n{tail}"
                 )
             if self._etcd is not None and self._etcd.poll() is not None:
                 raise ControlPlaneError(
-                    f"etcd exited with code {self._etcd.returncode}; tail of etcd.log:\n"
+                    f"etcd exited with code {self._etcd.returncode}; tail of etcd.log{_KEEP_HINT}:\n"
                     f"{_tail(self.workdir / 'etcd.log')}"
                 )
             try:
                 resp = self.cluster.get("/readyz", timeout=5)
                 if resp.status == 200:
                     return
-                last = f"HTTP {resp.status}: {resp.text[-1500:]}"
+                failing = [ln for ln in resp.text.splitlines() if ln.startswith("[-]")]
+                last = f"HTTP {resp.status}: " + ("; ".join(failing) or resp.text[-500:])
             except (OSError, ssl.SSLError) as exc:
                 last = repr(exc)
             time.sleep(0.25)
         raise ControlPlaneError(
             f"kube-apiserver not ready after {self.ready_timeout:.0f} s (last /readyz: {last}); "
-            f"tail of {self.workdir / 'kube-apiserver.log'}:\n{_tail(self.workdir / 'kube-apiserver.log')}"
+            f"tail of kube-apiserver.log{_KEEP_HINT}:\n{_tail(self.workdir / 'kube-apiserver.log')}"
         )
 
     @staticmethod
@@ -815,8 +825,12 @@ class ControlPlane:
             with contextlib.suppress(Exception):
                 log.close()
         self._logs.clear()
-        if self.workdir is not None and not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            if self.keep_workdir:
+                with contextlib.suppress(OSError):
+                    (self.workdir / "owner.pid").unlink()  # kept: not stale
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
@@ -841,6 +855,25 @@ class ControlPlane:
     def memory_rss(self) -> dict[str, int]:
         """Resident set size in bytes of each server process."""
         return {name: _rss_bytes(pid) for name, pid in self.pids().items()}
+
+
+def _remove_stale_workdirs(base: str) -> None:
+    """Remove work dirs whose owning process died without ``stop()`` (SIGKILL).
+
+    Their servers got SIGTERM through PR_SET_PDEATHSIG; only the files remain.
+    Dirs without ``owner.pid`` (kept ones, or not ours) are left alone.
+    """
+    for d in Path(base).glob(WORKDIR_PREFIX + "*"):
+        try:
+            pid = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _etcd_healthy(url: str) -> bool:

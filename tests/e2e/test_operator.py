@@ -243,3 +243,4 @@ def test_redis_down_then_up(cluster: Cluster, ns: str) -> None:
         assert server.client().exists("later") == 1
     finally:
         server.close()
+
