@@ -3,6 +3,9 @@ cluster with REDISTREAMS_E2E_USE_KUBECONFIG=1 and KUBECONFIG set."""
 
 import sys
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 # Make `import controlplane` work under any pytest import mode.
 _HERE = str(Path(__file__).resolve().parent)
@@ -15,3 +18,24 @@ def pytest_configure(config):
         "markers",
         "e2e: needs a real Kubernetes API server (built by hack/control-plane.sh on first use)",
     )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """A cluster with the generated CRDs installed (modules may define their own)."""
+    from controlplane import cluster_for_tests, install_crds
+    from redistreams.crds import generate
+
+    with cluster_for_tests() as (cluster, _):
+        install_crds(cluster, generate())
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[object]:
+    """One redis-server for the module."""
+    from redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.close()

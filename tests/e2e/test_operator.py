@@ -9,28 +9,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from controlplane import Cluster, cluster_for_tests, install_crds, wait_for
+from controlplane import Cluster, wait_for
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
 API = "/apis/redistreams.dev/v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    from redistreams.crds import generate
-
-    with cluster_for_tests() as (cluster, _):
-        install_crds(cluster, generate())
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,31 +7,14 @@ import os
 import subprocess
 import sys
 import uuid
-from typing import Iterator
 
 import pytest
 
-from controlplane import Cluster, cluster_for_tests, install_crds, wait_for
+from controlplane import Cluster, wait_for
 from redis_server import RedisServer
 from test_operator import condition, create, get, wait_ready
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    from redistreams.crds import generate
-
-    with cluster_for_tests() as (cluster, _):
-        install_crds(cluster, generate())
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.close()
 
 
 def _operator(redis: RedisServer, ns: str, kubeconfig: str, log) -> subprocess.Popen[bytes]:
