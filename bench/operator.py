@@ -77,6 +77,11 @@ def api_writes(cluster: Cluster) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -127,6 +132,8 @@ def main() -> None:
             print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
 
             writes_before = api_writes(cluster)
+            processes = {"operator": operator.pid, **cp.pids()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             start = time.perf_counter()
             created_s = store(cluster, watched, objects(watched, args.topics, args.groups))
             ready = 0
@@ -138,9 +145,11 @@ def main() -> None:
                     break
             ready_s = time.perf_counter() - start
             writes = api_writes(cluster) - writes_before - total  # minus our own creates
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
             print(f"all Ready after {ready_s:.1f}s (creates took {created_s:.1f}s): "
                   f"{ready_s / store_s:.2f}x the store time (target <= 2x); {ready}/{total} Ready")
             print(f"API writes by the operator: {writes} ({writes / total:.2f} per resource)")
+            print("CPU seconds until Ready: " + ", ".join(f"{n} {c:.1f}" for n, c in cpu.items()))
 
             # Idle: let the figures written after Ready (group counts…) settle, then
             # measure resyncs with nothing changing.

@@ -37,6 +37,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import secrets
@@ -446,9 +447,7 @@ def binary_version(kube_apiserver: str) -> str:
 
 def _generate_pki(d: Path) -> None:
     """Write ca.crt, serving.crt/.key, sa.key/sa.pub into ``d``."""
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("cryptography") is None:
         _generate_pki_openssl(d)
     else:
         _generate_pki_cryptography(d)

@@ -98,7 +98,7 @@ def test_topic_and_group_become_ready_before_any_publisher(cluster: Cluster, ns:
     assert condition(topic, "Stalled")["status"] == "False"
     assert condition(topic, "Reconciling")["status"] == "False"
     assert group["status"]["groupName"] == "billing" and group["status"]["lag"] == 0
-    assert "redistreams.dev/finalizer" in topic["metadata"]["finalizers"]
+    assert not topic["metadata"].get("finalizers")  # Retain needs no finalizer: nothing to clean up
     # The seed scenario: publish first, consume later, nothing missed.
     ids = [r.xadd(f"{ns}/orders", {"headers": "null", "body": str(i)}) for i in range(3)]
     got = r.xreadgroup("billing", "c1", {f"{ns}/orders": ">"})
@@ -160,13 +160,18 @@ def test_deletion_policies(cluster: Cluster, ns: str, redis: RedisServer) -> Non
     r = redis.client()
     create(cluster, ns, "Topic", "gone", {"streamName": f"{ns}/gone", "deletionPolicy": "Delete"})
     create(cluster, ns, "Topic", "kept", {"streamName": f"{ns}/kept"})
-    wait_ready(cluster, ns, "Topic", "gone")
+    gone = wait_ready(cluster, ns, "Topic", "gone")
     wait_ready(cluster, ns, "Topic", "kept")
+    assert "redistreams.dev/finalizer" in gone["metadata"]["finalizers"]
+    assert r.hget("redistreams:owners", f'["topic","{ns}/kept"]') is not None
     cluster.delete(f"{API}/namespaces/{ns}/topics/gone").raise_for_status()
     cluster.delete(f"{API}/namespaces/{ns}/topics/kept").raise_for_status()
     wait_for(lambda: not get(cluster, ns, "Topic", "gone") and not get(cluster, ns, "Topic", "kept"), "objects gone")
     assert r.exists(f"{ns}/gone") == 0
     assert r.exists(f"{ns}/kept") == 1
+    # Retain: the data stays and the ownership record is released, so another resource may adopt it.
+    wait_for(lambda: r.hget("redistreams:owners", f'["topic","{ns}/kept"]') is None, "ownership released")
+    assert r.hget("redistreams:owners", f'["topic","{ns}/gone"]') is None
 
 
 def test_paused_resources_are_left_alone(cluster: Cluster, ns: str, redis: RedisServer) -> None:

@@ -21,7 +21,7 @@ from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION
 from .conditions import conditions, same_conditions
 from .kube import KubeAPI
-from .reconciler import SKIP_CLEANUP_ANNOTATION, Computed, Declared, Key, Reconciler, provisioning
+from .reconciler import SKIP_CLEANUP_ANNOTATION, Computed, Declared, Key, Reconciler
 
 log = logging.getLogger("redistreams.operator")
 
@@ -46,8 +46,8 @@ class State:
     config: OperatorConfig
     reconciler: Reconciler | None = None
     last_status_write: dict[Key, float] = field(default_factory=dict)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def build_status(declared: Declared, computed: Computed) -> dict[str, Any]:
@@ -103,42 +103,38 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         _register_kind(registry, kind, plural)
 
 
+def _deletes_data(spec: Any, **_: Any) -> bool:
+    return (spec or {}).get("deletionPolicy") == "Delete"
+
+
 def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> None:
+    """Level-based, like controller-runtime: an object whose status.observedGeneration
+    lags its generation is reconciled; no kopf diff-base or progress annotations, so a
+    new object costs one status write. Only deletionPolicy: Delete objects carry a
+    finalizer (their cleanup must not be missed); Retain objects are released when
+    their deletion is seen."""
     resource = dict(group=API_GROUP, version=API_VERSION, plural=plural, registry=registry)
 
     @kopf.on.event(**resource)
     async def watch(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         state: State = memo.state
         reconciler = _reconciler(state)
+        declared = Declared(kind, dict(body))
         if type == "DELETED":
-            meta = body["metadata"]
-            reconciler.forget(kind, meta.get("namespace") or "default", meta["name"])
-        else:
-            reconciler.remember(kind, dict(body))
-            if state.task is None:
-                state.task = asyncio.get_running_loop().create_task(_resync_loop(state))
-
-    @kopf.on.resume(**resource)
-    @kopf.on.create(**resource)
-    @kopf.on.update(**resource)
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        state: State = memo.state
-        reconciler = _reconciler(state)
-        reconciler.remember(kind, dict(body))
-        declared = reconciler.objects[Declared(kind, dict(body)).key]
-        if declared.paused:
+            previous = reconciler.objects.get(declared.key, declared)
+            reconciler.forget(*declared.key)
+            if not _deletes_data(body.get("spec")):
+                _spawn(state, _release(state, previous))
             return
-        computed = await reconciler.submit(declared.key) or Computed(provisioning())
-        status = build_status(declared, computed)
-        patch.status.update(status)
-        state.last_status_write[declared.key] = time.monotonic()
-        _post_events(body, computed)
-        if kind == "Topic" and computed.outcome.ready:
-            state.wake.set()  # groups waiting for this Topic need not wait for the next resync
-        if computed.outcome.ready is False and not computed.outcome.stalled:
-            raise kopf.TemporaryError(computed.outcome.message, delay=state.config.retry_delay)
+        reconciler.remember(kind, dict(body))
+        if state.task is None:
+            state.task = asyncio.get_running_loop().create_task(_resync_loop(state))
+        if declared.paused or body["metadata"].get("deletionTimestamp"):
+            return
+        if declared.status.get("observedGeneration") != declared.generation:
+            _spawn(state, _reconcile(state, declared.key))
 
-    @kopf.on.delete(**resource)
+    @kopf.on.delete(**resource, when=_deletes_data)
     async def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
         state: State = memo.state
         declared = Declared(kind, dict(body))
@@ -164,6 +160,72 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
                   message="; ".join([f"{result.label} {result.outcome}", *result.details]))
 
 
+def _spawn(state: State, coroutine: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+async def _reconcile(state: State, key: Key) -> None:
+    """Reconcile one object (batched with whatever else is asked for) and write status."""
+    reconciler = _reconciler(state)
+    try:
+        computed = await reconciler.submit(key)
+    except Exception:  # noqa: BLE001 - the resync loop tries again
+        log.exception("reconcile of %s/%s failed", key[0].lower(), key[2])
+        return
+    declared = reconciler.objects.get(key)
+    if computed is None or declared is None:
+        return
+    await _write_status(state, reconciler, declared, computed)
+    outcome = computed.outcome
+    loop = asyncio.get_running_loop()
+    if outcome.ready is False and not outcome.stalled:
+        loop.call_later(state.config.retry_delay, lambda: _spawn(state, _reconcile(state, key)))
+    if key[0] == "Topic" and outcome.ready:
+        # Groups waiting for this Topic need not wait for the next resync.
+        for other, group in list(reconciler.objects.items()):
+            if other[0] == "ConsumerGroup" and other[1] == key[1] and not group.paused and \
+                    reconciler.topic_of(group) is declared and not _is_ready(group):
+                _spawn(state, _reconcile(state, other))
+
+
+def _is_ready(declared: Declared) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in declared.status.get("conditions") or [])
+
+
+async def _write_status(state: State, reconciler: Reconciler, declared: Declared, computed: Computed,
+                        *, runtime: bool = True) -> bool:
+    """Writes status if it changed (runtime figures only when ``runtime``)."""
+    status = build_status(declared, computed)
+    if reconciler.kube is None or not status_changed(declared, status, runtime=runtime):
+        return False
+    try:
+        await reconciler.kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], status)
+    except Exception as exc:  # noqa: BLE001 - a later pass tries again
+        log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
+        return False
+    # Our own view follows at once, so the resync does not write the same again.
+    declared.body["status"] = {**declared.status, **status}
+    state.last_status_write[declared.key] = time.monotonic()
+    _post_events(declared.body, computed)
+    return True
+
+
+async def _release(state: State, declared: Declared) -> None:
+    """A Retain object is gone: drop its ownership records, leave the data."""
+    if declared.paused:
+        return
+    try:
+        result = await _reconciler(state).delete(declared)
+    except Exception as exc:  # noqa: BLE001 - best effort; records of a gone object only block others
+        log.warning("cannot release %s/%s in Redis: %s", declared.kind.lower(), declared.key[2], exc)
+        return
+    if result is not None and result.failure is not None:
+        log.warning("cannot release %s/%s in Redis: %s", declared.kind.lower(), declared.key[2], result.failure.message)
+
+
 def _reconciler(state: State) -> Reconciler:
     if state.reconciler is None:  # logged in without credentials we can reuse (tests)
         state.reconciler = Reconciler(cluster_id=state.config.cluster_id, default_url=state.config.redis_url)
@@ -187,15 +249,10 @@ def _post_events(body: Any, computed: Computed) -> None:
 
 
 async def _resync_loop(state: State) -> None:
-    """Every interval (±10%), one engine pass over every object; wakes early on demand."""
+    """Every interval (±10%), one engine pass over every object."""
     reconciler = _reconciler(state)
     while True:
-        interval = state.config.resync_interval * random.uniform(0.9, 1.1)
-        try:
-            await asyncio.wait_for(state.wake.wait(), timeout=interval)
-        except asyncio.TimeoutError:
-            pass
-        state.wake.clear()
+        await asyncio.sleep(state.config.resync_interval * random.uniform(0.9, 1.1))
         try:
             await _resync_once(state, reconciler)
         except asyncio.CancelledError:
@@ -218,19 +275,9 @@ async def _resync_once(state: State, reconciler: Reconciler) -> None:
         declared = reconciler.objects.get(key)
         if declared is None:
             continue
-        status = build_status(declared, result)
         runtime_due = now - state.last_status_write.get(key, 0) >= state.config.status_interval
-        if not status_changed(declared, status, runtime=runtime_due):
-            continue
-        try:
-            await reconciler.kube.patch_status(PLURALS[key[0]], key[1], key[2], status)
-        except Exception as exc:  # noqa: BLE001 - next pass tries again
-            log.warning("cannot write status of %s/%s: %s", key[0].lower(), key[2], exc)
-            continue
-        state.last_status_write[key] = now
-        status_writes += 1
-        if result.result is not None and result.result.outcome in ("created", "configured") or result.reset:
-            _post_events(declared.body, result)
+        if await _write_status(state, reconciler, declared, result, runtime=runtime_due):
+            status_writes += 1
     trips_after, writes_after = reconciler.redis_work()
     log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
              len(keys), trips_after - trips, writes_after - writes, status_writes, time.monotonic() - started)
