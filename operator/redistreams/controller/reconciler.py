@@ -90,9 +90,22 @@ class Reconciler:
 
     # -- the watch feeds this -------------------------------------------------------
 
-    def remember(self, kind: str, body: dict[str, Any]) -> None:
-        declared = Declared(kind, dict(body))
+    def remember(self, kind: str, body: dict[str, Any]) -> Declared:
+        """Keeps only what reconciling needs: managedFields and others' annotations
+        (last-applied-configuration…) would triple the memory per object."""
+        meta = body["metadata"]
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("redistreams.dev/")}
+        slim = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "generation", "uid", "deletionTimestamp")
+                         if k in meta} | ({"annotations": annotations} if annotations else {}),
+            "spec": body.get("spec") or {},
+            "status": body.get("status") or {},
+        }
+        declared = Declared(kind, slim)
         self.objects[declared.key] = declared
+        return declared
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.objects.pop((kind, namespace, name), None)
