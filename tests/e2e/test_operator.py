@@ -125,6 +125,13 @@ def test_drift_is_repaired(cluster: Cluster, ns: str, redis: RedisServer) -> Non
     r.delete(f"{ns}/t")
     wait_for(lambda: r.exists(f"{ns}/t") and r.xinfo_groups(f"{ns}/t"), "stream and group re-created", 20)
 
+    def reasons(name: str) -> set[str]:
+        events = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
+        return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
+
+    wait_for(lambda: {"Created", "DriftRepaired"} <= reasons("t"), "Created and DriftRepaired events", 20)
+    wait_for(lambda: "DriftRepaired" in reasons("g"), "DriftRepaired event for the group", 20)
+
 
 def test_redis_reset_recreates_groups_from_zero(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     key = f"{ns}/reset"
@@ -148,6 +155,8 @@ def test_conflict_and_wrong_type_stall(cluster: Cluster, ns: str, redis: RedisSe
     create(cluster, ns, "Topic", "second", {"streamName": f"{ns}/shared"})
     body = wait_ready(cluster, ns, "Topic", "second", status="False", reason="Conflict")
     assert condition(body, "Stalled")["status"] == "True"
+    wait_for(lambda: any(e["reason"] == "Conflict" and e["type"] == "Warning" and e["involvedObject"]["name"] == "second"
+                         for e in cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]), "Conflict event")
     assert f'Topic "{ns}/first"' in condition(body)["message"]
     redis.client().rpush(f"{ns}/list", "x")
     create(cluster, ns, "Topic", "listy", {"streamName": f"{ns}/list"})

@@ -249,6 +249,9 @@ def _post_events(body: Any, computed: Computed) -> None:
         return
     if result.failure is not None:
         kopf.warn(body, reason=result.failure.reason, message=result.failure.message)
+    elif computed.drift and not result.failure:
+        kopf.info(body, reason="DriftRepaired",
+                  message="; ".join([f"{result.label} {result.outcome}", *result.details]))
     elif result.outcome in ("created", "configured"):
         kopf.info(body, reason=result.outcome.capitalize(),
                   message="; ".join([f"{result.label} {result.outcome}", *result.details]))
@@ -299,6 +302,8 @@ async def _resync_once(state: State, reconciler: Reconciler) -> None:
         runtime_due = now - state.last_status_write.get(key, 0) >= state.config.status_interval
         if await _write_status(state, reconciler, declared, result, runtime=runtime_due):
             status_writes += 1
+        elif result.drift or result.reset:
+            _post_events(declared.body, result)  # repaired, though status reads the same
     trips_after, writes_after = reconciler.redis_work()
     _give_back_memory()
     log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",

@@ -72,6 +72,7 @@ class Computed:
     fields: dict[str, Any] = field(default_factory=dict)
     result: Result | None = None
     reset: bool = False
+    drift: bool = False  # something we had made was deleted behind our back and is back
 
 
 class Reconciler:
@@ -274,9 +275,11 @@ class Reconciler:
         out: dict[Key, Computed] = {}
         for (key, _), tplan, result in zip(topics, plan.topics, results[: len(topics)]):
             out[key] = Computed(_topic_outcome(result, engine.target), _topic_fields(tplan, result, plan.groups),
-                                result, reset=tplan.intent.stream in reset_streams)
+                                result, reset=tplan.intent.stream in reset_streams,
+                                drift=tplan.create_stream and tplan.state.topic_owner is not None)
         for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
-            out[key] = Computed(_group_outcome(result), _group_fields(gplan, result), result)
+            out[key] = Computed(_group_outcome(result), _group_fields(gplan, result), result,
+                                drift=gplan.create_at is not None and gplan.intent.group in gplan.state.group_owners)
         return out
 
     async def delete(self, declared: Declared) -> Result | None:
