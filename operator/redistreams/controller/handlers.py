@@ -70,8 +70,22 @@ def status_changed(declared: Declared, status: dict[str, Any], *, runtime: bool)
     return any(old.get(k) != status.get(k) for k in keys)
 
 
+WATCH_HANDLER = "watch"
+
+
+class _QuietWatch(logging.Filter):
+    """kopf logs every handler success at INFO; for the watch handler that is one line
+    per object change, thousands per minute at scale, saying nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != f"Handler '{WATCH_HANDLER}' succeeded."
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     """Handlers for both kinds on the given registry."""
+    quiet = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietWatch) for f in quiet.filters):
+        quiet.addFilter(_QuietWatch())
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
@@ -121,7 +135,7 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
     their deletion is seen."""
     resource = dict(group=API_GROUP, version=API_VERSION, plural=plural, registry=registry)
 
-    @kopf.on.event(**resource)
+    @kopf.on.event(**resource, id=WATCH_HANDLER)
     async def watch(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         state: State = memo.state
         reconciler = _reconciler(state)
