@@ -21,7 +21,7 @@ from ..engine.plan import GroupPlan, TopicPlan
 from ..manifests import describe_validation_error
 from ..model import ConsumerGroup, Topic
 from .conditions import (
-    GROUP_READY, INVALID_SPEC, PROVISIONING, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
+    GROUP_READY, INVALID_SPEC, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
 )
 from .kube import KubeAPI
 
@@ -368,7 +368,3 @@ def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
     if plan.intent.start_id == "$":
         fields.update(lag=0, lagExact=True)
     return fields
-
-
-def provisioning() -> Outcome:
-    return Outcome(None, PROVISIONING, "reconciling")
