@@ -308,16 +308,20 @@ async def _resync_once(state: State, reconciler: Reconciler) -> None:
     trips, writes = reconciler.redis_work()
     computed = await reconciler.run(keys)
     now = time.monotonic()
-    status_writes = 0
-    for key, result in computed.items():
+    parallel = asyncio.Semaphore(16)  # many figures change at once on a busy cluster
+
+    async def write(key: Key, result: Computed) -> bool:
         declared = reconciler.objects.get(key)
         if declared is None:
-            continue
+            return False
         runtime_due = now - state.last_status_write.get(key, 0) >= state.config.status_interval
-        if await _write_status(state, reconciler, declared, result, runtime=runtime_due):
-            status_writes += 1
-        elif result.drift or result.reset:
+        async with parallel:
+            written = await _write_status(state, reconciler, declared, result, runtime=runtime_due)
+        if not written and (result.drift or result.reset):
             _post_events(declared.body, result)  # repaired, though status reads the same
+        return written
+
+    status_writes = sum(await asyncio.gather(*(write(k, r) for k, r in computed.items())))
     trips_after, writes_after = reconciler.redis_work()
     _give_back_memory()
     log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
