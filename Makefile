@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv control-plane test test-unit test-integration test-e2e run bench clean
+.PHONY: help setup system-deps venv control-plane helm test test-unit test-integration test-e2e run bench clean
 
 help:
 	@echo "make run    - local Redis: apply examples/, the seed scenario; then the operator on a local control plane"
@@ -39,7 +39,11 @@ $(VENV)/.installed: pyproject.toml
 control-plane:
 	hack/control-plane.sh
 
-test: setup control-plane
+# helm, built the same way (first build 2-3 minutes).
+helm:
+	hack/helm.sh
+
+test: setup control-plane helm
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 test-unit: venv
@@ -48,7 +52,7 @@ test-unit: venv
 test-integration: setup
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup control-plane
+test-e2e: setup control-plane helm
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 run: setup control-plane

@@ -25,7 +25,7 @@ from redistreams.model import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
-REGENERATE = "run `python -m redistreams.crds` (from the venv) and commit crds/"
+REGENERATE = "run `python -m redistreams.crds` (from the venv) and commit crds/ and charts/redistreams/crds/"
 
 # Keywords a structural schema must not contain (types only via "type").
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "nullable", "title", "const"}
@@ -58,15 +58,17 @@ def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
 # -- the committed files ---------------------------------------------------------
 
 
-def test_committed_crds_match_the_model() -> None:
+@pytest.mark.parametrize("directory", crds.DEFAULT_OUTPUTS, ids=lambda d: str(d.relative_to(crds.REPO_ROOT)))
+def test_committed_crds_match_the_model(directory: Path) -> None:
+    where = directory.relative_to(crds.REPO_ROOT)
     expected = crds.files()
-    present = {p.name for p in CRD_DIR.glob("*.yaml")} if CRD_DIR.is_dir() else set()
+    present = {p.name for p in directory.glob("*.yaml")} if directory.is_dir() else set()
     missing = sorted(set(expected) - present)
-    assert not missing, f"crds/ lacks {missing}: {REGENERATE}"
-    stale = sorted(name for name, text in expected.items() if (CRD_DIR / name).read_text() != text)
-    assert not stale, f"crds/{', crds/'.join(stale)} differ from the model: {REGENERATE}"
+    assert not missing, f"{where}/ lacks {missing}: {REGENERATE}"
+    stale = sorted(name for name, text in expected.items() if (directory / name).read_text() != text)
+    assert not stale, f"{where}/{stale} differ from the model: {REGENERATE}"
     extra = sorted(present - set(expected))
-    assert not extra, f"crds/ has files the generator does not write: {extra}: {REGENERATE}"
+    assert not extra, f"{where}/ has files the generator does not write: {extra}: {REGENERATE}"
 
 
 def test_committed_files_carry_the_header_and_parse_back() -> None:
