@@ -85,6 +85,34 @@ def wait_ready(cluster: Cluster, ns: str, kind: str, name: str, status: str = "T
     return wait_for(check, f"{kind} {ns}/{name} Ready={status} {reason or ''}", timeout)
 
 
+def kstatus(body: dict[str, Any]) -> str:
+    """The status Flux, Helm 4 --wait and kpt compute (sigs.k8s.io/cli-utils kstatus rules)."""
+    if body["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = body.get("status") or {}
+    if "observedGeneration" in status and status["observedGeneration"] != body["metadata"]["generation"]:
+        return "InProgress"
+    by_type = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    if by_type.get("Reconciling") == "True":
+        return "InProgress"
+    if by_type.get("Stalled") == "True":
+        return "Failed"
+    if "Ready" in by_type:
+        return "Current" if by_type["Ready"] == "True" else "InProgress"
+    return "Current"
+
+
+def test_kstatus_progress_current_and_failed(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    fresh = create(cluster, ns, "Topic", "k", {"streamName": f"{ns}/k"})
+    assert kstatus(fresh) == "InProgress"  # observedGeneration defaults to -1
+    assert kstatus(wait_ready(cluster, ns, "Topic", "k")) == "Current"
+    waiting = create(cluster, ns, "ConsumerGroup", "orphan", {"topicRef": {"name": "missing"}})
+    assert kstatus(waiting) == "InProgress"
+    assert kstatus(wait_ready(cluster, ns, "ConsumerGroup", "orphan", status="False", reason="TopicNotFound")) == "InProgress"
+    create(cluster, ns, "Topic", "k2", {"streamName": f"{ns}/k"})
+    assert kstatus(wait_ready(cluster, ns, "Topic", "k2", status="False", reason="Conflict")) == "Failed"
+
+
 def test_topic_and_group_become_ready_before_any_publisher(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     create(cluster, ns, "Topic", "orders", {"streamName": f"{ns}/orders"})
     create(cluster, ns, "ConsumerGroup", "billing", {"topicRef": {"name": "orders"}})
