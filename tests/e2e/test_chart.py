@@ -119,3 +119,11 @@ def test_values_schema_rejects_typos(helm: str) -> None:
         result = subprocess.run([helm, "template", "rs", str(CHART), *bad], capture_output=True, text=True)
         assert result.returncode != 0, bad
         assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_publisher_example_passes_the_api_server(cluster: Cluster) -> None:
+    ns = f"pub-{uuid.uuid4().hex[:6]}"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    (deployment,) = [d for d in yaml.safe_load_all((ROOT / "gitops" / "publisher" / "deployment.yaml").read_text()) if d]
+    response = cluster.post(f"/apis/apps/v1/namespaces/{ns}/deployments?dryRun=All&fieldValidation=Strict", deployment)
+    assert response.status == 201, response.text
