@@ -4,7 +4,9 @@ real API server (server-side dry run, strict field validation)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +14,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from controlplane import Cluster, cluster_for_tests
+from controlplane import Cluster, cluster_for_tests, wait_for
+from redis_server import RedisServer
 from redistreams.controller.rbac import OPERATOR_RULES, SECRET_RULES
 
 pytestmark = pytest.mark.e2e
@@ -127,3 +130,78 @@ def test_publisher_example_passes_the_api_server(cluster: Cluster) -> None:
     (deployment,) = [d for d in yaml.safe_load_all((ROOT / "gitops" / "publisher" / "deployment.yaml").read_text()) if d]
     response = cluster.post(f"/apis/apps/v1/namespaces/{ns}/deployments?dryRun=All&fieldValidation=Strict", deployment)
     assert response.status == 201, response.text
+
+
+def _ready(cluster: Cluster, ns: str, plural: str, name: str) -> bool:
+    body = cluster.get(f"/apis/redistreams.dev/v1alpha1/namespaces/{ns}/{plural}/{name}").json
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in body.get("status", {}).get("conditions", []))
+
+
+def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster: Cluster, redis: RedisServer,
+                                                              tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    release_ns, watched, other = f"rs-{suffix}", f"apps-{suffix}", f"other-{suffix}"
+    for ns in (watched, other):
+        cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kubeconfig = cluster.kubeconfig_path or cluster.kubeconfig_for_token(cluster.token or "", tmp_path / "admin")
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+
+    def run_helm(*args: str) -> str:
+        result = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run_helm("install", "rs", str(CHART), "--namespace", release_ns, "--create-namespace",
+             "--set", f"watchNamespaces={{{watched}}}", "--set", f"redis.url={redis.url}", "--set", "clusterId=chart")
+    deployment = cluster.get(f"/apis/apps/v1/namespaces/{release_ns}/deployments/rs-redistreams").json
+    assert f"--namespace={watched}" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    # The operator, run here, as the chart's ServiceAccount: the chart's RBAC must be enough.
+    token = cluster.create_token(release_ns, "rs-redistreams")
+    sa_config = cluster.kubeconfig_for_token(token, tmp_path / "sa")
+    with open(tmp_path / "operator.log", "wb") as log:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched, "--redis-url", redis.url,
+             "--liveness", "", "--cluster-id", "chart", "--resync-interval", "2s"],
+            env={**os.environ, "KUBECONFIG": sa_config}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            api = f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}"
+            cluster.post(f"{api}/topics", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic",
+                                           "metadata": {"name": "t"},
+                                           "spec": {"streamName": f"{watched}/t", "deletionPolicy": "Delete"}}).raise_for_status()
+            cluster.post(f"{api}/consumergroups", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup",
+                                                   "metadata": {"name": "g"}, "spec": {"topicRef": {"name": "t"}}}).raise_for_status()
+            wait_for(lambda: _ready(cluster, watched, "topics", "t") and _ready(cluster, watched, "consumergroups", "g"),
+                     "Ready under the chart's identity", 60)
+            assert [g["name"] for g in redis.client().xinfo_groups(f"{watched}/t")] == ["g"]
+            cluster.delete(f"{api}/consumergroups/g").raise_for_status()
+            cluster.delete(f"{api}/topics/t").raise_for_status()
+            wait_for(lambda: cluster.get(f"{api}/topics/t").status == 404, "Topic deleted through its finalizer", 60)
+            assert redis.client().exists(f"{watched}/t") == 0
+        finally:
+            operator.terminate()
+            operator.wait(30)
+        assert b"Forbidden" not in (tmp_path / "operator.log").read_bytes()
+
+    # ...and minimal: nothing outside its namespaces, nothing but what it needs.
+    def status(method: str, path: str, body: Any = None) -> int:
+        return cluster.request(method, path, body, token=token).status
+
+    assert status("GET", f"/api/v1/namespaces/{watched}/secrets/absent") == 404  # may read Secrets where it works
+    assert status("GET", f"/api/v1/namespaces/{other}/secrets/absent") == 403
+    assert status("GET", f"/api/v1/namespaces/{watched}/secrets") == 403  # get, never list
+    assert status("GET", "/api/v1/secrets") == 403
+    assert status("GET", f"/apis/redistreams.dev/v1alpha1/namespaces/{other}/topics") == 403
+    assert status("DELETE", f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}/topics/x") == 403
+    assert status("GET", f"/api/v1/namespaces/{watched}/pods") == 403
+    assert status("POST", f"/api/v1/namespaces/{watched}/configmaps",
+                  {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}) == 403
+
+    run_helm("upgrade", "rs", str(CHART), "--namespace", release_ns, "--reuse-values", "--set", "resyncInterval=30s")
+    deployment = cluster.get(f"/apis/apps/v1/namespaces/{release_ns}/deployments/rs-redistreams").json
+    assert "--resync-interval=30s" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    run_helm("uninstall", "rs", "--namespace", release_ns)
+    assert cluster.get(f"/apis/apps/v1/namespaces/{release_ns}/deployments/rs-redistreams").status == 404
+    assert cluster.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{watched}/roles/rs-redistreams").status == 404
+    # CRDs stay: deleting them would delete every Topic and ConsumerGroup in the cluster.
+    assert cluster.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/topics.redistreams.dev").status == 200
