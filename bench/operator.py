@@ -157,7 +157,7 @@ def main() -> None:
         with open(log_path, "w") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched,
-                 "--redis-url", redis.url, "--liveness", "", "--resync-interval", f"{int(args.resync)}s",
+                 "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0", "--resync-interval", f"{int(args.resync)}s",
                  "--status-interval", f"{int(args.resync)}s",
                  "--log-format", "plain"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -109,7 +109,7 @@ def operator_demo() -> None:
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         log = open(Path(tmp) / "operator.log", "w")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "redistreams.cli", "operator", "--redis-url", redis.url, "--liveness", "",
+            [sys.executable, "-m", "redistreams.cli", "operator", "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0",
              "--log-format", "plain"],
             env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT)
         try:

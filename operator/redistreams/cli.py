@@ -596,10 +596,12 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
               help="Write changing figures (length, lag…) to status at most this often.")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL, or empty to disable.")
+@click.option("--metrics-port", type=int, default=8081, show_default=True,
+              help="Serve Prometheus metrics on this port (0: off).")
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_url: str | None, cluster_id: str,
-                     resync_interval: str, status_interval: str, liveness: str, log_format: str,
+                     resync_interval: str, status_interval: str, liveness: str, metrics_port: int, log_format: str,
                      verbose: bool) -> None:
     """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
     from .controller.handlers import OperatorConfig
@@ -613,7 +615,7 @@ def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_ur
         resync_interval=_duration_option(resync_interval),
         status_interval=_duration_option(status_interval),
     )
-    run(config, list(namespaces), liveness or None, verbose, log_format)
+    run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port)
 
 
 def ctx_url() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import urllib.request
 import subprocess
 import sys
 import uuid
@@ -15,14 +17,14 @@ import pytest
 import yaml
 
 from controlplane import Cluster, cluster_for_tests, wait_for
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from redistreams.controller.rbac import OPERATOR_RULES, SECRET_RULES
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "redistreams"
-PLURALS = {"ServiceAccount": "serviceaccounts", "Secret": "secrets", "Deployment": "deployments",
+PLURALS = {"Service": "services", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Deployment": "deployments",
            "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
            "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions"}
 VALUE_SETS = {
@@ -30,7 +32,7 @@ VALUE_SETS = {
     "redis-url": ["--set", "redis.url=redis://redis.data:6379/0"],
     "namespaced": ["--set", "watchNamespaces={team-a,team-b}", "--set", "redis.existingSecret=my-redis"],
     "no-secrets-json-logs": ["--set", "rbac.readSecrets=false", "--set", "logFormat=json", "--set", "verbose=true",
-                             "--set", "rbac.aggregateToViewEdit=false"],
+                             "--set", "rbac.aggregateToViewEdit=false", "--set", "metrics.service.enabled=true"],
 }
 
 
@@ -158,11 +160,12 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
 
     # The operator, run here, as the chart's ServiceAccount: the chart's RBAC must be enough.
     token = cluster.create_token(release_ns, "rs-redistreams")
+    metrics_port = free_port()
     sa_config = cluster.kubeconfig_for_token(token, tmp_path / "sa")
     with open(tmp_path / "operator.log", "wb") as log:
         operator = subprocess.Popen(
             [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched, "--redis-url", redis.url,
-             "--liveness", "", "--cluster-id", "chart", "--resync-interval", "2s"],
+             "--liveness", "", "--cluster-id", "chart", "--resync-interval", "2s", "--metrics-port", str(metrics_port)],
             env={**os.environ, "KUBECONFIG": sa_config}, stdout=log, stderr=subprocess.STDOUT)
         try:
             api = f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}"
@@ -178,6 +181,10 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
             cluster.delete(f"{api}/topics/t").raise_for_status()
             wait_for(lambda: cluster.get(f"{api}/topics/t").status == 404, "Topic deleted through its finalizer", 60)
             assert redis.client().exists(f"{watched}/t") == 0
+            scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            assert 'redistreams_reconciles_total{kind="Topic",outcome="ready"}' in scrape
+            assert re.search(r'redistreams_status_writes_total\{kind="ConsumerGroup"\} [1-9]', scrape)
+            assert re.search(r"redistreams_redis_round_trips_total [1-9]", scrape)
         finally:
             operator.terminate()
             operator.wait(30)
@@ -205,3 +212,16 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
     assert cluster.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{watched}/roles/rs-redistreams").status == 404
     # CRDs stay: deleting them would delete every Topic and ConsumerGroup in the cluster.
     assert cluster.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/topics.redistreams.dev").status == 200
+
+
+def test_service_monitor_selects_the_metrics_service(helm: str) -> None:
+    docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom")
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert all(service["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 8081} in ports
+    assert not [d for d in render(helm) if d["kind"] in ("Service", "ServiceMonitor")]

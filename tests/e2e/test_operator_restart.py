@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def _operator(redis: RedisServer, ns: str, kubeconfig: str, log) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", ns, "--redis-url", redis.url,
-         "--liveness", "", "--resync-interval", "2s", "--status-interval", "1s", "--cluster-id", "e2e"],
+         "--liveness", "", "--metrics-port", "0", "--resync-interval", "2s", "--status-interval", "1s", "--cluster-id", "e2e"],
         env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT)
 
 

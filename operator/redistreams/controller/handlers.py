@@ -20,6 +20,7 @@ from typing import Any
 
 import kopf
 
+from .. import metrics
 from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION
 from .conditions import conditions, same_conditions
@@ -226,6 +227,7 @@ async def _write_status(state: State, reconciler: Reconciler, declared: Declared
     except Exception as exc:  # noqa: BLE001 - a later pass tries again
         log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
         return False
+    metrics.STATUS_WRITES.labels(declared.kind).inc()
     # Our own view follows at once, so the resync does not write the same again.
     declared.body["status"] = {**declared.status, **status}
     state.last_status_write[declared.key] = time.monotonic()

@@ -28,8 +28,13 @@ def operator_kwargs(config: OperatorConfig, namespaces: list[str], liveness: str
     )
 
 
-def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, verbose: bool, log_format: str) -> None:
+def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, verbose: bool, log_format: str,
+        metrics_port: int = 0) -> None:
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    if metrics_port:
+        from ..metrics import serve
+
+        serve(metrics_port)
     kopf.run(**operator_kwargs(config, namespaces, liveness))
 
 

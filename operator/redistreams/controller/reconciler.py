@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import metrics
 from ..connection import ConnectionConfigError, RedisTarget, redact
 from ..engine import Engine, Result
 from ..engine.intents import group_intent, topic_intent
@@ -249,7 +250,14 @@ class Reconciler:
                 for key, *_ in [*topics, *groups]:
                     computed[key] = Computed(Outcome(False, INVALID_SPEC, str(exc)))
                 continue
-            computed.update(await asyncio.to_thread(self._batch, engine, topics, groups))
+            trips, writes = engine.stats.round_trips, engine.stats.writes
+            with metrics.BATCH_SECONDS.time():
+                computed.update(await asyncio.to_thread(self._batch, engine, topics, groups))
+            metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
+            metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
+        for (kind, _, _), result in computed.items():
+            outcome = result.outcome
+            metrics.RECONCILES.labels(kind, "ready" if outcome.ready else outcome.reason).inc()
         return computed
 
     def _batch(self, engine: Engine, topics: list[tuple[Key, Topic]],
