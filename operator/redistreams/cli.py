@@ -192,7 +192,7 @@ def _plan_lines(plan: Plan) -> list[tuple[str, str, str]]:
             elif item.create_stream:
                 text = f'create stream "{item.intent.stream}"'
             elif item.changes:
-                text = "update" if not notes else ""
+                text = ""  # the notes say what changes (ownership, trim)
             else:
                 text = "in sync"
         else:
@@ -207,8 +207,8 @@ def _plan_lines(plan: Plan) -> list[tuple[str, str, str]]:
                 text = "in sync"
             if item.start_id_note:
                 notes.append(item.start_id_note)
-        if item.record is not None and item.record_is_new and not item.failure:
-            notes.append("record ownership")
+        if item.record is not None and not item.failure:
+            notes.append("record ownership" if item.record_is_new else "update the ownership record")
         text = "; ".join(t for t in [text, *notes] if t)
         rows.append((symbols[item.verb], item.intent.label, text))
     return rows

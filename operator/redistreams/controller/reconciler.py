@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..connection import ConnectionConfigError, RedisTarget, redact
 from ..engine import Engine, Result
-from ..engine.intents import group_intent, topic_intent
+from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
 from ..engine.plan import GroupPlan, TopicPlan
 from ..manifests import describe_validation_error
 from ..model import ConsumerGroup, Topic
@@ -275,7 +275,7 @@ class Reconciler:
                 reset_streams.add(tplan.intent.stream)
         if reset_streams:
             g_intents = [
-                g if g.stream not in reset_streams else type(g)(**{**g.__dict__, "start_id": "0"})
+                replace(g, start_id="0") if g.stream in reset_streams else g
                 for g in g_intents
             ]
             plan = engine.plan(t_intents, g_intents)
@@ -309,10 +309,11 @@ class Reconciler:
             url = await self._url_for(topic_model) if isinstance(topic_model, Topic) else self.default_url
             if url is None:
                 return None
-            intent = group_intent(model, topic_model, self.cluster_id) if isinstance(topic_model, Topic) else None
-            if intent is None or (stream and intent.stream != stream):
-                from ..engine.intents import GroupIntent, Owner
-
+            if isinstance(topic_model, Topic):
+                intent = group_intent(model, topic_model, self.cluster_id)
+                if stream and intent.stream != stream:  # delete where it was made
+                    intent = replace(intent, stream=stream)
+            else:  # the Topic went first: the stream is known from status
                 intent = GroupIntent(model.label, Owner(self.cluster_id, model.namespace, model.name),
                                      Owner(self.cluster_id, model.namespace, model.spec.topicRef.name),
                                      stream, model.group, model.spec.startId, model.spec.deletionPolicy)

@@ -45,7 +45,7 @@ def describe(exc: BaseException, target: str = "") -> Failure:
         return Failure(READ_ONLY, f"Redis{at} is a read-only replica; point the URL at the primary")
     if text.startswith("WRONGTYPE"):
         return Failure(WRONG_TYPE, "the key holds a value of another type")
-    if text.startswith("NOSCRIPT") or "unknown command" in text and "eval" in text.lower():
+    if text.startswith("NOSCRIPT") or ("unknown command" in text and "eval" in text.lower()):
         return Failure(PERMISSION_DENIED, f"Redis{at} does not allow Lua scripts (EVAL/EVALSHA): {text}")
     return Failure(REDIS_ERROR, f"Redis error{at}: {text or type(exc).__name__}")
 
