@@ -144,8 +144,10 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         if type == "DELETED":
             previous = reconciler.objects.get(declared.key, declared)
             reconciler.forget(*declared.key)
-            if not _deletes_data(body.get("spec")):
-                _spawn(state, _release(state, previous))
+            # Retain objects have no finalizer, and a Delete object can be deleted before
+            # kopf added ours: apply the policy now. After a finalizer cleanup the records
+            # are gone and this finds nothing to do.
+            _spawn(state, _after_deletion(state, previous))
             return
         declared = reconciler.remember(kind, body)
         if state.task is None:
@@ -235,9 +237,10 @@ async def _write_status(state: State, reconciler: Reconciler, declared: Declared
     return True
 
 
-async def _release(state: State, declared: Declared) -> None:
-    """A Retain object is gone: drop its ownership records, leave the data."""
-    if declared.paused:
+async def _after_deletion(state: State, declared: Declared) -> None:
+    """An object is gone: honour its deletionPolicy (Retain drops the ownership records)."""
+    annotations = declared.body["metadata"].get("annotations") or {}
+    if declared.paused or annotations.get(SKIP_CLEANUP_ANNOTATION) == "true":
         return
     try:
         result = await _reconciler(state).delete(declared)
