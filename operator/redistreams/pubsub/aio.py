@@ -1,0 +1,710 @@
+"""asyncio publisher and subscriber over Redis Streams, wire-compatible with the Go driver."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from ..connection import redact
+from .link import TRANSIENT, Command, Link, make_pool
+from .urls import SubscriptionURL, TopicURL, parse_subscription_url, parse_topic_url
+from .wire import BODY, HEADERS, decode_fields, encode_body, encode_headers
+
+log = logging.getLogger("redistreams.pubsub")
+
+# Nacked entries get this idle time so any consumer's reclaim takes them at once,
+# including Go consumers with the driver's default of 30 minutes.
+_NACK_IDLE_MS = 30 * 60 * 1000
+_MAX_TRIP = 1000  # commands or IDs per round trip
+
+
+class PubSubError(Exception):
+    """Opening, publishing or subscribing failed for a reason retrying will not fix."""
+
+
+class PublishError(PubSubError):
+    """Some messages of a batch were not stored; ``ids`` has None where a send failed."""
+
+    def __init__(self, message: str, ids: list[str | None]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class ConsumerInUseError(PubSubError):
+    pass
+
+
+class SubscriptionClosed(PubSubError):
+    pass
+
+
+@dataclass(slots=True)
+class Message:
+    """A message: raw body bytes and string metadata (the Go driver's ``headers``)."""
+
+    body: bytes
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.body = encode_body(self.body)
+        self.metadata = dict(self.metadata or {})
+
+
+@dataclass(slots=True, eq=False)
+class ReceivedMessage(Message):
+    """A delivered message; acknowledge it (or nack it) through its subscription."""
+
+    id: str = ""
+    redelivered: bool = False  # taken from a pending list rather than read new
+    problem: str | None = None  # set when the entry was not in the driver's format
+    subscription: Subscription | None = field(default=None, repr=False)
+
+    def ack(self) -> None:
+        assert self.subscription is not None
+        self.subscription.ack(self)
+
+    def nack(self) -> None:
+        assert self.subscription is not None
+        self.subscription.nack(self)
+
+
+def _redis_url(explicit: str | None, what: str, url: str) -> str:
+    value = explicit or os.environ.get("REDIS_URL")
+    if not value:
+        raise PubSubError(f"open {what} {url}: REDIS_URL environment variable not set")
+    return value
+
+
+def _pool_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> aredis.ConnectionPool:
+    if client is not None:
+        kwargs = dict(client.connection_pool.connection_kwargs)
+        kwargs.update(decode_responses=False, socket_timeout=None, protocol=2)
+        return aredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **kwargs)
+    return make_pool(_redis_url(redis_url, what, url))
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+
+
+# ---------------------------------------------------------------------------------------
+# Publishing
+
+
+@dataclass(slots=True)
+class _Send:
+    commands: list[Command]
+    future: asyncio.Future[list[str]]
+
+
+class Topic:
+    """Publishes to one stream. Concurrent ``send`` calls share round trips.
+
+    Each message is one ``XADD <stream> [MAXLEN n] * headers <json> body <bytes>``, as
+    the Go driver writes it. A connection failure is retried for ``retry_for`` seconds;
+    a retried XADD may already have been stored, so delivery is at least once.
+    """
+
+    def __init__(self, spec: TopicURL, pool: aredis.ConnectionPool, *, timeout: float = 10.0,
+                 retry_for: float = 10.0, max_batch: int = _MAX_TRIP) -> None:
+        self.stream = spec.stream
+        self.maxlen = spec.maxlen
+        self._pool = pool
+        self._link = Link(pool, timeout, name="redistreams-pub")
+        self._retry_for = retry_for
+        self._max_batch = max_batch
+        self._queue: deque[_Send] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        prefix: list[Any] = ["XADD", spec.stream]
+        if spec.maxlen:
+            # go-redis sends an exact MAXLEN: it can trim entries no group has read yet.
+            prefix += ["MAXLEN", spec.maxlen]
+            log.warning("topic %s: maxlen=%d trims exactly on every send and can drop entries consumer groups "
+                        "have not read or acknowledged; prefer a Topic retention managed by redistreams",
+                        spec.stream, spec.maxlen)
+        self._prefix = tuple(prefix) + ("*",)
+
+    def _command(self, message: Message | bytes | str) -> Command:
+        if not isinstance(message, Message):
+            message = Message(message)
+        return self._prefix + (HEADERS, encode_headers(message.metadata), BODY, message.body)
+
+    async def send(self, message: Message | bytes | str) -> str:
+        """Store one message; returns its entry ID."""
+        (entry_id,) = await self._submit([self._command(message)])
+        return entry_id
+
+    async def send_batch(self, messages: Iterable[Message | bytes | str]) -> list[str]:
+        """Store messages in order, pipelined; returns their entry IDs."""
+        commands = [self._command(m) for m in messages]
+        return await self._submit(commands) if commands else []
+
+    async def _submit(self, commands: list[Command]) -> list[str]:
+        if self._closed:
+            raise PubSubError(f"topic {self.stream} is shut down")
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Send(commands, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft()]
+                size = len(batch[0].commands)
+                while self._queue and size + len(self._queue[0].commands) <= self._max_batch:
+                    size += len(self._queue[0].commands)
+                    batch.append(self._queue.popleft())
+                commands = [c for item in batch for c in item.commands]
+                try:
+                    replies = await self._round_trip(commands)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                offset = 0
+                for item in batch:
+                    mine = replies[offset:offset + len(item.commands)]
+                    offset += len(item.commands)
+                    if item.future.done():
+                        continue
+                    errors = [r for r in mine if isinstance(r, ResponseError)]
+                    if errors:
+                        ids = [None if isinstance(r, ResponseError) else r.decode() for r in mine]
+                        item.future.set_exception(PublishError(
+                            f"publish to {self.stream}: {len(errors)} of {len(mine)} messages not stored: {errors[0]}",
+                            ids))
+                    else:
+                        item.future.set_result([r.decode() for r in mine])
+        finally:
+            self._flusher = None
+
+    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+        deadline = time.monotonic() + self._retry_for
+        attempt = 0
+        while True:
+            try:
+                return await self._link.call(commands)
+            except TRANSIENT as exc:
+                if time.monotonic() >= deadline or self._closed:
+                    raise
+                log.warning("topic %s: %s; retrying", self.stream, exc)
+                await _backoff(attempt)
+                attempt += 1
+
+    async def shutdown(self) -> None:
+        """Wait for messages being sent, then close the connection."""
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        await self._link.close()
+        await self._pool.disconnect()
+
+    async def __aenter__(self) -> Topic:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+
+async def open_topic(url: str, *, redis_url: str | None = None, client: aredis.Redis | None = None,
+                     timeout: float = 10.0, retry_for: float = 10.0) -> Topic:
+    """Open ``redis://<stream key>[?maxlen=N]`` on ``redis_url`` (default ``REDIS_URL``)."""
+    spec = parse_topic_url(url)
+    return Topic(spec, _pool_for(client, redis_url, "topic", url), timeout=timeout, retry_for=retry_for)
+
+
+# ---------------------------------------------------------------------------------------
+# Subscribing
+
+_in_use: set[tuple[str, str, str, str]] = set()
+
+_SCRIPT = resources.files(__package__).joinpath("lua/deliveries.lua").read_text()
+_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+
+
+@dataclass
+class DeadLetter:
+    """Move an entry to ``stream`` (and acknowledge it) once it was delivered ``max_deliveries`` times.
+
+    The move is one Lua script, so the stream must be in the same hash slot as the topic
+    on Redis Cluster (``{orders}`` and ``{orders}.dead``).
+    """
+
+    stream: str
+    max_deliveries: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.stream:
+            raise ValueError("dead-letter stream name is empty")
+        if self.max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+
+
+class Subscription:
+    """Receives from one consumer group as one named consumer, at least once.
+
+    Order of work: this consumer's own pending entries once at start (it crashed or was
+    restarted before acknowledging), then idle entries of other consumers (dead ones)
+    reclaimed with a cursor so none is starved, then new entries read with a bounded
+    ``BLOCK`` so shutdown and deadlines work. Acknowledgements and nacks are batched on
+    a second connection and never wait behind a blocking read.
+
+    Consumer names must be unique: two subscriptions with one name share a pending list
+    and get each other's redeliveries. Opening the same name twice in one process fails.
+    """
+
+    def __init__(self, spec: SubscriptionURL, pool: aredis.ConnectionPool, *, server: str,
+                 batch_size: int = 100, block: float = 2.0, timeout: float = 10.0,
+                 dead_letter: DeadLetter | None = None, create_group: bool = True,
+                 reclaim_interval: float | None = None) -> None:
+        self.stream, self.group, self.consumer = spec.stream, spec.group, spec.consumer
+        self.spec = spec
+        self.dead_letter = dead_letter
+        self.batch_size = batch_size
+        self.block = block
+        self.stats: Counter[str] = Counter()
+        self._server = server
+        self._pool = pool
+        self._create_group = create_group
+        self._read = Link(pool, timeout, name="redistreams-sub")
+        self._control = Link(pool, timeout, name="redistreams-sub")
+        self._autoclaim_ms = max(1, int(spec.autoclaim * 1000))
+        self._reclaim_interval = reclaim_interval if reclaim_interval is not None else min(5.0, spec.autoclaim)
+        self._renew_after = max(0.1, spec.autoclaim / 3)
+        self._buffer: deque[ReceivedMessage] = deque()
+        self._fetch_lock = asyncio.Lock()
+        self._outstanding: dict[str, float] = {}  # delivered, not yet acknowledged -> when
+        self._acks: list[str] = []
+        self._nacks: list[str] = []
+        self._malformed: list[str] = []  # entries to move to the dead-letter stream
+        self._control_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._drain_from: str | None = "0"  # own pending list still to read; None when done
+        self._reclaim_from = "0-0"
+        self._next_reclaim = 0.0
+        self._closed = False
+        self._key = (server, spec.stream, spec.group, spec.consumer)
+        self._loop = asyncio.get_running_loop()
+
+    # -- opening ---------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if self._key in _in_use:
+            raise ConsumerInUseError(
+                f'consumer "{self.consumer}" of group "{self.group}" on topic "{self.stream}" is already used by an '
+                f"open subscription in this process; consumer names must be unique (per process and per pod): "
+                f"two subscriptions with one name share a pending list and receive each other's redeliveries")
+        _in_use.add(self._key)
+        try:
+            if self._create_group:
+                await self._ensure_group(self.spec.start)
+            # Consumers otherwise appear only with their first delivery; make this one visible now.
+            reply = (await self._control.call([("XGROUP", "CREATECONSUMER", self.stream, self.group, self.consumer)]))[0]
+            if isinstance(reply, ResponseError):
+                log.debug("subscription %s: XGROUP CREATECONSUMER: %s", self._name, reply)
+            if not self.spec.noack:
+                self._renew_task = asyncio.create_task(self._renew_leases())
+        except BaseException:
+            _in_use.discard(self._key)
+            await self._pool.disconnect()
+            raise
+
+    async def _ensure_group(self, start: str) -> bool:
+        """XGROUP CREATE … MKSTREAM like the Go driver; an existing group is fine. True if created."""
+        reply = (await self._control.call([("XGROUP", "CREATE", self.stream, self.group, start, "MKSTREAM")]))[0]
+        if not isinstance(reply, ResponseError):
+            return True
+        text = str(reply)
+        if text.startswith("BUSYGROUP"):
+            return False
+        if text.startswith("NOPERM"):
+            # Allowed to read but not to create: fine when the group was provisioned
+            # (the operator or `redistreams apply`); a missing group shows up at the first read.
+            log.debug("subscription %s: cannot create the group (%s); assuming it exists", self._name, text)
+            return False
+        if text.startswith("WRONGTYPE"):
+            raise PubSubError(f"subscription {self._name}: key {self.stream!r} exists and is not a stream")
+        raise PubSubError(f"subscription {self._name}: creating group {self.group!r} at {start!r}: {text}")
+
+    @property
+    def _name(self) -> str:
+        return f"{self.stream}/{self.group}/{self.consumer}"
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> ReceivedMessage:
+        """The next message; raises TimeoutError when none arrives within ``timeout`` seconds."""
+        batch = await self._receive(1, timeout)
+        if not batch:
+            raise TimeoutError(f"no message on {self._name} within {timeout}s")
+        return batch[0]
+
+    async def receive_batch(self, max_messages: int | None = None, timeout: float | None = None) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages as soon as at least one is there; [] after ``timeout``."""
+        return await self._receive(max_messages or self.batch_size, timeout)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ReceivedMessage:
+        try:
+            return await self.receive()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+    async def _receive(self, wanted: int, timeout: float | None) -> list[ReceivedMessage]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while True:
+            if self._buffer:
+                return self._hand_out(wanted)
+            if self._closed:
+                raise SubscriptionClosed(f"subscription {self._name} is shut down")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            async with self._fetch_lock:
+                if self._buffer or self._closed:
+                    continue
+                block = self.block if remaining is None else max(0.0, min(self.block, remaining))
+                try:
+                    self._buffer.extend(await self._fetch(max(wanted, self.batch_size), block))
+                    attempt = 0
+                except TRANSIENT as exc:
+                    self.stats["errors"] += 1
+                    log.warning("subscription %s: %s; retrying", self._name, exc)
+                    await _backoff(attempt)
+                    attempt += 1
+
+    def _hand_out(self, wanted: int) -> list[ReceivedMessage]:
+        batch = [self._buffer.popleft() for _ in range(min(wanted, len(self._buffer)))]
+        self.stats["received"] += len(batch)
+        return batch
+
+    async def _fetch(self, count: int, block: float) -> list[ReceivedMessage]:
+        try:
+            while self._drain_from is not None:
+                messages = await self._drain(count)
+                if messages:
+                    return messages
+            if time.monotonic() >= self._next_reclaim:
+                messages = await self._reclaim(count)
+                if messages:
+                    return messages
+            return await self._read_new(count, block)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise PubSubError(f"subscription {self._name}: {exc}") from None
+            await self._group_lost(block)
+            return []
+
+    async def _group_lost(self, block: float) -> None:
+        """The stream or the group is gone (deleted, flushed, Redis restarted without
+        persistence). Re-create the group from the start of what is there now, so nothing
+        published since is skipped."""
+        if self._create_group and await self._ensure_group("0"):
+            self.stats["group_recreated"] += 1
+            log.warning("subscription %s: group %r was missing; re-created it from 0", self._name, self.group)
+        else:
+            log.warning("subscription %s: group %r is missing; waiting for it to be created", self._name, self.group)
+            await asyncio.sleep(min(block, 1.0))
+        self._drain_from, self._reclaim_from = "0", "0-0"
+
+    async def _drain(self, count: int) -> list[ReceivedMessage]:
+        """One step through this consumer's own pending entries."""
+        assert self._drain_from is not None
+        if self.dead_letter:
+            start = "-" if self._drain_from == "0" else self._drain_from
+            next_start, messages = await self._claim(start, count, min_idle=0, owner=self.consumer)
+            self._drain_from = next_start or None
+            return messages
+        reply = await self._read.call_one("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                                          "STREAMS", self.stream, self._drain_from)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            self._drain_from = None
+            return []
+        self._drain_from = entries[-1][0].decode()
+        return self._decode(entries, redelivered=True)
+
+    async def _reclaim(self, count: int) -> list[ReceivedMessage]:
+        """One step of the cursor over idle entries of other consumers."""
+        if self.dead_letter:
+            start = "-" if self._reclaim_from == "0-0" else self._reclaim_from
+            next_start, messages = await self._claim(start, count, min_idle=self._autoclaim_ms, owner="")
+            next_cursor = next_start or "0-0"
+        else:
+            reply = await self._read.call_one("XAUTOCLAIM", self.stream, self.group, self.consumer,
+                                              self._autoclaim_ms, self._reclaim_from, "COUNT", count)
+            next_cursor = reply[0].decode()
+            deleted = reply[2] if len(reply) > 2 else []
+            if deleted:
+                self._report_deleted([d.decode() for d in deleted])
+            messages = self._decode(reply[1], redelivered=True)
+        if messages:
+            self.stats["reclaimed"] += len(messages)
+        self._reclaim_from = next_cursor
+        if next_cursor == "0-0":
+            self._next_reclaim = time.monotonic() + self._reclaim_interval
+        return messages
+
+    async def _claim(self, start: str, count: int, *, min_idle: int, owner: str) -> tuple[str, list[ReceivedMessage]]:
+        assert self.dead_letter is not None
+        next_start, claimed, moved, gone = await self._script(
+            [self.stream, self.dead_letter.stream],
+            ["claim", self.group, self.consumer, min_idle, start, count, self.dead_letter.max_deliveries, owner])
+        if moved:
+            self.stats["dead_lettered"] += len(moved)
+            log.warning("subscription %s: moved %d entries to %s after %d deliveries: %s", self._name, len(moved),
+                        self.dead_letter.stream, self.dead_letter.max_deliveries, _ids(moved))
+        if gone:
+            self._report_deleted([g.decode() for g in gone])
+        messages = self._decode(claimed, redelivered=True)
+        return next_start.decode() if next_start else "", messages
+
+    async def _read_new(self, count: int, block: float) -> list[ReceivedMessage]:
+        command: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                              "BLOCK", max(1, int(block * 1000))]
+        if self.spec.noack:
+            command.append("NOACK")
+        command += ["STREAMS", self.stream, ">"]
+        reply = await self._read.call_one(*command, extra_timeout=block)
+        if not reply:
+            return []
+        return self._decode(reply[0][1], redelivered=False)
+
+    def _decode(self, entries: Sequence[Any], *, redelivered: bool) -> list[ReceivedMessage]:
+        messages: list[ReceivedMessage] = []
+        deleted: list[str] = []
+        malformed: list[str] = []
+        now = time.monotonic()
+        track = not self.spec.noack
+        for raw_id, flat in entries:
+            entry_id = raw_id.decode()
+            decoded = decode_fields(flat)
+            if decoded is None:
+                deleted.append(entry_id)
+                continue
+            if decoded.problem and self.dead_letter:
+                malformed.append(entry_id)
+                continue
+            if decoded.problem:
+                self.stats["malformed"] += 1
+                log.warning("subscription %s: entry %s is not in the driver's format (%s); delivering it as is",
+                            self._name, entry_id, decoded.problem)
+            messages.append(ReceivedMessage(body=decoded.body, metadata=decoded.metadata, id=entry_id,
+                                            redelivered=redelivered, problem=decoded.problem, subscription=self))
+            if track:
+                self._outstanding[entry_id] = now
+        if redelivered:
+            self.stats["redelivered"] += len(messages)
+        if deleted:
+            self._report_deleted(deleted)
+            self._queue_acks(deleted)
+        if malformed:
+            self._malformed.extend(malformed)
+            self._kick_control()
+        return messages
+
+    def _report_deleted(self, ids: list[str]) -> None:
+        self.stats["deleted"] += len(ids)
+        log.warning("subscription %s: %d pending entries were deleted from the stream before they were "
+                    "acknowledged (trimmed or XDEL); acknowledged them: %s", self._name, len(ids), _ids(ids))
+
+    # -- acknowledging ---------------------------------------------------------------
+
+    def _elsewhere(self, method: Any, messages: tuple[Any, ...]) -> bool:
+        """Called from another thread (the blocking facade, a worker thread): hop to our loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return False
+        self._loop.call_soon_threadsafe(method, *messages)
+        return True
+
+    def ack(self, *messages: ReceivedMessage | str) -> None:
+        """Acknowledge messages; sent in the background, batched (see ``flush``). Thread-safe."""
+        if self.spec.noack or self._elsewhere(self.ack, messages):
+            return
+        ids = [m if isinstance(m, str) else m.id for m in messages]
+        for entry_id in ids:
+            self._outstanding.pop(entry_id, None)
+        self.stats["acked"] += len(ids)
+        self._queue_acks(ids)
+
+    def nack(self, *messages: ReceivedMessage | str) -> None:
+        """Give messages back: any consumer of the group (this one too) gets them again promptly."""
+        if self.spec.noack or self._elsewhere(self.nack, messages):
+            return
+        ids = [m if isinstance(m, str) else m.id for m in messages]
+        for entry_id in ids:
+            self._outstanding.pop(entry_id, None)
+        self.stats["nacked"] += len(ids)
+        self._nacks.extend(ids)
+        self._kick_control()
+
+    def _queue_acks(self, ids: list[str]) -> None:
+        self._acks.extend(ids)
+        self._kick_control()
+
+    def _kick_control(self) -> None:
+        if self._control_task is None:
+            self._control_task = self._loop.create_task(self._flush_control())
+
+    async def flush(self) -> None:
+        """Wait until every acknowledgement and nack so far has reached Redis."""
+        while self._control_task is not None:
+            await asyncio.shield(self._control_task)
+
+    async def _flush_control(self) -> None:
+        attempt = 0
+        try:
+            while self._acks or self._nacks or self._malformed:
+                acks, nacks, malformed = self._acks[:_MAX_TRIP], self._nacks[:_MAX_TRIP], self._malformed[:_MAX_TRIP]
+                commands: list[Command] = []
+                if acks:
+                    commands.append(("XACK", self.stream, self.group, *acks))
+                if nacks:
+                    commands.append(("XCLAIM", self.stream, self.group, self.consumer, 0, *nacks,
+                                     "IDLE", max(_NACK_IDLE_MS, self._autoclaim_ms), "JUSTID"))
+                try:
+                    if commands:
+                        await self._control.call(commands)
+                    if malformed:
+                        await self._move_malformed(malformed)
+                except ResponseError as exc:
+                    # Left pending: they come back through reclaim.
+                    log.error("subscription %s: moving malformed entries %s: %s", self._name, _ids(malformed), exc)
+                except TRANSIENT as exc:
+                    log.warning("subscription %s: acknowledging: %s; retrying", self._name, exc)
+                    await _backoff(attempt)
+                    attempt += 1
+                    continue
+                attempt = 0
+                del self._acks[:len(acks)], self._nacks[:len(nacks)], self._malformed[:len(malformed)]
+                if nacks:
+                    # Take them back ourselves at the next fetch unless another consumer is faster.
+                    self._next_reclaim, self._reclaim_from = 0.0, "0-0"
+        finally:
+            self._control_task = None
+
+    async def _move_malformed(self, ids: list[str]) -> None:
+        assert self.dead_letter is not None
+        moved, gone = await self._script(
+            [self.stream, self.dead_letter.stream],
+            ["move", self.group, self.consumer, "entry is not in the driver's format (headers/body)", *ids],
+            link=self._control)
+        self.stats["dead_lettered"] += len(moved)
+        if moved:
+            log.warning("subscription %s: moved %d malformed entries to %s: %s", self._name, len(moved),
+                        self.dead_letter.stream, _ids(moved))
+
+    async def _script(self, keys: list[str], args: list[Any], link: Link | None = None) -> Any:
+        link = link or self._read
+        try:
+            return await link.call_one("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            return await link.call_one("EVAL", _SCRIPT, len(keys), *keys, *args)
+
+    async def _renew_leases(self) -> None:
+        """Keep messages a slow handler still holds from being reclaimed by other consumers."""
+        min_idle_ms = int(self._renew_after * 1000)
+        while True:
+            await asyncio.sleep(self._renew_after / 2)
+            cutoff = time.monotonic() - self._renew_after
+            stale = [entry_id for entry_id, since in self._outstanding.items() if since <= cutoff]
+            if not stale:
+                continue
+            try:
+                for start in range(0, len(stale), _MAX_TRIP):
+                    chunk = stale[start:start + _MAX_TRIP]
+                    await self._control.call([("XCLAIM", self.stream, self.group, self.consumer, min_idle_ms,
+                                               *chunk, "JUSTID")])
+                now = time.monotonic()
+                for entry_id in stale:
+                    if entry_id in self._outstanding:
+                        self._outstanding[entry_id] = now
+                self.stats["leases_renewed"] += len(stale)
+            except TRANSIENT as exc:
+                log.warning("subscription %s: renewing leases: %s", self._name, exc)
+
+    # -- closing ---------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop receiving: messages fetched but not handed out are given back, queued
+        acknowledgements are sent, then the connections close. Messages handed out and
+        not acknowledged stay pending and are redelivered later."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with self._fetch_lock:  # a read in flight ends within `block`
+                unread = [m.id for m in self._buffer]
+                self._buffer.clear()
+            if unread:
+                self.nack(*unread)
+            await self.flush()
+        finally:
+            if self._renew_task is not None:
+                self._renew_task.cancel()
+            _in_use.discard(self._key)
+            await self._read.close()
+            await self._control.close()
+            await self._pool.disconnect()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+
+def _ids(ids: list[Any], limit: int = 5) -> str:
+    shown = ", ".join(i.decode() if isinstance(i, bytes) else str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+async def open_subscription(url: str, *, redis_url: str | None = None, client: aredis.Redis | None = None,
+                            batch_size: int = 100, block: float = 2.0, timeout: float = 10.0,
+                            dead_letter: DeadLetter | str | None = None, max_deliveries: int = 5,
+                            create_group: bool = True, reclaim_interval: float | None = None) -> Subscription:
+    """Open ``redis://<group>?topic=<stream>&consumer=<name>[&from=ID][&autoclaim=30m][&noack]``.
+
+    Like the Go driver, the group is created at ``from`` (default ``0``) unless it
+    exists. ``dead_letter`` (a stream name or ``DeadLetter``) moves an entry there after
+    ``max_deliveries`` deliveries without acknowledgement.
+    """
+    spec = parse_subscription_url(url)
+    if isinstance(dead_letter, str):
+        dead_letter = DeadLetter(dead_letter, max_deliveries)
+    if dead_letter and spec.noack:
+        raise PubSubError(f"open subscription {url}: a dead-letter stream needs acknowledgements (drop 'noack')")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if block <= 0:
+        raise ValueError("block must be positive (seconds)")
+    server = redact(redis_url or os.environ.get("REDIS_URL", "")) if client is None else repr(client.connection_pool)
+    pool = _pool_for(client, redis_url, "subscription", url)
+    subscription = Subscription(spec, pool, server=server, batch_size=batch_size, block=block, timeout=timeout,
+                                dead_letter=dead_letter, create_group=create_group,
+                                reclaim_interval=reclaim_interval)
+    await subscription._open()
+    return subscription

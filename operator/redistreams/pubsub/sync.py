@@ -1,0 +1,108 @@
+"""Blocking facade over the asyncio client for code without an event loop.
+
+All logic lives in the asyncio classes; these run them on one private event loop in a
+daemon thread, so background work (batched acknowledgements, lease renewal) carries on
+between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
+
+from . import aio
+from .aio import Message, ReceivedMessage, SubscriptionClosed
+
+T = TypeVar("T")
+
+
+class _Loop:
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="redistreams-pubsub", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run_coroutine_threadsafe(coroutine, _Loop.get()).result()
+
+
+class Topic:
+    def __init__(self, topic: aio.Topic) -> None:
+        self._topic = topic
+        self.stream = topic.stream
+
+    def send(self, message: Message | bytes | str) -> str:
+        return _run(self._topic.send(message))
+
+    def send_batch(self, messages: Iterable[Message | bytes | str]) -> list[str]:
+        return _run(self._topic.send_batch(list(messages)))
+
+    def shutdown(self) -> None:
+        _run(self._topic.shutdown())
+
+    def __enter__(self) -> Topic:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class Subscription:
+    def __init__(self, subscription: aio.Subscription) -> None:
+        self._subscription = subscription
+        self.stream, self.group, self.consumer = subscription.stream, subscription.group, subscription.consumer
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._subscription.stats)
+
+    def receive(self, timeout: float | None = None) -> ReceivedMessage:
+        return _run(self._subscription.receive(timeout))
+
+    def receive_batch(self, max_messages: int | None = None, timeout: float | None = None) -> list[ReceivedMessage]:
+        return _run(self._subscription.receive_batch(max_messages, timeout))
+
+    def ack(self, *messages: ReceivedMessage | str) -> None:
+        self._subscription.ack(*messages)  # thread-safe, does not wait
+
+    def nack(self, *messages: ReceivedMessage | str) -> None:
+        self._subscription.nack(*messages)
+
+    def flush(self) -> None:
+        _run(self._subscription.flush())
+
+    def shutdown(self) -> None:
+        _run(self._subscription.shutdown())
+
+    def __iter__(self) -> Iterator[ReceivedMessage]:
+        while True:
+            try:
+                yield self.receive()
+            except SubscriptionClosed:
+                return
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def open_topic(url: str, **options: Any) -> Topic:
+    """Blocking ``aio.open_topic``; same URL and options."""
+    return Topic(_run(aio.open_topic(url, **options)))
+
+
+def open_subscription(url: str, **options: Any) -> Subscription:
+    """Blocking ``aio.open_subscription``; same URL and options."""
+    return Subscription(_run(aio.open_subscription(url, **options)))

@@ -1,0 +1,79 @@
+"""The stream entry format shared with the Go driver: fields ``headers`` and ``body``.
+
+``headers`` holds Go's ``encoding/json`` output for a ``map[string]string`` (sorted keys,
+no spaces, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped; ``null`` for no metadata) and
+``body`` the raw message bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+HEADERS = b"headers"
+BODY = b"body"
+NULL = b"null"
+
+# Go's encoder escapes these for safe embedding in HTML; Python's does not.
+_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                             "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def encode_headers(metadata: Mapping[str, str] | None) -> bytes:
+    """The exact bytes Go's json.Marshal writes for this metadata (``null`` when empty)."""
+    if not metadata:
+        return NULL
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str, got {type(key).__name__}: {type(value).__name__} "
+                            f"for {key!r}")
+    text = json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    try:
+        return text.translate(_GO_ESCAPES).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"metadata is not valid Unicode (lone surrogate): {exc}") from None
+
+
+def encode_body(body: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"message body must be bytes or str, got {type(body).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    body: bytes
+    metadata: dict[str, str]
+    problem: str | None = None  # set when the entry is not in the driver's format
+
+
+def decode_fields(flat: list[bytes] | None) -> Decoded | None:
+    """Decode an entry's field list as Redis returns it ([k1, v1, k2, v2, …]).
+
+    ``None`` (or no fields) is an entry deleted while it was pending. Entries not written
+    in the driver's format are decoded as far as possible and carry a ``problem``.
+    """
+    if not flat:
+        return None
+    fields = dict(zip(flat[::2], flat[1::2]))
+    problems = []
+    body = fields.get(BODY)
+    if body is None:
+        problems.append("no 'body' field")
+        body = b""
+    metadata: dict[str, str] = {}
+    raw = fields.get(HEADERS)
+    if raw is not None and raw != NULL:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+            problems.append("'headers' is not JSON")
+        if isinstance(parsed, dict) and all(isinstance(v, str) for v in parsed.values()):
+            metadata = parsed
+        elif parsed is not None:
+            problems.append("'headers' is not a JSON object of strings")
+    return Decoded(body=body, metadata=metadata, problem="; ".join(problems) or None)
