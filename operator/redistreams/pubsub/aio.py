@@ -58,8 +58,10 @@ class Message:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.body = encode_body(self.body)
-        self.metadata = dict(self.metadata or {})
+        if type(self.body) is not bytes:
+            self.body = encode_body(self.body)
+        if type(self.metadata) is not dict:
+            self.metadata = dict(self.metadata or {})
 
 
 @dataclass(slots=True, eq=False)

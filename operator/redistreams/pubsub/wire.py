@@ -58,22 +58,37 @@ def decode_fields(flat: list[bytes] | None) -> Decoded | None:
     """
     if not flat:
         return None
-    fields = dict(zip(flat[::2], flat[1::2]))
-    problems = []
-    body = fields.get(BODY)
-    if body is None:
-        problems.append("no 'body' field")
-        body = b""
-    metadata: dict[str, str] = {}
-    raw = fields.get(HEADERS)
-    if raw is not None and raw != NULL:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-            problems.append("'headers' is not JSON")
-        if isinstance(parsed, dict) and all(isinstance(v, str) for v in parsed.values()):
-            metadata = parsed
-        elif parsed is not None:
-            problems.append("'headers' is not a JSON object of strings")
-    return Decoded(body=body, metadata=metadata, problem="; ".join(problems) or None)
+    if len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:  # what we and Go write
+        raw, body = flat[1], flat[3]
+    elif len(flat) == 4 and flat[0] == BODY and flat[2] == HEADERS:
+        raw, body = flat[3], flat[1]
+    else:
+        fields = dict(zip(flat[::2], flat[1::2]))
+        raw, body = fields.get(HEADERS), fields.get(BODY)
+    problem = None if body is not None else "no 'body' field"
+    metadata, header_problem = _metadata(raw)
+    if header_problem:
+        problem = f"{problem}; {header_problem}" if problem else header_problem
+    return Decoded(body=body if body is not None else b"", metadata=metadata, problem=problem)
+
+
+_parsed_headers: dict[bytes, dict[str, str]] = {}  # services repeat the same few headers
+
+
+def _metadata(raw: bytes | None) -> tuple[dict[str, str], str | None]:
+    if raw is None or raw == NULL:
+        return {}, None
+    cached = _parsed_headers.get(raw)
+    if cached is not None:
+        return dict(cached), None
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return {}, "'headers' is not JSON"
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        return {}, "'headers' is not a JSON object of strings"
+    if len(raw) <= 512:
+        if len(_parsed_headers) >= 1024:
+            _parsed_headers.clear()
+        _parsed_headers[raw] = parsed
+    return dict(parsed), None

@@ -1,0 +1,306 @@
+"""Publish and consume+ack throughput of redistreams.pubsub, next to a raw redis-py
+pipeline and the Go driver (github.com/covrom/redispubsub) on the same Redis, same run.
+
+    python bench/pubsub.py [--messages 50000] [--size 100] [--rounds 3] [--no-go]
+
+Prints figures (best of the rounds); asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# bench/operator.py is named like the standard library's `operator`: keep this folder
+# off the import path before anything imports that module.
+if sys.path and sys.path[0].endswith("bench"):
+    del sys.path[0]
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's redis-server launcher
+
+import redis  # noqa: E402
+
+from redis_server import RedisServer  # noqa: E402
+from redistreams.pubsub import Message, open_subscription, open_topic, sync  # noqa: E402
+
+BATCH = 200
+METADATA = {"k": "v"}
+
+
+class Bench:
+    def __init__(self, server: RedisServer, messages: int, size: int) -> None:
+        self.server = server
+        self.url = server.url
+        self.n = messages
+        self.body = b"x" * size
+        self.raw = redis.Redis(host="127.0.0.1", port=server.port, protocol=2)
+        self.headers = json.dumps(METADATA, separators=(",", ":")).encode()
+        self.round = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.round += 1
+        self.raw.flushall()
+        return f"{prefix}-{self.round}"
+
+    def fill(self, stream: str) -> None:
+        """Stream with n entries and a group at 0, for the consume measurements."""
+        self.raw.xgroup_create(stream, "g", "0", mkstream=True)
+        for start in range(0, self.n, 1000):
+            pipe = self.raw.pipeline(transaction=False)
+            for _ in range(min(1000, self.n - start)):
+                pipe.xadd(stream, {"headers": self.headers, "body": self.body})
+            pipe.execute()
+
+    # -- publish ---------------------------------------------------------------------
+
+    def raw_publish(self) -> float:
+        stream = self.fresh("raw")
+        started = time.perf_counter()
+        for start in range(0, self.n, BATCH):
+            pipe = self.raw.pipeline(transaction=False)
+            for _ in range(min(BATCH, self.n - start)):
+                pipe.xadd(stream, {"headers": self.headers, "body": self.body})
+            pipe.execute()
+        return self.n / (time.perf_counter() - started)
+
+    def publish_batched(self) -> float:
+        stream = self.fresh("batched")
+
+        async def run() -> float:
+            topic = await open_topic(f"redis://{stream}", redis_url=self.url)
+            messages = [Message(self.body, METADATA) for _ in range(BATCH)]
+            started = time.perf_counter()
+            for start in range(0, self.n, BATCH):
+                await topic.send_batch(messages[: min(BATCH, self.n - start)])
+            elapsed = time.perf_counter() - started
+            await topic.shutdown()
+            return self.n / elapsed
+
+        return asyncio.run(run())
+
+    def publish_concurrent(self, tasks: int = 200) -> float:
+        """Many tasks each awaiting send() one message at a time (sends share round trips)."""
+        stream = self.fresh("concurrent")
+
+        async def run() -> float:
+            topic = await open_topic(f"redis://{stream}", redis_url=self.url)
+            per_task = self.n // tasks
+
+            async def worker() -> None:
+                for _ in range(per_task):
+                    await topic.send(Message(self.body, METADATA))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(tasks)))
+            elapsed = time.perf_counter() - started
+            await topic.shutdown()
+            return per_task * tasks / elapsed
+
+        return asyncio.run(run())
+
+    def publish_sequential(self) -> float:
+        """One send at a time, each awaited: bound by the round trip."""
+        stream = self.fresh("single")
+        count = min(self.n, 10_000)
+
+        async def run() -> float:
+            topic = await open_topic(f"redis://{stream}", redis_url=self.url)
+            started = time.perf_counter()
+            for _ in range(count):
+                await topic.send(Message(self.body, METADATA))
+            elapsed = time.perf_counter() - started
+            await topic.shutdown()
+            return count / elapsed
+
+        return asyncio.run(run())
+
+    def publish_sync_batched(self) -> float:
+        stream = self.fresh("sync")
+        topic = sync.open_topic(f"redis://{stream}", redis_url=self.url)
+        messages = [Message(self.body, METADATA) for _ in range(BATCH)]
+        started = time.perf_counter()
+        for start in range(0, self.n, BATCH):
+            topic.send_batch(messages[: min(BATCH, self.n - start)])
+        elapsed = time.perf_counter() - started
+        topic.shutdown()
+        return self.n / elapsed
+
+    # -- consume ---------------------------------------------------------------------
+
+    def raw_consume(self) -> float:
+        stream = self.fresh("rawc")
+        self.fill(stream)
+        started = time.perf_counter()
+        done = 0
+        while done < self.n:
+            reply = self.raw.xreadgroup("g", "c", {stream: ">"}, count=BATCH)
+            ids = [entry_id for entry_id, _ in reply[0][1]]
+            self.raw.xack(stream, "g", *ids)
+            done += len(ids)
+        return self.n / (time.perf_counter() - started)
+
+    def consume(self) -> float:
+        stream = self.fresh("consume")
+        self.fill(stream)
+
+        async def run() -> float:
+            sub = await open_subscription(f"redis://g?topic={stream}&consumer=c", redis_url=self.url,
+                                          batch_size=BATCH)
+            started = time.perf_counter()
+            done = 0
+            while done < self.n:
+                batch = await sub.receive_batch(BATCH)
+                sub.ack(*batch)
+                done += len(batch)
+            await sub.flush()
+            elapsed = time.perf_counter() - started
+            await sub.shutdown()
+            return self.n / elapsed
+
+        rate = asyncio.run(run())
+        assert self.raw.xpending(stream, "g")["pending"] == 0
+        return rate
+
+    def consume_one_by_one(self) -> float:
+        """receive() + message.ack() per message, the way a simple handler loop looks."""
+        stream = self.fresh("single-consume")
+        self.fill(stream)
+
+        async def run() -> float:
+            sub = await open_subscription(f"redis://g?topic={stream}&consumer=c", redis_url=self.url,
+                                          batch_size=BATCH)
+            started = time.perf_counter()
+            for _ in range(self.n):
+                message = await sub.receive()
+                message.ack()
+            await sub.flush()
+            elapsed = time.perf_counter() - started
+            await sub.shutdown()
+            return self.n / elapsed
+
+        return asyncio.run(run())
+
+    # -- latency ---------------------------------------------------------------------
+
+    def latency(self, count: int = 2000) -> tuple[float, float]:
+        """Publish→receive latency (ms) at ~1,000 msg/s: p50, p99."""
+        stream = self.fresh("latency")
+
+        async def run() -> list[float]:
+            sub = await open_subscription(f"redis://g?topic={stream}&consumer=c&from=$", redis_url=self.url)
+            topic = await open_topic(f"redis://{stream}", redis_url=self.url)
+            samples: list[float] = []
+
+            async def consume() -> None:
+                while len(samples) < count:
+                    for message in await sub.receive_batch(BATCH):
+                        samples.append((time.perf_counter() - float(message.body)) * 1000)
+                        message.ack()
+
+            consumer = asyncio.create_task(consume())
+            for _ in range(count):
+                await topic.send(repr(time.perf_counter()))
+                await asyncio.sleep(0.001)
+            await consumer
+            await topic.shutdown()
+            await sub.shutdown()
+            return samples
+
+        samples = sorted(asyncio.run(run()))
+        return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+    # -- Go driver -------------------------------------------------------------------
+
+    def go(self, binary: str, mode: str, concurrency: int) -> float:
+        stream = self.fresh(f"go-{mode}")
+        env = dict(os.environ, REDIS_URL=self.url)
+        if mode == "publish":
+            args = ["bench-publish", "-topic", f"redis://{stream}", "-n", str(self.n), "-size", str(len(self.body)),
+                    "-concurrency", str(concurrency)]
+        else:
+            self.fill(stream)
+            args = ["bench-receive", "-sub", f"redis://g?topic={stream}&consumer=c", "-n", str(self.n),
+                    "-concurrency", str(concurrency)]
+        result = subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(f"go {mode}: {result.stderr.strip()}")
+        return float(json.loads(result.stdout.strip().splitlines()[-1])["rate"])
+
+
+def best(rounds: int, measure: Callable[[], float]) -> float:
+    return max(measure() for _ in range(rounds))
+
+
+def go_binary() -> tuple[str | None, str]:
+    try:
+        result = subprocess.run([str(ROOT / "hack" / "go-interop.sh")], capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if result.returncode != 0:
+        return None, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "build failed"
+    return result.stdout.strip().splitlines()[-1], ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--size", type=int, default=100, help="body bytes")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-go", action="store_true", help="skip the Go driver")
+    args = parser.parse_args()
+
+    binary, why = (None, "--no-go") if args.no_go else go_binary()
+    server = RedisServer().start()
+    try:
+        bench = Bench(server, args.messages, args.size)
+        print(f"{args.messages} messages of {args.size} bytes + metadata {METADATA}, best of {args.rounds}, "
+              f"redis-server on loopback, batches of {BATCH}")
+        figures: dict[str, float] = {}
+        rows = [
+            ("raw redis-py pipeline: XADD", "raw_publish", bench.raw_publish),
+            ("redistreams send_batch", "publish_batched", bench.publish_batched),
+            ("redistreams send, 200 concurrent tasks", "publish_concurrent", bench.publish_concurrent),
+            ("redistreams send, one at a time", "publish_sequential", bench.publish_sequential),
+            ("redistreams sync send_batch", "publish_sync", bench.publish_sync_batched),
+            ("raw redis-py: XREADGROUP + XACK", "raw_consume", bench.raw_consume),
+            ("redistreams receive_batch + ack", "consume", bench.consume),
+            ("redistreams receive + ack, one by one", "consume_single", bench.consume_one_by_one),
+        ]
+        if binary:
+            rows += [
+                ("Go driver publish (gocloud, 100 goroutines)", "go_publish", lambda: bench.go(binary, "publish", 100)),
+                ("Go driver receive + ack (10 goroutines)", "go_consume", lambda: bench.go(binary, "receive", 10)),
+            ]
+        print(f"\n{'measurement':<48}{'msg/s':>12}")
+        for label, key, measure in rows:
+            figures[key] = best(args.rounds, measure)
+            print(f"{label:<48}{figures[key]:>12,.0f}", flush=True)
+        p50, p99 = bench.latency()
+        print(f"\npublish→receive latency at ~1,000 msg/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print("\nratios (same run):")
+        print(f"  send_batch / raw pipeline        {figures['publish_batched'] / figures['raw_publish']:.2f}  (target >= 0.5)")
+        print(f"  receive_batch+ack / raw          {figures['consume'] / figures['raw_consume']:.2f}  (target >= 0.5)")
+        if binary:
+            print(f"  send_batch / Go driver publish   {figures['publish_batched'] / figures['go_publish']:.2f}  (target >= 2)")
+            print(f"  receive_batch+ack / Go driver    {figures['consume'] / figures['go_consume']:.2f}  (target >= 2)")
+        else:
+            print(f"  Go driver not measured: {why}")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\npeak RSS of this process: {rss:.0f} MiB")
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
