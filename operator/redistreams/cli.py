@@ -17,6 +17,8 @@ from typing import Any, Callable, NoReturn
 import click
 import yaml
 from rich.console import Console
+from rich.console import Group as RichGroup
+from rich.live import Live
 from rich.table import Table
 
 from . import __version__
@@ -58,6 +60,10 @@ class Settings:
         except ConnectionConfigError as exc:
             fail(str(exc))
         return Engine(client, target=target.display, registry_key=self.registry_key)
+
+    @property
+    def display_url(self) -> str:
+        return RedisTarget(self.redis_url).display
 
 
 def _settings(
@@ -326,8 +332,7 @@ def _lag_text(group: dict[str, Any]) -> str:
     return f"≥{lag}"
 
 
-def _print_status_table(entries: list[dict[str, Any]]) -> None:
-    console = _stdout()
+def _status_tables(entries: list[dict[str, Any]]) -> Any:
     streams = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("STREAM", "LENGTH", "FIRST ID", "LAST ID", "GROUPS", "MANAGED BY"):
         streams.add_column(column, overflow="fold", justify="right" if column in ("LENGTH", "GROUPS") else "left")
@@ -370,21 +375,20 @@ def _print_status_table(entries: list[dict[str, Any]]) -> None:
                 g["lastDeliveredId"],
                 "-" if age is None else format_duration(age),
             )
-    console.print(streams)
-    if group_rows:
-        console.print()
-        console.print(groups)
+    return RichGroup(streams, "", groups) if group_rows else streams
 
 
 @cli.command()
 @click.argument("streams", nargs=-1)
 @files_option(required=False)
 @click.option("--match", default=None, help="Glob pattern of stream keys (without STREAM or -f: all streams).")
+@click.option("-w", "--watch", is_flag=True, help="Keep refreshing (a live table; with -o json, one document per line).")
+@click.option("--interval", default="2s", show_default=True, help="Time between refreshes with --watch.")
 @connection_options
 @output_option("table", "json", "yaml")
 @click.pass_context
-def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...], match: str | None,
-           redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
+def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...], match: str | None, watch: bool,
+           interval: str, redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
     """Length, entry IDs and groups per stream; lag, pending, consumers per group."""
     settings = _settings(ctx, redis_url, namespace, cluster_id)
     declared: dict[str, list[str]] = {s: [] for s in streams}
@@ -395,20 +399,29 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
         for group in manifests.groups:
             declared.setdefault(manifests.topic_for(group).stream, []).append(group.group)
     engine = settings.engine()
-    keys = list(declared)
-    if not keys or match:
-        try:
-            keys += [k for k in engine.discover(match or "*") if k not in declared]
-        except ObservationError as exc:
-            fail(exc.failure.message)
-    states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True)
-    entries = [status_dict(states[k], declared.get(k)) for k in keys]
+
+    def observe() -> list[dict[str, Any]]:
+        keys = list(declared)
+        if not keys or match:
+            try:
+                keys += [k for k in engine.discover(match or "*") if k not in declared]
+            except ObservationError as exc:
+                return [{"stream": match or "*", "exists": False, "error": exc.failure.message}]
+        states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True)
+        return [status_dict(states[k], declared.get(k)) for k in keys]
+
+    if watch:
+        if output == "yaml":
+            fail("--watch prints a table or JSON lines (-o json), not YAML")
+        _watch_status(observe, _duration_option(interval), output)
+        return
+    entries = observe()
     if output == "json":
         click.echo(json.dumps({"streams": entries}, indent=2, ensure_ascii=False))
     elif output == "yaml":
         click.echo(yaml.safe_dump({"streams": entries}, sort_keys=False, allow_unicode=True), nl=False)
     else:
-        _print_status_table(entries)
+        _stdout().print(_status_tables(entries))
     errors = list(dict.fromkeys(e["error"] for e in entries if "error" in e))
     if errors:
         for error in errors:
@@ -416,6 +429,40 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
         sys.exit(EXIT_INVALID)
     missing = any(not e["exists"] or any(not g["exists"] for g in e.get("groups", [])) for e in entries)
     sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)
+
+
+def _watch_status(observe: Callable[[], list[dict[str, Any]]], interval: float, output: str) -> None:
+    """Refresh until interrupted; Redis errors are shown and retried, not fatal."""
+    if output == "json":
+        try:
+            while True:
+                entries = observe()
+                click.echo(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                       "streams": entries}, ensure_ascii=False))
+                sys.stdout.flush()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+    console = _stdout()
+
+    def frame() -> Any:
+        stamp = time.strftime("%H:%M:%S")
+        header = f"[dim]every {format_duration(interval)} · {stamp} · Ctrl-C to stop[/dim]"
+        return RichGroup(header, _status_tables(observe()))
+
+    try:
+        if not console.is_terminal:  # a pipe or a log: one table per refresh
+            while True:
+                console.print(frame())
+                console.print()
+                sys.stdout.flush()
+                time.sleep(interval)
+        with Live(frame(), console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        pass
 
 
 # -- wait --------------------------------------------------------------------------------
@@ -582,6 +629,219 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
             )
     click.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
     click.echo(f"exported {len(keys)} streams", err=True)
+
+
+# -- pub / sub: messages in the Go driver's format, for debugging ----------------------
+
+
+def _stream_of(target: str, kind: str) -> str:
+    """A plain stream key, or the key a Go-driver URL names."""
+    from .pubsub import URLError, parse_subscription_url, parse_topic_url
+
+    if not target.startswith("redis://"):
+        return target
+    try:
+        return parse_topic_url(target).stream if kind == "topic" else parse_subscription_url(target).stream
+    except URLError as exc:
+        fail(str(exc))
+
+
+def _plain_key_url(key: str) -> str:
+    # The driver's URLs carry the name in host and path (cleaned like Go's path.Join).
+    if any(c in key for c in "?#%@") or "//" in key or key.startswith("/") or key.endswith("/"):
+        fail(f"{key!r} cannot be written as a Go-driver URL name; rename it or use a subscription URL")
+    return f"redis://{key}"
+
+
+def _headers_option(values: tuple[str, ...]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'-H/--header'")
+        metadata[key] = value
+    return metadata
+
+
+@cli.command()
+@click.argument("topic")
+@click.argument("bodies", nargs=-1)
+@click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE", help="Metadata. Repeatable.")
+@click.option("--lines", is_flag=True, help="Without BODY arguments: one message per stdin line (else all of stdin).")
+@connection_options
+@output_option("text", "json")
+@click.pass_context
+def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[str, ...], lines: bool,
+        redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
+    """Publish messages to TOPIC (a stream key or redis://KEY[?maxlen=N]) as the Go driver does.
+
+    Each BODY is one message; without BODY the message is read from stdin.
+    """
+    from .pubsub import Message, PubSubError, URLError, sync
+
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    metadata = _headers_option(headers)
+    url = topic if topic.startswith("redis://") else _plain_key_url(topic)
+    if bodies:
+        payloads = [b.encode() for b in bodies]
+    else:
+        data = sys.stdin.buffer.read()
+        payloads = [line for line in data.split(b"\n") if line] if lines else [data]
+    try:
+        with sync.open_topic(url, redis_url=settings.redis_url, retry_for=settings.timeout) as publisher:
+            ids = publisher.send_batch([Message(p, metadata) for p in payloads])
+    except URLError as exc:
+        fail(str(exc))
+    except (PubSubError, ValueError) as exc:
+        fail(str(exc), EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - Redis unreachable and the like: one line, no traceback
+        fail(f"{settings.display_url}: {exc}", EXIT_FAILED)
+    if output == "json":
+        click.echo(json.dumps({"stream": publisher.stream, "ids": ids}))
+    else:
+        for entry_id in ids:
+            click.echo(entry_id)
+
+
+def _message_dict(entry_id: str, body: bytes, metadata: dict[str, str], problem: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": entry_id, "metadata": metadata}
+    try:
+        data["body"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        import base64
+
+        data["bodyBase64"] = base64.b64encode(body).decode()
+    if problem:
+        data["problem"] = problem
+    return data
+
+
+def _print_message(message: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(message, ensure_ascii=False))
+        return
+    meta = " ".join(f"{k}={v}" for k, v in sorted(message["metadata"].items()))
+    body = message["body"] if "body" in message else f"<{len(message['bodyBase64']) * 3 // 4} bytes, base64> " \
+        f"{message['bodyBase64']}"
+    click.echo(f"{message['id']}  {meta + '  ' if meta else ''}{body}")
+
+
+@cli.command()
+@click.argument("topic")
+@click.option("--group", "-g", default=None, help="Read as this consumer group (acknowledging). Without: peek, "
+              "reading the stream without a group and changing nothing.")
+@click.option("--consumer", "-c", default=None, help="Consumer name with --group (default: redistreams-cli-HOST-PID).")
+@click.option("--from", "start", default="$", show_default=True,
+              help="Peek: start after this ID ($ = only new, 0 = from the beginning).")
+@click.option("--count", type=int, default=0, help="Stop after this many messages (0: keep going).")
+@click.option("--timeout", default=None, help="Stop when no message arrives for this long (e.g. 10s).")
+@click.option("--no-ack", is_flag=True, help="With --group: leave messages pending (they will be redelivered).")
+@connection_options
+@output_option("text", "json")
+@click.pass_context
+def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None, start: str, count: int,
+        timeout: str | None, no_ack: bool, redis_url: str | None, namespace: str | None, cluster_id: str | None,
+        output: str) -> None:
+    """Print messages of TOPIC (a stream key, or a Go-driver subscription URL) in the driver's format.
+
+    Exit 0 after messages were printed, 1 when --timeout passed without any.
+    """
+    settings = _settings(ctx, redis_url, namespace, cluster_id)
+    idle = _duration_option(timeout) if timeout else None
+    if topic.startswith("redis://") and "topic=" in topic:
+        url = topic  # a subscription URL, exactly as a Go or Python service would open it
+    else:
+        stream = _stream_of(topic, "topic")
+        if group is None:
+            shown = _peek(settings, stream, start, count, idle, output)
+            sys.exit(EXIT_OK if shown else EXIT_FAILED)
+        import os
+        import socket
+        from urllib.parse import urlencode
+
+        name = consumer or f"redistreams-cli-{socket.gethostname()}-{os.getpid()}"
+        url = _plain_key_url(group) + "?" + urlencode({"topic": stream, "consumer": name})
+    shown = _subscribe(settings, url, count, idle, no_ack, output)
+    if group is not None and consumer is None:
+        _remove_own_consumer(settings, stream, group, name)
+    sys.exit(EXIT_OK if shown else EXIT_FAILED)
+
+
+def _remove_own_consumer(settings: Settings, stream: str, group: str, name: str) -> None:
+    """A debugging session leaves no consumer behind unless it holds pending entries."""
+    try:
+        client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client()
+        consumers = {c["name"]: c["pending"] for c in client.xinfo_consumers(stream, group)}
+        if consumers.get(name) == 0:
+            client.xgroup_delconsumer(stream, group, name)
+    except Exception:  # noqa: BLE001 - best effort; the consumer is harmless
+        pass
+
+
+def _subscribe(settings: Settings, url: str, count: int, idle: float | None, no_ack: bool, output: str) -> int:
+    from .pubsub import PubSubError, URLError, sync
+
+    shown = 0
+    try:
+        # Fetch no more than asked for: what is fetched and not printed would stay pending.
+        with sync.open_subscription(url, redis_url=settings.redis_url,
+                                    batch_size=min(count, 100) if count else 100) as subscription:
+            while not count or shown < count:
+                batch = subscription.receive_batch(count - shown if count else 100, timeout=idle)
+                if not batch:
+                    break
+                for message in batch:
+                    _print_message(_message_dict(message.id, message.body, message.metadata, message.problem), output)
+                if not no_ack:
+                    subscription.ack(*batch)
+                shown += len(batch)
+    except URLError as exc:
+        fail(str(exc))
+    except (PubSubError, ValueError) as exc:
+        fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001
+        fail(f"{settings.display_url}: {exc}", EXIT_FAILED)
+    return shown
+
+
+def _peek(settings: Settings, stream: str, start: str, count: int, idle: float | None, output: str) -> int:
+    """XREAD without a group: sees what is published, moves no group, creates nothing."""
+    import redis as redis_lib
+
+    from .pubsub.wire import decode_fields
+
+    try:
+        client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client(decode_responses=False)
+    except ConnectionConfigError as exc:
+        fail(str(exc))
+    cursor, shown = start, 0
+    deadline = None if idle is None else time.monotonic() + idle
+    try:
+        if cursor == "$":
+            info = client.xinfo_stream(stream) if client.exists(stream) else None
+            cursor = info["last-generated-id"].decode() if info else "0-0"
+        while not count or shown < count:
+            block = 1000 if deadline is None else max(1, int(min(1.0, deadline - time.monotonic()) * 1000))
+            reply = client.xread({stream: cursor}, count=min(100, count - shown) if count else 100, block=block)
+            for _, entries in reply or []:
+                for raw_id, fields in entries:
+                    cursor = raw_id.decode()
+                    flat = [x for pair in fields.items() for x in pair]
+                    decoded = decode_fields(flat)
+                    if decoded is not None:
+                        _print_message(_message_dict(cursor, decoded.body, decoded.metadata, decoded.problem), output)
+                    shown += 1
+                if deadline is not None:
+                    deadline = time.monotonic() + idle  # type: ignore[operator]
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except KeyboardInterrupt:
+        pass
+    except redis_lib.RedisError as exc:
+        fail(f"{settings.display_url}: {exc}", EXIT_FAILED)
+    return shown
 
 
 @cli.command("operator")
