@@ -43,7 +43,7 @@ class RedisTarget:
         """The URL without its password, safe to print and to store in status."""
         return redact(self.url)
 
-    def client(self) -> redis.Redis:
+    def client(self, decode_responses: bool = True) -> redis.Redis:
         scheme = urlsplit(self.url).scheme
         if scheme not in SCHEMES:
             raise ConnectionConfigError(
@@ -53,7 +53,7 @@ class RedisTarget:
         try:
             client = redis.Redis.from_url(
                 _without_go_params(self.url),
-                decode_responses=True,
+                decode_responses=decode_responses,
                 encoding_errors="surrogateescape",
                 socket_timeout=self.socket_timeout,
                 socket_connect_timeout=self.connect_timeout,
