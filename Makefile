@@ -61,6 +61,7 @@ run: setup control-plane
 bench: setup control-plane
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/pubsub.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info
