@@ -62,6 +62,7 @@ bench: setup control-plane
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/operator.py
 	$(BIN)/python bench/pubsub.py
+	$(BIN)/python bench/observe.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info

@@ -24,7 +24,7 @@ from rich.table import Table
 from . import __version__
 from .connection import ConnectionConfigError, RedisTarget, default_url
 from .engine import Engine, ObservationError, Result, StreamState, intents_from
-from .engine.plan import GroupPlan, Plan, TopicPlan
+from .engine.plan import GroupPlan, Plan, TopicPlan, plan_details
 from .manifests import ManifestSet, load
 from .model import API, DEFAULT_NAMESPACE, format_duration, parse_duration
 
@@ -236,6 +236,7 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
                 "action": item.verb,
                 "summary": text,
                 **({"reason": item.failure.reason} if item.failure else {}),
+                **plan_details(item),
             }
             for (symbol, label, text), item in zip(rows, items)
         ]
@@ -854,6 +855,9 @@ def _peek(settings: Settings, stream: str, start: str, count: int, idle: float |
 @click.option("--resync-interval", default="60s", show_default=True, help="Drift check period (±10% jitter).")
 @click.option("--status-interval", default="30s", show_default=True,
               help="Write changing figures (length, lag…) to status at most this often.")
+@click.option("--observe-interval", default="30s", show_default=True,
+              help="Read every Topic's stream for metrics and apply retention in bounded steps this often "
+                   "(off: no stream metrics; retention then runs with each reconcile).")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL, or empty to disable.")
 @click.option("--metrics-port", type=int, default=8081, show_default=True,
@@ -861,8 +865,8 @@ def _peek(settings: Settings, stream: str, start: str, count: int, idle: float |
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_url: str | None, cluster_id: str,
-                     resync_interval: str, status_interval: str, liveness: str, metrics_port: int, log_format: str,
-                     verbose: bool) -> None:
+                     resync_interval: str, status_interval: str, observe_interval: str, liveness: str,
+                     metrics_port: int, log_format: str, verbose: bool) -> None:
     """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
     from .controller.handlers import OperatorConfig
     from .controller.main import run
@@ -874,6 +878,7 @@ def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_ur
         redis_url=redis_url or ctx_url(),
         resync_interval=_duration_option(resync_interval),
         status_interval=_duration_option(status_interval),
+        observe_interval=0.0 if observe_interval in ("0", "off") else _duration_option(observe_interval),
     )
     run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port)
 

@@ -9,6 +9,7 @@ keywords plus CEL rules in ``x-kubernetes-validations``).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -24,14 +25,21 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 START_ID_PATTERN = r"^(\$|0|[0-9]+-[0-9]+)$"
+# RFC 3339 with seconds and an explicit offset (Z or +hh:mm), as Kubernetes writes times.
+RFC3339_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+RESET_TO_PATTERN = rf"^(\$|0|[0-9]+-[0-9]+|{RFC3339_PATTERN})$"
+RESET_TOKEN_PATTERN = r"^[-._:/A-Za-z0-9]+$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 STREAM_NAME_MAX = 1024
 GROUP_NAME_MAX = 256
 DURATION_MAX = 32
 START_ID_MAX = 41  # "<ms>-<seq>", both 64-bit unsigned
+RESET_TOKEN_MAX = 128
+U64_MAX = 2**64 - 1
 INT64_MAX = 2**63 - 1
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_PART = re.compile(r"([0-9]+)([dhms])")
 
@@ -133,6 +141,54 @@ StartId = Annotated[
 DeletionPolicy = Literal["Retain", "Delete"]
 
 
+def reset_target_ms(value: str) -> int | None:
+    """Milliseconds since the epoch for an RFC 3339 reset target; None for an entry ID."""
+    if "T" not in value:
+        return None
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _check_reset_to(value: str) -> str:
+    invalid = (
+        f'invalid reset target "{value}" (use $, 0, an entry ID <ms>-<seq> '
+        "or an RFC 3339 time such as 2026-11-27T09:00:00Z)"
+    )
+    if len(value) > START_ID_MAX or not re.fullmatch(RESET_TO_PATTERN, value):
+        raise ValueError(invalid)
+    if "T" in value:
+        try:
+            ms = reset_target_ms(value)
+        except ValueError:
+            raise ValueError(f'{invalid}: not a valid date and time') from None
+        if ms is None or ms < 0:
+            raise ValueError(f'invalid reset target "{value}": times before 1970 have no entry IDs')
+    elif "-" in value and any(int(part) > U64_MAX for part in value.split("-")):
+        raise ValueError(f'invalid reset target "{value}": both parts of an entry ID must fit in 64 bits')
+    return value
+
+
+ResetTarget = Annotated[
+    str,
+    AfterValidator(_check_reset_to),
+    Field(json_schema_extra={
+        "minLength": 1, "maxLength": START_ID_MAX, "pattern": RESET_TO_PATTERN,
+        # The pattern admits Feb 30, 1969 and IDs past 64 bits; CEL's conversions refuse them
+        # (a failed conversion fails validation), so the API server agrees with the CLI.
+        "x-kubernetes-validations": [
+            {"rule": "!self.contains('T') || timestamp(self) >= timestamp('1970-01-01T00:00:00Z')",
+             "message": "must be a valid RFC 3339 time, not before 1970"},
+            {"rule": "!self.matches('^[0-9]+-[0-9]+$') || "
+                     "(uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)",
+             "message": "both parts of an entry ID must fit in 64 bits"},
+        ],
+    }),
+]
+ResetToken = _string_rule(
+    RESET_TOKEN_PATTERN, RESET_TOKEN_MAX, "must consist of letters, digits, '-', '_', '.', ':' or '/'"
+)
+
+
 class _Spec(BaseModel):
     """Strict like the API server: no type coercion, unknown fields are errors."""
 
@@ -218,6 +274,25 @@ class TopicRef(_Spec):
     name: DnsSubdomain = Field(description="A Topic in the same namespace.")
 
 
+class PositionReset(_Spec):
+    token: ResetToken = Field(
+        description="Any value not used before for this group: the reset is applied once per "
+        "token, so re-applying the same manifest never resets twice. Change it to reset again."
+    )
+    to: ResetTarget = Field(
+        description="$ (skip everything not yet delivered), 0 (the whole stream again), an entry "
+        "ID <ms>-<seq> (deliver what comes after it), or an RFC 3339 time (deliver entries added "
+        "at or after it)."
+    )
+
+
+class ConsumerCleanup(_Spec):
+    idleAfter: Duration = Field(
+        description="Remove consumers idle longer than this (90s, 15m, 36h, 7d, 1h30m…) that "
+        "have no pending entries; consumers with pending entries are kept and reported."
+    )
+
+
 class ConsumerGroupSpec(_Spec):
     model_config = ConfigDict(
         json_schema_extra={
@@ -251,6 +326,14 @@ class ConsumerGroupSpec(_Spec):
         "$",
         description="Where a new group starts: $ (only new entries), 0 (the whole stream) "
         "or an entry ID. Used only when the group is created.",
+    )
+    reset: PositionReset | None = Field(
+        None,
+        description="One-shot move of an existing group's position (XGROUP SETID), applied once "
+        "per token. Pending entries stay pending.",
+    )
+    consumerCleanup: ConsumerCleanup | None = Field(
+        None, description="Remove idle consumers without pending entries. Absent: no cleanup."
     )
     deletionPolicy: DeletionPolicy = Field(
         "Retain",
@@ -384,8 +467,6 @@ CONDITION_TYPE_PATTERN = (
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 ENTRY_ID_MAX = START_ID_MAX
 
-from datetime import datetime  # noqa: E402  (kept with the status models it serves)
-
 
 class _Status(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -442,6 +523,26 @@ def _last_sync() -> Any:
     return Field(None, description="When the operator last compared the resource with Redis.")
 
 
+class RetentionStatus(_Status):
+    """What the operator's continuous retention did; written on change, at most every
+    --status-interval (a change of blockedBy at once)."""
+
+    trimmedTotal: int | None = Field(None, ge=0, description="Entries removed by retention so far.")
+    lastTrimmed: int | None = Field(None, ge=0, description="Entries removed by the last pass that removed any.")
+    lastTrimTime: datetime | None = Field(None, description="When that pass ran.")
+    blockedBy: str | None = Field(
+        None, max_length=GROUP_NAME_MAX,
+        description="The consumer group holding retention back (entries it has not received or "
+        "acknowledged); absent when nothing blocks it.",
+    )
+    blockedReason: Literal["pending", "undelivered"] | None = Field(
+        None, description="pending: delivered but not acknowledged; undelivered: not yet delivered."
+    )
+    backlog: bool | None = Field(
+        None, description="True while more is due than one pass may remove; the next passes continue."
+    )
+
+
 class TopicStatus(_Status):
     observedGeneration: int = _observed_generation()
     conditions: list[Condition] = _conditions()
@@ -456,7 +557,49 @@ class TopicStatus(_Status):
         None, ge=0, description="Entries ever added to the stream, trimmed or not."
     )
     groups: int | None = Field(None, ge=0, description="Consumer groups on the stream.")
+    retention: RetentionStatus | None = Field(None, description="Continuous retention (operator).")
     lastSyncTime: datetime | None = _last_sync()
+
+
+CONSUMER_NAME_MAX = 256  # longer names are shortened in status
+STATUS_LIST_MAX = 10
+
+
+class LastReset(_Status):
+    """The last position reset applied to the group (by the operator or the CLI)."""
+
+    token: str = Field(max_length=RESET_TOKEN_MAX, description="spec.reset.token that was applied.")
+    to: str = Field(max_length=START_ID_MAX, description="spec.reset.to that was applied.")
+    id: str | None = Field(None, max_length=ENTRY_ID_MAX, description="The group's last-delivered ID after the reset.")
+    at: datetime | None = Field(None, description="When the reset was applied.")
+
+
+class RetainedConsumer(_Status):
+    name: str = Field(max_length=CONSUMER_NAME_MAX + 1, description="Consumer name (shortened with … if long).")
+    pending: int = Field(ge=0, description="Entries delivered to it and not acknowledged.")
+    idleSince: datetime = Field(
+        description="When it last received entries (Redis >= 7.2) or last read, to the minute."
+    )
+
+
+class ConsumerCleanupStatus(_Status):
+    """Bounded: totals plus at most 10 names per list."""
+
+    removed: int = Field(0, ge=0, description="Consumers the operator has removed from the group, in total.")
+    lastRemoved: list[Annotated[str, Field(max_length=CONSUMER_NAME_MAX + 1)]] = Field(
+        default_factory=list,
+        max_length=STATUS_LIST_MAX,
+        description="Consumers removed by the last cleanup that removed any (at most 10).",
+    )
+    lastRemovedTime: datetime | None = Field(None, description="When that cleanup ran.")
+    retainedCount: int = Field(
+        0, ge=0, description="Idle consumers kept because they have pending entries (removing them would drop those)."
+    )
+    retained: list[RetainedConsumer] = Field(
+        default_factory=list,
+        max_length=STATUS_LIST_MAX,
+        description="The longest idle of them (at most 10).",
+    )
 
 
 class ConsumerGroupStatus(_Status):
@@ -480,6 +623,10 @@ class ConsumerGroupStatus(_Status):
     consumers: int | None = Field(None, ge=0, description="Consumers known to the group.")
     lastDeliveredId: str | None = Field(
         None, max_length=ENTRY_ID_MAX, description="ID of the last entry delivered to the group."
+    )
+    lastReset: LastReset | None = Field(None, description="The last spec.reset applied to the group.")
+    consumerCleanup: ConsumerCleanupStatus | None = Field(
+        None, description="What spec.consumerCleanup removed and kept."
     )
     lastSyncTime: datetime | None = _last_sync()
 

@@ -26,13 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "redistreams"
 PLURALS = {"Service": "services", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Deployment": "deployments",
            "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
-           "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions"}
+           "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions",
+           "ConfigMap": "configmaps"}
 VALUE_SETS = {
     "defaults": [],
     "redis-url": ["--set", "redis.url=redis://redis.data:6379/0"],
     "namespaced": ["--set", "watchNamespaces={team-a,team-b}", "--set", "redis.existingSecret=my-redis"],
     "no-secrets-json-logs": ["--set", "rbac.readSecrets=false", "--set", "logFormat=json", "--set", "verbose=true",
                              "--set", "rbac.aggregateToViewEdit=false", "--set", "metrics.service.enabled=true"],
+    "dashboard-observe-off": ["--set", "metrics.dashboard.enabled=true", "--set", "observeInterval=off"],
 }
 
 
@@ -225,3 +227,56 @@ def test_service_monitor_selects_the_metrics_service(helm: str) -> None:
     ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert {"name": "metrics", "containerPort": 8081} in ports
     assert not [d for d in render(helm) if d["kind"] in ("Service", "ServiceMonitor")]
+
+
+def _exported() -> dict[str, set[str]]:
+    """Sample names the operator exports, with their label names (from its registry)."""
+    from redistreams import metrics
+
+    names: dict[str, set[str]] = {}
+    for family in metrics.REGISTRY.collect():
+        labels = set(metrics.FAMILIES.get(family.name, ("", "", ()))[2]) | {"le"}
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        for suffix in suffixes:
+            names[family.name + suffix] = labels
+    for collector in (metrics.RECONCILES, metrics.STATUS_WRITES, metrics.ERRORS):
+        names[collector._name + "_total"] = set(collector._labelnames)
+    return names
+
+
+def test_alerts_and_dashboard_use_metrics_the_operator_exports(helm: str) -> None:
+    """Fails when a metric or label name drifts between the operator and the chart."""
+    docs = render(helm, "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.dashboard.enabled=true",
+                  "--set", "metrics.dashboard.labels.team=data", "--set", "metrics.prometheusRule.groupLag.threshold=50")
+    exported = _exported()
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"RedisStreamGroupLagGrowing", "RedisStreamOldestPendingTooOld", "RedistreamsResourceNotReady",
+            "RedistreamsRetentionBlocked"} <= set(alerts)
+    assert "> 50" in alerts["RedisStreamGroupLagGrowing"]["expr"]
+    metric = re.compile(r"\b(redis_[a-z_]+|redistreams_[a-z_]+)")
+    for name, alert in alerts.items():
+        used = set(metric.findall(alert["expr"]))
+        assert used and used <= set(exported), f"{name}: {used - set(exported)} not exported"
+        labels = set(re.findall(r"\$labels\.([a-z_]+)", json.dumps(alert["annotations"])))
+        assert all(labels <= exported[m] for m in used), f"{name}: labels {labels} not on {used}"
+    (dashboard_map,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard_map["metadata"]["labels"]["team"] == "data"
+    dashboard = json.loads(dashboard_map["data"]["redistreams.json"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for word in ("length", "lag", "pending", "oldest pending", "consumers", "reconciles"):
+        assert word in titles
+    for expr in exprs:
+        used = set(metric.findall(expr))
+        assert used and used <= set(exported), f"{expr}: {used - set(exported)} not exported"
+        for label in re.findall(r"\b(namespace|topic|group|kind|outcome|operation|reason)\b", expr):
+            assert any(label in exported[m] for m in used), f"{expr}: no metric has label {label}"
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert "--observe-interval=30s" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    bad = subprocess.run([helm, "template", "rs", str(CHART), "--set", "metrics.prometheusRule.typo=1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "values don't meet the specifications of the schema" in bad.stderr
+    assert not [d for d in render(helm) if d["kind"] == "PrometheusRule" or d["metadata"]["name"].endswith("-dashboard")]

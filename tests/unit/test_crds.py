@@ -145,6 +145,11 @@ def test_cel_rules_survive(generated: dict[str, dict[str, Any]]) -> None:
         "spec": ["has(self.groupName) == has(oldSelf.groupName)"],
         "spec.topicRef": ["self == oldSelf"],
         "spec.groupName": ["self == oldSelf"],
+        "spec.consumerCleanup.idleAfter": ["self.matches('[1-9]')"],
+        "spec.reset.to": [
+            "!self.contains('T') || timestamp(self) >= timestamp('1970-01-01T00:00:00Z')",
+            "!self.matches('^[0-9]+-[0-9]+$') || (uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)",
+        ],
     }
 
 
@@ -225,8 +230,15 @@ def test_status_runtime_fields(generated: dict[str, dict[str, Any]]) -> None:
         "lastGeneratedId": "string",
         "entriesAdded": "integer",
         "groups": "integer",
+        "retention": "object",
         "lastSyncTime": "string",
     }
+    retention = topic["retention"]["properties"]
+    assert {k: retention[k]["type"] for k in retention} == {
+        "trimmedTotal": "integer", "lastTrimmed": "integer", "lastTrimTime": "string",
+        "blockedBy": "string", "blockedReason": "string", "backlog": "boolean",
+    }
+    assert retention["blockedReason"]["enum"] == ["pending", "undelivered"]
     group = _root(generated["ConsumerGroup"])["properties"]["status"]["properties"]
     assert {k: group[k]["type"] for k in group} == {
         "observedGeneration": "integer",
@@ -238,6 +250,8 @@ def test_status_runtime_fields(generated: dict[str, dict[str, Any]]) -> None:
         "pending": "integer",
         "consumers": "integer",
         "lastDeliveredId": "string",
+        "lastReset": "object",
+        "consumerCleanup": "object",
         "lastSyncTime": "string",
     }
 

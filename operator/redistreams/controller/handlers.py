@@ -25,6 +25,7 @@ from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION
 from .conditions import conditions, same_conditions
 from .kube import KubeAPI
+from .observation import Observation, observe_loop
 from .reconciler import SKIP_CLEANUP_ANNOTATION, Computed, Declared, Key, Reconciler
 
 log = logging.getLogger("redistreams.operator")
@@ -41,6 +42,11 @@ class OperatorConfig:
     resync_interval: float = 60.0
     status_interval: float = 30.0  # runtime figures (length, lag…) are written at most this often
     retry_delay: float = 5.0
+    # Metrics and continuous retention: one observation pass this often (0: off; then
+    # retention runs, unbounded, with each reconcile instead).
+    observe_interval: float = 30.0
+    retention_steps_per_pass: int = 1000  # Lua steps of <= 1000 entries each, over all Topics
+    retention_pause: float = 0.02  # between rounds of steps, so other clients' commands get in
 
 
 @dataclass
@@ -51,7 +57,14 @@ class State:
     reconciler: Reconciler | None = None
     last_status_write: dict[Key, float] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    observe_task: asyncio.Task[None] | None = None
+    observation: Observation = field(default_factory=Observation)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Informational events wait for a lull in status writes (see _announce).
+    announcements: list[tuple[Any, str, str]] = field(default_factory=list)
+    announcements_since: float = 0.0
+    announcer: asyncio.Task[None] | None = None
+    last_any_status_write: float = 0.0
 
 
 def build_status(declared: Declared, computed: Computed) -> dict[str, Any]:
@@ -117,6 +130,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         state: State = memo.state
         if state.task is not None:
             state.task.cancel()
+        if state.observe_task is not None:
+            state.observe_task.cancel()
+        metrics.SNAPSHOT.clear()
         if state.reconciler is not None and state.reconciler.kube is not None:
             await state.reconciler.kube.close()
 
@@ -144,6 +160,8 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         if type == "DELETED":
             previous = reconciler.objects.get(declared.key, declared)
             reconciler.forget(*declared.key)
+            for scope in ("topic", "ready", "blocked"):  # its series vanish now, not next pass
+                metrics.SNAPSHOT.drop((scope, declared.key))
             # Retain objects have no finalizer, and a Delete object can be deleted before
             # kopf added ours: apply the policy now. After a finalizer cleanup the records
             # are gone and this finds nothing to do.
@@ -152,6 +170,9 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         declared = reconciler.remember(kind, body)
         if state.task is None:
             state.task = asyncio.get_running_loop().create_task(_resync_loop(state))
+        if state.observe_task is None and state.config.observe_interval > 0:
+            reconciler.trim_on_apply = False  # retention moves to the bounded observation loop
+            state.observe_task = asyncio.get_running_loop().create_task(observe_loop(state))
         if declared.paused or body["metadata"].get("deletionTimestamp"):
             return
         if declared.status.get("observedGeneration") != declared.generation:
@@ -194,7 +215,8 @@ async def _reconcile(state: State, key: Key) -> None:
     reconciler = _reconciler(state)
     try:
         computed = await reconciler.submit(key)
-    except Exception:  # noqa: BLE001 - the resync loop tries again
+    except Exception as exc:  # noqa: BLE001 - the resync loop tries again
+        metrics.ERRORS.labels("reconcile", type(exc).__name__).inc()
         log.exception("reconcile of %s/%s failed", key[0].lower(), key[2])
         return
     declared = reconciler.objects.get(key)
@@ -221,19 +243,23 @@ def _is_ready(declared: Declared) -> bool:
 async def _write_status(state: State, reconciler: Reconciler, declared: Declared, computed: Computed,
                         *, runtime: bool = True) -> bool:
     """Writes status if it changed (runtime figures only when ``runtime``)."""
+    if computed.taken:
+        return False
     status = build_status(declared, computed)
     if reconciler.kube is None or not status_changed(declared, status, runtime=runtime):
         return False
+    computed.taken = True
     try:
         await reconciler.kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], status)
     except Exception as exc:  # noqa: BLE001 - a later pass tries again
+        metrics.ERRORS.labels("status", type(exc).__name__).inc()
         log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
         return False
     metrics.STATUS_WRITES.labels(declared.kind).inc()
     # Our own view follows at once, so the resync does not write the same again.
     declared.body["status"] = {**declared.status, **status}
-    state.last_status_write[declared.key] = time.monotonic()
-    _post_events(declared.body, computed)
+    state.last_status_write[declared.key] = state.last_any_status_write = time.monotonic()
+    _post_events(state, declared.body, computed)
     return True
 
 
@@ -257,7 +283,7 @@ def _reconciler(state: State) -> Reconciler:
     return state.reconciler
 
 
-def _post_events(body: Any, computed: Computed) -> None:
+def _post_events(state: State, body: Any, computed: Computed) -> None:
     result = computed.result
     if computed.reset:
         kopf.warn(body, reason="RedisReset",
@@ -271,9 +297,49 @@ def _post_events(body: Any, computed: Computed) -> None:
     elif computed.drift and not result.failure:
         kopf.info(body, reason="DriftRepaired",
                   message="; ".join([f"{result.label} {result.outcome}", *result.details]))
+    elif result.reset_applied or result.consumers_removed:
+        # spec.reset and spec.consumerCleanup moved or removed something: their own reasons, at once.
+        if result.reset_applied:
+            kopf.info(body, reason="PositionReset",
+                      message="; ".join(d for d in result.details if d.startswith("moved group")))
+        if result.consumers_removed:
+            kopf.info(body, reason="ConsumersRemoved",
+                      message="; ".join(d for d in result.details if d.startswith(("removed ", "kept "))))
     elif result.outcome in ("created", "configured"):
-        kopf.info(body, reason=result.outcome.capitalize(),
-                  message="; ".join([f"{result.label} {result.outcome}", *result.details]))
+        _announce(state, body, result.outcome.capitalize(), "; ".join([f"{result.label} {result.outcome}",
+                                                                       *result.details]))
+
+
+ANNOUNCE_LULL = 1.0  # seconds without status writes before routine events go out
+ANNOUNCE_MAX_DELAY = 15.0
+
+
+def _announce(state: State, body: Any, reason: str, message: str) -> None:
+    """Routine events (Created, Configured) trail status writes: kubectl wait, Argo CD and
+    Flux read status, so during a burst the API server's time goes to status first.
+    Warnings and repairs are posted at once."""
+    if not state.announcements:
+        state.announcements_since = time.monotonic()
+    state.announcements.append((body, reason, message))
+    if state.announcer is None:
+        state.announcer = asyncio.get_running_loop().create_task(_announce_when_quiet(state))
+
+
+async def _announce_when_quiet(state: State) -> None:
+    try:
+        while state.announcements:
+            now = time.monotonic()
+            if now - state.last_any_status_write < ANNOUNCE_LULL and \
+                    now - state.announcements_since < ANNOUNCE_MAX_DELAY:
+                await asyncio.sleep(ANNOUNCE_LULL / 2)
+                continue
+            batch, state.announcements = state.announcements, []
+            state.announcements_since = time.monotonic()
+            for body, reason, message in batch:
+                kopf.info(body, reason=reason, message=message)
+            await asyncio.sleep(0)
+    finally:
+        state.announcer = None
 
 
 def _give_back_memory() -> None:
@@ -323,11 +389,12 @@ async def _resync_once(state: State, reconciler: Reconciler) -> None:
         async with parallel:
             written = await _write_status(state, reconciler, declared, result, runtime=runtime_due)
         if not written and (result.drift or result.reset):
-            _post_events(declared.body, result)  # repaired, though status reads the same
+            _post_events(state, declared.body, result)  # repaired, though status reads the same
         return written
 
     status_writes = sum(await asyncio.gather(*(write(k, r) for k, r in computed.items())))
     trips_after, writes_after = reconciler.redis_work()
+    metrics.RESYNC_SECONDS.observe(time.monotonic() - started)
     _give_back_memory()
     log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
              len(keys), trips_after - trips, writes_after - writes, status_writes, time.monotonic() - started)

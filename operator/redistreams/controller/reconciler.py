@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,9 +19,10 @@ from .. import metrics
 from ..connection import ConnectionConfigError, RedisTarget, redact
 from ..engine import Engine, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
-from ..engine.plan import GroupPlan, TopicPlan
+from ..engine.plan import GroupPlan, TopicPlan, consumer_idle_ms
+from ..engine.state import ConsumerState
 from ..manifests import describe_validation_error
-from ..model import ConsumerGroup, Topic
+from ..model import CONSUMER_NAME_MAX, STATUS_LIST_MAX, ConsumerGroup, Topic
 from .conditions import (
     GROUP_READY, INVALID_SPEC, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
 )
@@ -74,6 +76,9 @@ class Computed:
     result: Result | None = None
     reset: bool = False
     drift: bool = False  # something we had made was deleted behind our back and is back
+    # One batch answers every waiter for a key with the same object: the first writes
+    # status and posts events, the others must not repeat them.
+    taken: bool = False
 
 
 class Reconciler:
@@ -89,6 +94,7 @@ class Reconciler:
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.linger = 0.05
+        self.trim_on_apply = True  # False when the observation loop applies retention
 
     # -- the watch feeds this -------------------------------------------------------
 
@@ -133,6 +139,7 @@ class Reconciler:
             target = RedisTarget(url)
             engine = self._engines[url] = Engine(target.client(), target=target.display,
                                                  registry_key=self.registry_key)
+        engine.applier.trim_on_apply = self.trim_on_apply
         return engine
 
     def redis_work(self) -> tuple[int, int]:
@@ -286,7 +293,9 @@ class Reconciler:
                                 result, reset=tplan.intent.stream in reset_streams,
                                 drift=tplan.create_stream and tplan.state.topic_owner is not None)
         for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
-            out[key] = Computed(_group_outcome(result), _group_fields(gplan, result), result,
+            declared = self.objects.get(key)  # may be forgotten meanwhile (deleted)
+            fields = _group_fields(gplan, result) | _day2_fields(gplan, result, declared.status if declared else {})
+            out[key] = Computed(_group_outcome(result), fields, result,
                                 drift=gplan.create_at is not None and gplan.intent.group in gplan.state.group_owners)
         return out
 
@@ -377,3 +386,45 @@ def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
     if plan.intent.start_id == "$":
         fields.update(lag=0, lagExact=True)
     return fields
+
+
+def _day2_fields(plan: GroupPlan, result: Result, old: dict[str, Any]) -> dict[str, Any]:
+    """status.lastReset and status.consumerCleanup: bounded, and the same from one pass to
+    the next unless something happened, so an idle resync writes nothing."""
+    fields: dict[str, Any] = {}
+    if result.failure:
+        return fields
+    if result.reset is not None and result.reset.token:
+        r = result.reset
+        fields["lastReset"] = {"token": r.token, "to": r.to, "id": r.id, **({"at": r.at} if r.at else {})}
+    if plan.intent.cleanup_idle_ms is None:
+        if old.get("consumerCleanup") is not None:
+            fields["consumerCleanup"] = None  # cleanup switched off: a merge patch null drops it
+        return fields
+    previous = old.get("consumerCleanup") or {}
+    now_ms = plan.state.server_time_ms or int(datetime.now(timezone.utc).timestamp() * 1000)
+    cleanup: dict[str, Any] = {
+        "removed": int(previous.get("removed") or 0) + len(result.consumers_removed),
+        "retainedCount": len(result.consumers_kept),
+        "retained": [{"name": _short(c.name), "pending": c.pending, "idleSince": _idle_since(c, now_ms)}
+                     for c in result.consumers_kept[:STATUS_LIST_MAX]],
+    }
+    if result.consumers_removed:
+        if plan.existing is not None:  # the count observed before the removal
+            fields["consumers"] = max(plan.existing.consumers - len(result.consumers_removed), 0)
+        cleanup["lastRemoved"] = [_short(n) for n in result.consumers_removed[:STATUS_LIST_MAX]]
+        cleanup["lastRemovedTime"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        cleanup.update({k: previous[k] for k in ("lastRemoved", "lastRemovedTime") if previous.get(k)})
+    fields["consumerCleanup"] = cleanup
+    return fields
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= CONSUMER_NAME_MAX else name[:CONSUMER_NAME_MAX] + "…"
+
+
+def _idle_since(consumer: ConsumerState, now_ms: int) -> str:
+    """To the minute, so that it reads the same on every pass while the consumer stays idle."""
+    since = datetime.fromtimestamp((now_ms - consumer_idle_ms(consumer)) / 1000, timezone.utc)
+    return since.strftime("%Y-%m-%dT%H:%M:00Z")

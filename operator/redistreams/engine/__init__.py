@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import redis
 import redis.exceptions as rex
 
-from .apply import Applier, Result
+from .apply import Applier, Result, TrimStep
 from .errors import Failure, describe
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent, intents_from
 from .observe import ObservationError, Observer, Pipeliner, Stats
@@ -38,6 +38,7 @@ __all__ = [
     "StreamState",
     "TopicIntent",
     "TopicPlan",
+    "TrimStep",
     "intents_from",
 ]
 
@@ -85,12 +86,16 @@ class Engine:
         detail_keys: Iterable[str] = (),
         exact_lag: bool = False,
         owners: bool = True,
+        consumer_keys: Iterable[str] = (),
+        reset_groups: dict[str, list[str]] | None = None,
+        cleanup_groups: dict[str, list[str]] | None = None,
     ) -> dict[str, StreamState]:
         """State per stream key. Unreachable Redis gives states that carry the failure."""
         keys = list(dict.fromkeys(keys))
         try:
             return self.observer.observe(
-                keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=exact_lag, owners=owners
+                keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=exact_lag, owners=owners,
+                consumer_keys=consumer_keys, reset_groups=reset_groups, cleanup_groups=cleanup_groups,
             )
         except ObservationError as exc:
             return {key: StreamState(key, type="unknown", failure=exc.failure) for key in keys}
@@ -99,11 +104,18 @@ class Engine:
         self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False
     ) -> dict[str, StreamState]:
         owner_groups: dict[str, list[str]] = {}
+        reset_groups: dict[str, list[str]] = {}
+        cleanup_groups: dict[str, list[str]] = {}
         for g in groups:
             owner_groups.setdefault(g.stream, []).append(g.group)
+            if g.reset is not None:
+                reset_groups.setdefault(g.stream, []).append(g.group)
+            if g.cleanup_idle_ms is not None:
+                cleanup_groups.setdefault(g.stream, []).append(g.group)
         keys = [t.stream for t in topics] + [g.stream for g in groups]
         detail_keys = keys if details else [t.stream for t in topics if t.retention]
-        return self.observe(keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=details)
+        return self.observe(keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=details,
+                            reset_groups=reset_groups, cleanup_groups=cleanup_groups)
 
     def discover(self, match: str = "*", count: int = 1000) -> list[str]:
         """Stream keys matching a glob pattern (SCAN with TYPE stream)."""

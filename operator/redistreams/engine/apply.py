@@ -8,17 +8,27 @@ sends nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import redis.exceptions as rex
 
-from .errors import CONFLICT, WRONG_TYPE, Failure, describe, is_connection_problem
-from .intents import GroupIntent, TopicIntent
+from .errors import CONFLICT, REDIS_ERROR, WRONG_TYPE, Failure, describe, is_connection_problem
+from .intents import GroupIntent, RetentionPolicy, TopicIntent
 from .observe import Pipeliner
-from .ownership import OwnerRecord, group_field, topic_field
-from .plan import GroupPlan, Plan, TopicPlan, describe_owner, plural
-from .scripts import ENSURE_STREAM, INIT_GROUP, TRIM, LuaScript
-from .state import StreamState
+from .ownership import OwnerRecord, ResetRecord, group_field, reset_field, topic_field
+from .plan import (
+    GroupPlan, Plan, TopicPlan, consumer_dict, consumer_notes, describe_owner, plural, reset_text,
+)
+from .scripts import ENSURE_STREAM, INIT_GROUP, REMOVE_CONSUMERS, RESET_GROUP, TRIM, LuaScript
+from .state import ConsumerState, StreamState
+
+# Entries the reset script counts to give Redis a valid lag (beyond: lag unknown until read).
+RESET_COUNT_CAP = 10_000
+# Earlier reset tokens remembered per group (besides the last one).
+RESET_TOKENS_KEPT = 50
+# Consumer names per removal script call: each call stays short.
+REMOVE_CHUNK = 500
 
 # Outcomes, as printed after the resource: "topic/orders created".
 CREATED = "created"
@@ -43,6 +53,10 @@ class Result:
     details: list[str] = field(default_factory=list)
     failure: Failure | None = None
     trimmed: int = 0
+    reset: ResetRecord | None = None  # the last reset applied to the group (now or before)
+    reset_applied: bool = False  # ...and it was applied by this run
+    consumers_removed: list[str] = field(default_factory=list)
+    consumers_kept: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
 
     @property
     def ok(self) -> bool:
@@ -66,6 +80,13 @@ class Result:
             data["group"] = self.group
         if self.trimmed:
             data["trimmed"] = self.trimmed
+        if self.reset is not None:
+            r = self.reset
+            data["lastReset"] = {"token": r.token, "to": r.to, "id": r.id, "at": r.at, "appliedNow": self.reset_applied}
+        if self.consumers_removed:
+            data["consumersRemoved"] = self.consumers_removed
+        if self.consumers_kept:
+            data["consumersKept"] = [consumer_dict(c) for c in self.consumers_kept]
         if self.failure:
             data["reason"] = self.failure.reason
             data["error"] = self.failure.message
@@ -80,6 +101,26 @@ def _group_result(intent: GroupIntent) -> Result:
     return Result(
         intent.label, "ConsumerGroup", intent.owner.namespace, intent.owner.name, intent.stream, intent.group
     )
+
+
+@dataclass
+class TrimStep:
+    """One retention step of one stream (at most trim_step entries, one Lua call)."""
+
+    removed: int = 0
+    more: bool = False  # the step was full: call again
+    blocker: str | None = None  # the group holding entries back, if any
+    reason: str | None = None  # "pending" or "undelivered"
+    failure: Failure | None = None
+
+
+def trim_args(retention: RetentionPolicy, step: int) -> list[int]:
+    return [
+        retention.max_length if retention.max_length is not None else -1,
+        retention.max_age_seconds * 1000 if retention.max_age_seconds is not None else -1,
+        1 if retention.allow_trimming_unconsumed else 0,
+        step,
+    ]
 
 
 @dataclass
@@ -99,6 +140,8 @@ class Applier:
         self.registry_key = registry_key
         self.trim_step = trim_step
         self.chunk = chunk
+        # The operator trims in its own bounded loop (trim_round), not while applying.
+        self.trim_on_apply = True
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -154,6 +197,9 @@ class Applier:
             result.details.extend(p.notes)
             if p.failure:
                 result.fail(p.failure)
+            elif isinstance(p, GroupPlan):
+                result.reset = p.reset_record
+                result.consumers_kept = list(p.keep_consumers)
         self._claim([(p, r) for p, r in pairs if p.changes and p.record is not None and p.record_is_new])
         # A group cannot be created when its topic just failed (conflict, wrong type…).
         topic_by_owner = {p.intent.owner: (p, r) for p, r in zip(plan.topics, topic_results)}
@@ -170,6 +216,10 @@ class Applier:
             if gresult.ok and gplan.changes:
                 calls.extend(self._group_calls(gplan, gresult, fixups))
         trims = [(p, r) for p, r in zip(plan.topics, topic_results) if p.trim and r.ok]
+        if not self.trim_on_apply:
+            trims = []
+            for p, r in zip(plan.topics, topic_results):
+                r.details = [d for d in r.details if not d.startswith("trim ")]
         self.run(calls)
         self.run(fixups)
         self._trim(trims)
@@ -177,7 +227,7 @@ class Applier:
             if not result.ok or result.outcome != UNCHANGED:
                 continue
             # A trim that removed nothing (blocked meanwhile) changed nothing.
-            if p.record is not None or result.trimmed:
+            if p.record is not None or result.trimmed or result.reset_applied or result.consumers_removed:
                 result.outcome = CONFIGURED
         return [*topic_results, *group_results]
 
@@ -262,6 +312,10 @@ class Applier:
         calls = []
         if p.record is not None and not p.record_is_new:
             calls.append(self._record_call(p, p.record, result))
+        if p.reset is not None:
+            calls.append(self._reset_call(p, result))
+        if p.remove_consumers:
+            calls.extend(self._remove_consumer_calls(p, result))
         if p.create_at is None:
             return calls
         intent = p.intent
@@ -273,6 +327,17 @@ class Applier:
             result.outcome = CREATED
             where = "the end of the stream" if intent.start_id == "$" else start
             result.details.insert(0, f"created group at {where}")
+            if p.record_reset and intent.reset is not None:
+                # The new group's position is its startId; a later apply must not move it.
+                prev = p.reset_record
+                earlier = (*prev.earlier, prev.token)[-RESET_TOKENS_KEPT:] if prev and prev.token else ()
+                record = ResetRecord(intent.reset.token, intent.reset.to, start, _now(), earlier)
+                fixups.append(Call(
+                    build=lambda pipe: pipe.hset(
+                        self.registry_key, reset_field(intent.stream, intent.group), record.encode()),
+                    done=lambda _: setattr(result, "reset", record),
+                    fail=result.fail,
+                ))
 
         def failed(failure: Failure) -> None:
             record = revert
@@ -294,6 +359,75 @@ class Applier:
         calls.append(Call(build=build, done=created, fail=failed))
         return calls
 
+    def _reset_call(self, p: GroupPlan, result: Result) -> Call:
+        reset, intent = p.reset, p.intent
+        assert reset is not None
+        planned = reset_text(reset, intent.group)
+        at = _now()
+
+        def done(reply: Any) -> None:
+            status, rid = reply[0], reply[1]
+            details = [d for d in result.details if d != planned]
+            if status == "applied":
+                previous = p.reset_record
+                earlier = (*previous.earlier, previous.token)[-RESET_TOKENS_KEPT:] if previous else ()
+                result.reset = ResetRecord(reset.token, reset.to, rid, at, earlier)
+                result.reset_applied = True
+                lag = "" if int(reply[2]) >= 0 else "; lag unknown until the group reaches its position"
+                details.insert(0, f"{planned.replace('reset group', 'moved group', 1)}: now at {rid}{lag}")
+            elif status == "seen":  # another applier (the CLI, the operator) was first
+                details.append(f'reset token "{reset.token}" was applied meanwhile; not moved again')
+            elif status == "nogroup":
+                result.fail(Failure(REDIS_ERROR, f'group "{intent.group}" disappeared before its reset; apply again'))
+            else:
+                result.fail(Failure(WRONG_TYPE, f'key "{intent.stream}" holds a {status}, not a stream'))
+            result.details = details
+
+        args = [intent.group, reset_field(intent.stream, intent.group), reset.token, reset.target, reset.to, at,
+                RESET_COUNT_CAP, RESET_TOKENS_KEPT]
+        return Call(
+            build=lambda pipe: RESET_GROUP.call(pipe, [intent.stream, self.registry_key], args),
+            done=done,
+            fail=result.fail,
+            script=RESET_GROUP,
+        )
+
+    def _remove_consumer_calls(self, p: GroupPlan, result: Result) -> list[Call]:
+        intent = p.intent
+        assert intent.cleanup_idle_ms is not None
+        planned = set(consumer_notes("remove", p.remove_consumers))
+        names = [c.name for c in p.remove_consumers]
+        removed: list[ConsumerState] = []
+        chunks = [names[i : i + REMOVE_CHUNK] for i in range(0, len(names), REMOVE_CHUNK)]
+        replies_left = [len(chunks)]
+
+        def done(reply: Any) -> None:
+            for name, outcome, pending, idle in reply:
+                if outcome == "removed":
+                    removed.append(ConsumerState(name, 0, int(idle)))
+                    result.consumers_removed.append(name)
+                elif outcome == "pending":  # it received entries since it was observed
+                    kept = ConsumerState(name, int(pending), int(idle))
+                    result.consumers_kept.append(kept)
+                    received = plural(int(pending), "entry", "entries")
+                    result.details.append(f'kept consumer "{name}": it received {received} meanwhile')
+            replies_left[0] -= 1
+            if replies_left[0] == 0:
+                details = [d for d in result.details if d not in planned]
+                notes = consumer_notes("removed", removed)
+                result.details = notes + details
+
+        return [
+            Call(
+                build=lambda pipe, chunk=chunk: REMOVE_CONSUMERS.call(
+                    pipe, [intent.stream], [intent.group, intent.cleanup_idle_ms, *chunk]),
+                done=done,
+                fail=result.fail,
+                script=REMOVE_CONSUMERS,
+            )
+            for chunk in chunks
+        ]
+
     def _trim(self, trims: list[tuple[TopicPlan, Result]]) -> None:
         pending = trims
         while pending:
@@ -302,12 +436,7 @@ class Applier:
             def trim_call(p: TopicPlan, result: Result) -> Call:
                 retention = p.intent.retention
                 assert retention is not None
-                args = [
-                    retention.max_length if retention.max_length is not None else -1,
-                    retention.max_age_seconds * 1000 if retention.max_age_seconds is not None else -1,
-                    1 if retention.allow_trimming_unconsumed else 0,
-                    self.trim_step,
-                ]
+                args = trim_args(retention, self.trim_step)
 
                 def done(reply: Any) -> None:
                     removed, again, blocker, why = int(reply[0]), int(reply[1]), reply[2], reply[3]
@@ -339,6 +468,31 @@ class Applier:
 
             self.run([trim_call(p, r) for p, r in pending])
             pending = more
+
+    def trim_round(self, topics: list[TopicIntent], per_pipeline: int = 50) -> list[TrimStep]:
+        """One step of retention per stream. Redis runs a client's pipeline without
+        serving others in between, so pipelines stay short (per_pipeline steps, each
+        at most trim_step entries); callers pause between rounds and cap the rounds."""
+        steps = [TrimStep() for _ in topics]
+
+        def call(intent: TopicIntent, step: TrimStep) -> Call:
+            assert intent.retention is not None
+            args = trim_args(intent.retention, self.trim_step)
+
+            def done(reply: Any) -> None:
+                step.removed, step.more = int(reply[0]), bool(int(reply[1]))
+                step.blocker, step.reason = (reply[2] or None), (reply[3] or None)
+
+            def fail(failure: Failure) -> None:
+                step.failure = failure
+
+            return Call(build=lambda pipe: TRIM.call(pipe, [intent.stream], args), done=done, fail=fail,
+                        script=TRIM)
+
+        calls = [call(t, s) for t, s in zip(topics, steps)]
+        for start in range(0, len(calls), per_pipeline):
+            self.run(calls[start : start + per_pipeline])
+        return steps
 
     # -- delete ---------------------------------------------------------------------
 
@@ -376,8 +530,10 @@ class Applier:
             )
             return result
         field_name = group_field(intent.stream, intent.group)
+        fields = [field_name]
         if intent.deletion_policy == "Delete" and record.created:
             result.outcome = DELETED
+            fields.append(reset_field(intent.stream, intent.group))  # a group made anew starts fresh
             if existing is not None:
                 calls.append(
                     Call(
@@ -397,7 +553,9 @@ class Applier:
                 if intent.deletion_policy == "Retain"
                 else "group was adopted, not created by redistreams: left in place"
             )
-        calls.append(self._release([field_name], result))
+            # The reset record stays with a group left in place: declaring it again with the
+            # same token must not move it a second time.
+        calls.append(self._release(fields, result))
         return result
 
     def _delete_topic(self, intent: TopicIntent, state: StreamState, calls: list[Call]) -> Result:
@@ -421,6 +579,7 @@ class Applier:
                 key = intent.stream
                 calls.append(Call(build=lambda pipe: pipe.delete(key), done=lambda _: None, fail=result.fail))
                 fields.extend(group_field(intent.stream, g) for g in state.groups)
+                fields.extend(reset_field(intent.stream, g) for g in state.groups)
                 summary = f"removed stream with {state.length} entries"
                 if state.groups:
                     summary += f" and {len(state.groups)} groups ({', '.join(sorted(state.groups))})"
@@ -437,3 +596,7 @@ class Applier:
                 result.details.append("stream was adopted, not created by redistreams: left in place")
         calls.append(self._release(fields, result))
         return result
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

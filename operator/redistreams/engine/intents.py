@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..model import ConsumerGroup, Topic, parse_duration
+from ..model import U64_MAX, ConsumerGroup, PositionReset, Topic, parse_duration, reset_target_ms
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,27 @@ class TopicIntent:
 
 
 @dataclass(frozen=True)
+class ResetIntent:
+    """spec.reset: move the group once per token."""
+
+    token: str
+    to: str  # as written: $, 0, an entry ID or an RFC 3339 time
+    target: str  # what XGROUP SETID gets: $, 0 or an entry ID
+
+    @classmethod
+    def from_spec(cls, spec: PositionReset) -> ResetIntent:
+        ms = reset_target_ms(spec.to)
+        if ms is None:
+            target = spec.to
+        elif ms == 0:
+            target = "0"
+        else:
+            # Just before <ms>-0, so an entry with exactly that ID is delivered too.
+            target = f"{ms - 1}-{U64_MAX}"
+        return cls(spec.token, spec.to, target)
+
+
+@dataclass(frozen=True)
 class GroupIntent:
     label: str  # "consumergroup/billing"
     owner: Owner
@@ -59,6 +80,8 @@ class GroupIntent:
     group: str
     start_id: str = "$"
     deletion_policy: str = "Retain"
+    reset: ResetIntent | None = None
+    cleanup_idle_ms: int | None = None  # spec.consumerCleanup.idleAfter
 
 
 def topic_intent(topic: Topic, cluster: str) -> TopicIntent:
@@ -88,6 +111,10 @@ def group_intent(group: ConsumerGroup, topic: Topic, cluster: str) -> GroupInten
         group=group.group,
         start_id=group.spec.startId,
         deletion_policy=group.spec.deletionPolicy,
+        reset=ResetIntent.from_spec(group.spec.reset) if group.spec.reset else None,
+        cleanup_idle_ms=(
+            parse_duration(group.spec.consumerCleanup.idleAfter) * 1000 if group.spec.consumerCleanup else None
+        ),
     )
 
 

@@ -15,11 +15,16 @@ import redis.exceptions as rex
 
 from .errors import Failure, describe
 from .ids import StreamId
-from .ownership import OwnerRecord, group_field, topic_field
+from .ownership import OwnerRecord, ResetRecord, group_field, reset_field, topic_field
 from .scripts import COUNT_AFTER
-from .state import GroupState, StreamState
+from .state import ConsumerState, GroupState, StreamState
 
 LAG_COUNT_CAP = 100_000
+# Groups with more consumers than this get no per-consumer detail (XINFO CONSUMERS is
+# O(consumers) and its reply grows with them); their group figures are still read.
+CONSUMER_DETAIL_CAP = 100
+# spec.consumerCleanup needs the consumers of its groups; beyond this many it waits (plan says so).
+CLEANUP_CONSUMER_CAP = 10_000
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Observer:
         self.io = io
         self.registry_key = registry_key
         self.chunk_size = chunk_size
+        self.consumer_cap = CONSUMER_DETAIL_CAP
+        self.consumers_skipped = 0  # groups left without consumer detail by the last observe
 
     def observe(
         self,
@@ -85,11 +92,21 @@ class Observer:
         detail_keys: Iterable[str] = (),
         exact_lag: bool = False,
         owners: bool = True,
+        consumer_keys: Iterable[str] = (),
+        reset_groups: dict[str, Iterable[str]] | None = None,
+        cleanup_groups: dict[str, Iterable[str]] | None = None,
     ) -> dict[str, StreamState]:
-        """State of each stream key. Raises ObservationError if Redis cannot be reached."""
+        """State of each stream key. Raises ObservationError if Redis cannot be reached.
+
+        reset_groups: groups whose spec.reset record to read; cleanup_groups: groups whose
+        consumers to read for spec.consumerCleanup."""
         ordered = list(dict.fromkeys(keys))
         owner_groups = owner_groups or {}
         details = set(detail_keys)
+        consumers = set(consumer_keys)
+        reset_groups = reset_groups or {}
+        cleanup = {(key, g) for key, groups in (cleanup_groups or {}).items() for g in groups}
+        self.consumers_skipped = 0
         states: dict[str, StreamState] = {}
         server_time: int | None = None
         for chunk in _chunks(ordered, self.chunk_size):
@@ -98,6 +115,7 @@ class Observer:
                 for key in chunk:
                     fields.append((key, None, topic_field(key)))
                     fields.extend((key, g, group_field(key, g)) for g in dict.fromkeys(owner_groups.get(key, ())))
+            resets = [(key, g) for key in chunk for g in dict.fromkeys(reset_groups.get(key, ()))]
 
             def first(pipe: Any) -> None:
                 for key in chunk:
@@ -105,6 +123,8 @@ class Observer:
                     pipe.xinfo_groups(key)
                 if fields:
                     pipe.hmget(self.registry_key, [f for _, _, f in fields])
+                if resets:
+                    pipe.hmget(self.registry_key, [reset_field(k, g) for k, g in resets])
                 if server_time is None:
                     pipe.time()
 
@@ -112,13 +132,22 @@ class Observer:
             if server_time is None:
                 seconds, micros = replies.pop()
                 server_time = int(seconds) * 1000 + int(micros) // 1000
+            reset_reply = replies.pop() if resets else None
             owner_reply = replies.pop() if fields else None
             for index, key in enumerate(chunk):
                 states[key] = self._stream_state(key, replies[2 * index], replies[2 * index + 1])
                 states[key].server_time_ms = server_time
             if owner_reply is not None:
                 self._apply_owners(states, fields, owner_reply)
-            self._second_pass(chunk, states, details, exact_lag)
+            if reset_reply is not None:
+                for (key, group), raw in zip(resets, [] if isinstance(reset_reply, Exception) else reset_reply):
+                    record = ResetRecord.decode(raw)
+                    if record is not None:
+                        states[key].reset_records[group] = record
+                if isinstance(reset_reply, Exception):
+                    for key, _ in resets:
+                        states[key].failure = states[key].failure or describe(reset_reply, self.io.target)
+            self._second_pass(chunk, states, details, exact_lag, consumers, cleanup)
         return states
 
     def _run(self, build: Callable[[Any], None]) -> list[Any]:
@@ -146,6 +175,8 @@ class Observer:
         state.last_generated_id = info.get("last-generated-id") or "0-0"
         state.entries_added = _int_or_none(info.get("entries-added"))
         state.max_deleted_id = info.get("max-deleted-entry-id")
+        state.radix_tree_keys = _int_or_none(info.get("radix-tree-keys"))
+        state.radix_tree_nodes = _int_or_none(info.get("radix-tree-nodes"))
         if isinstance(groups, Exception):
             state.failure = describe(groups, self.io.target)
             return state
@@ -181,7 +212,9 @@ class Observer:
             else:
                 states[key].group_owners[group] = record
 
-    def _second_pass(self, chunk: list[str], states: dict[str, StreamState], details: set[str], exact_lag: bool) -> None:
+    def _second_pass(self, chunk: list[str], states: dict[str, StreamState], details: set[str], exact_lag: bool,
+                     consumers: set[str] = frozenset(),  # type: ignore[assignment]
+                     cleanup: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
         calls: list[tuple[str, str, str | None]] = []  # (kind, key, group)
 
         def build(pipe: Any) -> None:
@@ -204,15 +237,22 @@ class Observer:
                             lua_loaded = True
                         COUNT_AFTER.call(pipe, [key], [group.last_delivered_id, LAG_COUNT_CAP])
                         calls.append(("count", key, group.name))
+                    for_cleanup = (key, group.name) in cleanup
+                    if (key in consumers or for_cleanup) and group.consumers:
+                        if group.consumers > (CLEANUP_CONSUMER_CAP if for_cleanup else self.consumer_cap):
+                            self.consumers_skipped += 1
+                        else:
+                            pipe.xinfo_consumers(key, group.name)
+                            calls.append(("consumers", key, group.name))
 
-        if not any(states[k].type == "?" for k in chunk) and not (details or exact_lag):
+        if not any(states[k].type == "?" for k in chunk) and not (details or exact_lag or consumers or cleanup):
             return
         replies = self._run(build)
         for (kind, key, group), reply in zip(calls, replies):
             state = states[key]
             if isinstance(reply, Exception):
-                if kind == "load":
-                    continue
+                if kind in ("load", "consumers"):
+                    continue  # a group destroyed meanwhile, say: its detail is just missing
                 if kind != "type" and group is not None and state.groups[group].lag is None:
                     continue  # lag stays unknown; not worth failing the stream
                 state.failure = state.failure or describe(reply, self.io.target)
@@ -225,6 +265,16 @@ class Observer:
                 g.oldest_pending_id = entry["message_id"]
                 g.oldest_pending_idle_ms = int(entry["time_since_delivered"])
                 g.oldest_pending_deliveries = int(entry["times_delivered"])
+            elif kind == "consumers":
+                state.groups[group].consumer_states = [  # type: ignore[index]
+                    ConsumerState(
+                        name=c["name"],
+                        pending=int(c["pending"]),
+                        idle_ms=int(c["idle"]),
+                        inactive_ms=int(c["inactive"]) if int(c.get("inactive", -1)) >= 0 else None,
+                    )
+                    for c in reply
+                ]
             elif kind == "count":
                 g = state.groups[group]  # type: ignore[index]
                 g.lag = int(reply)

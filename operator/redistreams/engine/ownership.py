@@ -51,3 +51,42 @@ class OwnerRecord:
         except (ValueError, KeyError, TypeError):
             # An unreadable record still marks the stream as taken: never steal it.
             return cls(Owner("?", "?", raw[:80]), False)
+
+
+def reset_field(stream: str, group: str) -> str:
+    """Where the last applied spec.reset of a group is recorded, next to its owner."""
+    return json.dumps(["reset", stream, group], ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ResetRecord:
+    """A position reset that was applied: its token is never applied again."""
+
+    token: str
+    to: str
+    id: str
+    at: str  # RFC 3339, UTC
+    earlier: tuple[str, ...] = ()  # tokens applied before this one (bounded), never applied again
+
+    def applied(self, token: str) -> bool:
+        return token == self.token or token in self.earlier
+
+    def encode(self) -> str:
+        data: dict[str, object] = {"token": self.token, "to": self.to, "id": self.id, "at": self.at}
+        if self.earlier:
+            data["earlier"] = list(self.earlier)
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def decode(cls, raw: str | None) -> ResetRecord | None:
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            earlier = data.get("earlier")
+            return cls(str(data["token"]), str(data["to"]), str(data["id"]), str(data["at"]),
+                       tuple(str(t) for t in earlier) if isinstance(earlier, list) else ())
+        except (ValueError, KeyError, TypeError):
+            # Unreadable: treat no token as applied rather than guess; the script only
+            # compares tokens, so a token equal to the raw text still counts.
+            return cls("", "", "", "")

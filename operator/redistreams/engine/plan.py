@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from ..model import format_duration
 from .errors import CONFLICT, WRONG_TYPE, Failure
 from .ids import StreamId
-from .intents import GroupIntent, Owner, TopicIntent
-from .ownership import OwnerRecord
-from .state import GroupState, StreamState
+from .intents import GroupIntent, Owner, ResetIntent, TopicIntent
+from .ownership import OwnerRecord, ResetRecord
+from .state import ConsumerState, GroupState, StreamState
+
+# Consumers named per note line in plan/apply output; the rest are counted. JSON has all.
+NAMED_CONSUMERS = 5
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -28,6 +31,7 @@ class TopicPlan:
     record: OwnerRecord | None = None  # ownership record to write
     record_is_new: bool = False  # HSETNX (claim) rather than HSET (update our own)
     trim: bool = False
+    retention_blocked: tuple[str, str] | None = None  # (group, "pending"|"undelivered") holding the head
     notes: list[str] = field(default_factory=list)
     failure: Failure | None = None
 
@@ -56,10 +60,21 @@ class GroupPlan:
     notes: list[str] = field(default_factory=list)
     start_id_note: str | None = None  # plan output only: startId differs from the group
     failure: Failure | None = None
+    reset: ResetIntent | None = None  # spec.reset to apply now: its token was never applied
+    reset_record: ResetRecord | None = None  # the last reset applied, as recorded in Redis
+    record_reset: bool = False  # a group created now: its token is recorded as seen, nothing moves
+    remove_consumers: list[ConsumerState] = field(default_factory=list)  # idle, 0 pending
+    keep_consumers: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
 
     @property
     def changes(self) -> bool:
-        return self.failure is None and (self.create_at is not None or self.record is not None)
+        return self.failure is None and (
+            self.create_at is not None
+            or self.record is not None
+            or self.reset is not None
+            or self.record_reset
+            or bool(self.remove_consumers)
+        )
 
     @property
     def verb(self) -> str:
@@ -140,6 +155,7 @@ def _plan_retention(plan: TopicPlan) -> None:
     bound = None if retention.allow_trimming_unconsumed else state.safe_bound()
     if bound is not None and StreamId.parse(state.first_id) >= bound[0]:
         plan.notes.append(_blocked_note(state, bound[1], bound[2]))
+        plan.retention_blocked = (bound[1], bound[2])
         return
     plan.trim = True
     plan.notes.append("trim " + " and ".join(reasons))
@@ -173,6 +189,13 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
         _claim(plan, current, OwnerRecord(intent.owner, True))
         if current is not None:
             plan.notes.append("group was deleted outside redistreams; re-creating it")
+        if intent.reset is not None:
+            record = plan.reset_record = state.reset_records.get(intent.group)
+            if record is None or not record.applied(intent.reset.token):
+                plan.record_reset = True
+                plan.notes.append(
+                    f'reset token "{intent.reset.token}" recorded as applied: a new group starts at startId'
+                )
         return plan
     _claim(plan, current, OwnerRecord(intent.owner, current.created if current else False))
     if current is None:
@@ -185,7 +208,99 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
             f"startId {intent.start_id} applies only when the group is created; "
             f"the existing group stays at {plan.existing.last_delivered_id}"
         )
+    if intent.reset is not None:
+        _plan_reset(plan, intent.reset)
+    if intent.cleanup_idle_ms is not None:
+        _plan_cleanup(plan, intent.cleanup_idle_ms)
     return plan
+
+
+def idle_text(ms: int) -> str:
+    """A coarse duration for people: 3d4h, 5h12m, 12m30s."""
+    seconds = max(ms, 0) // 1000
+    if seconds >= 86400:
+        seconds -= seconds % 3600
+    elif seconds >= 3600:
+        seconds -= seconds % 60
+    return format_duration(seconds)
+
+
+def consumer_idle_ms(consumer: ConsumerState) -> int:
+    """Since it last received entries (Redis >= 7.2), else since its last read."""
+    return consumer.inactive_ms if consumer.inactive_ms is not None else consumer.idle_ms
+
+
+def reset_text(reset: ResetIntent, group: str) -> str:
+    where = reset.to
+    if reset.target not in ("$", "0") and reset.target != reset.to:  # a time
+        ms = int(reset.target.partition("-")[0]) + 1
+        where = f"{reset.to} (entries from {ms}-0 on)"
+    return f'reset group "{group}" to {where} (token "{reset.token}")'
+
+
+def _plan_reset(plan: GroupPlan, reset: ResetIntent) -> None:
+    record = plan.reset_record = plan.state.reset_records.get(plan.intent.group)
+    if record is not None and record.applied(reset.token):
+        if record.token != reset.token:
+            plan.notes.append(f'reset token "{reset.token}" was applied before "{record.token}"; not moved again')
+        return  # applied before, by the CLI or the operator
+    plan.reset = reset
+    plan.notes.append(reset_text(reset, plan.intent.group))
+    if reset.target not in ("$", "0") and StreamId.parse(reset.target) > StreamId.parse(plan.state.last_generated_id):
+        plan.notes.append("the reset target is after the stream's last entry: entries added before it are skipped")
+
+
+def _plan_cleanup(plan: GroupPlan, idle_after_ms: int) -> None:
+    existing = plan.existing
+    assert existing is not None
+    if existing.consumer_states is None:
+        if existing.consumers:
+            plan.notes.append(f"consumer cleanup skipped: {existing.consumers} consumers are too many to inspect")
+        return
+    idle = sorted(
+        (c for c in existing.consumer_states if consumer_idle_ms(c) >= idle_after_ms),
+        key=lambda c: (-consumer_idle_ms(c), c.name),
+    )
+    plan.remove_consumers = [c for c in idle if c.pending == 0]
+    plan.keep_consumers = [c for c in idle if c.pending > 0]
+    plan.notes.extend(consumer_notes("remove", plan.remove_consumers))
+    plan.notes.extend(consumer_notes("keep", plan.keep_consumers))
+
+
+def consumer_notes(verb: str, consumers: list[ConsumerState]) -> list[str]:
+    """'remove consumer "a" (idle 3d, 0 pending)'…, a bounded number of lines."""
+    notes = []
+    for c in consumers[:NAMED_CONSUMERS]:
+        text = f'{verb} consumer "{c.name}" (idle {idle_text(consumer_idle_ms(c))}, {c.pending} pending'
+        if verb == "keep":
+            text += ": removing it would drop them"
+        notes.append(text + ")")
+    if len(consumers) > NAMED_CONSUMERS:
+        rest = len(consumers) - NAMED_CONSUMERS
+        notes.append(f"{verb} {plural(rest, 'more idle consumer')}")
+    return notes
+
+
+def plan_details(item: TopicPlan | GroupPlan) -> dict[str, object]:
+    """Machine-readable parts of a plan item for `plan -o json` (reset, consumer cleanup)."""
+    if not isinstance(item, GroupPlan) or item.failure:
+        return {}
+    out: dict[str, object] = {}
+    if item.reset is not None:
+        out["reset"] = {"token": item.reset.token, "to": item.reset.to, "target": item.reset.target}
+    if item.reset_record is not None:
+        r = item.reset_record
+        out["lastReset"] = {"token": r.token, "to": r.to, "id": r.id, "at": r.at}
+    if item.intent.cleanup_idle_ms is not None and item.existing is not None:
+        out["consumerCleanup"] = {
+            "remove": [consumer_dict(c) for c in item.remove_consumers],
+            "keep": [consumer_dict(c) for c in item.keep_consumers],
+        }
+    return out
+
+
+def consumer_dict(c: ConsumerState) -> dict[str, object]:
+    return {"name": c.name, "pending": c.pending, "idleSeconds": consumer_idle_ms(c) // 1000}
 
 
 def _start(start_id: str, state: StreamState) -> tuple[str, int | None]:

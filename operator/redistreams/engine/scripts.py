@@ -1,4 +1,5 @@
-"""Lua scripts used where atomicity matters (stream creation, safe trimming).
+"""Lua scripts used where atomicity matters (stream creation, safe trimming, position
+resets, consumer removal).
 
 Scripts run with EVALSHA; a ``SCRIPT LOAD`` is queued in front of them in the same
 pipeline, so a server that lost its script cache (restart, failover) costs no extra
@@ -36,6 +37,8 @@ class LuaScript:
 ENSURE_STREAM = LuaScript("ensure_stream")
 TRIM = LuaScript("trim")
 COUNT_AFTER = LuaScript("count_after")
+RESET_GROUP = LuaScript("reset_group")
+REMOVE_CONSUMERS = LuaScript("remove_consumers")
 
 # The temporary group ensure_stream.lua uses on a key that did not exist a moment ago.
 INIT_GROUP = "redistreams:init"

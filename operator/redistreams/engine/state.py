@@ -6,7 +6,17 @@ from dataclasses import dataclass, field
 
 from .errors import Failure
 from .ids import StreamId
-from .ownership import OwnerRecord
+from .ownership import OwnerRecord, ResetRecord
+
+
+@dataclass
+class ConsumerState:
+    """One consumer of a group (XINFO CONSUMERS); read for metrics and spec.consumerCleanup."""
+
+    name: str
+    pending: int = 0
+    idle_ms: int = 0
+    inactive_ms: int | None = None  # Redis >= 7.2; None before, or when it never read
 
 
 @dataclass
@@ -22,6 +32,8 @@ class GroupState:
     oldest_pending_idle_ms: int | None = None
     oldest_pending_deliveries: int | None = None
     lag_exact: bool = False
+    # Filled when consumer details are asked for (metrics); None: not read.
+    consumer_states: list[ConsumerState] | None = None
 
     def safe_bound(self) -> tuple[StreamId, str]:
         """The oldest ID this group still needs, and why: entries below it may go."""
@@ -46,8 +58,11 @@ class StreamState:
     groups: dict[str, GroupState] = field(default_factory=dict)
     topic_owner: OwnerRecord | None = None
     group_owners: dict[str, OwnerRecord] = field(default_factory=dict)
+    reset_records: dict[str, ResetRecord] = field(default_factory=dict)  # read for groups with spec.reset
     failure: Failure | None = None
     server_time_ms: int | None = None
+    radix_tree_keys: int | None = None
+    radix_tree_nodes: int | None = None
 
     @property
     def exists(self) -> bool:

@@ -1,0 +1,208 @@
+"""The operator's observation pass against a real kube-apiserver and redis-server:
+exporter-style metrics, continuous retention, blocked retention in status and Events."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane import Cluster, wait_for
+from redis_server import RedisServer
+from test_operator import create, get, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+API = "/apis/redistreams.dev/v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from redistreams.controller.handlers import OperatorConfig
+    from redistreams.controller.main import run_in_thread
+    from redistreams.controller.rbac import cluster_role
+
+    # As the chart's ServiceAccount: the observation pass needs no extra permission.
+    system = f"redistreams-{uuid.uuid4().hex[:6]}"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system}}).raise_for_status()
+    cluster.post(f"/api/v1/namespaces/{system}/serviceaccounts",
+                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}).raise_for_status()
+    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role(system)).raise_for_status()
+    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": system},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": system},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": system}],
+    }).raise_for_status()
+    token = cluster.create_token(system, "operator", expiration_seconds=3600)
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig_for_token(token, tmp_path_factory.mktemp("kube") / "config"))
+    config = OperatorConfig(cluster_id="e2e-obs", redis_url=redis.url, resync_interval=5.0, status_interval=1.0,
+                            retry_delay=1.0, observe_interval=0.5, retention_steps_per_pass=20, retention_pause=0.0)
+    thread, ready, stop = run_in_thread(config)
+    assert ready.wait(60), "operator did not start"
+    yield
+    stop.set()
+    thread.join(30)
+
+
+@pytest.fixture
+def ns(cluster: Cluster, operator: None) -> str:
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
+    return name
+
+
+def scrape() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """The operator's /metrics text, parsed: {sample name: {sorted labels: value}}."""
+    from redistreams.metrics import REGISTRY
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def series(metric: str, /, **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {k: v for k, v in scrape().get(metric, {}).items() if set(labels.items()) <= set(k)}
+
+
+def value(metric: str, /, **labels: str) -> float | None:
+    found = series(metric, **labels)
+    assert len(found) <= 1, found
+    return next(iter(found.values()), None)
+
+
+def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
+    events = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
+    return [e["reason"] for e in events if e["involvedObject"]["name"] == name]
+
+
+def test_stream_metrics_follow_redis_and_vanish_with_the_topic(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    key = f"{ns}/orders"
+    create(cluster, ns, "Topic", "orders", {"streamName": key})
+    create(cluster, ns, "ConsumerGroup", "billing", {"topicRef": {"name": "orders"}})
+    wait_ready(cluster, ns, "ConsumerGroup", "billing")
+    r = redis.client()
+    ids = [r.xadd(key, {"headers": "null", "body": str(i)}) for i in range(10)]
+    r.xreadgroup("billing", "c1", {key: ">"}, count=6)
+    r.xack(key, "billing", *ids[:2])
+    r.xgroup_create(key, "audit", ids[3])  # Redis reports NULL lag for this one
+    sel = dict(namespace=ns, topic="orders", stream=key, db="db0")
+
+    def settled() -> bool:
+        return value("redis_stream_groups", **sel) == 2 and value("redis_stream_group_entries_read", group="billing", **sel) == 6
+    wait_for(settled, "metrics of the scripted workload", 15)
+    assert value("redis_stream_length", **sel) == 10
+    assert value("redis_stream_entries_added_total", **sel) == 10
+    assert value("redis_stream_group_lag", group="billing", **sel) == 4
+    assert value("redis_stream_group_lag_valid", group="billing", **sel) == 1
+    assert value("redis_stream_group_lag", group="audit", **sel) is None  # NULL: no sample, not 0
+    assert value("redis_stream_group_lag_valid", group="audit", **sel) == 0
+    assert value("redis_stream_group_messages_pending", group="billing", **sel) == 4
+    assert value("redis_stream_group_consumers", group="billing", **sel) == 1
+    assert value("redis_stream_group_consumer_messages_pending", group="billing", consumer="c1", **sel) == 4
+    assert value("redistreams_stream_group_oldest_pending_seconds", group="billing", **sel) is not None
+    assert value("redistreams_stream_group_oldest_pending_seconds", group="audit", **sel) is None
+    assert value("redistreams_resource_ready", kind="Topic", namespace=ns, name="orders") == 1
+    assert value("redistreams_observation_last_success_timestamp_seconds") > time.time() - 30
+
+    # Deleted resources: their series go away (the stream stays: deletionPolicy Retain).
+    cluster.delete(f"{API}/namespaces/{ns}/consumergroups/billing").raise_for_status()
+    cluster.delete(f"{API}/namespaces/{ns}/topics/orders").raise_for_status()
+    wait_for(lambda: not series("redis_stream_length", **sel) and not series("redis_stream_group_lag", **sel)
+             and not series("redistreams_resource_ready", namespace=ns), "series of deleted resources gone", 15)
+    assert r.xlen(key) == 10
+
+
+def test_retention_blocked_is_reported_once_then_resumes(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    key = f"{ns}/logs"
+    create(cluster, ns, "Topic", "logs", {"streamName": key, "retention": {"maxLength": 5}})
+    create(cluster, ns, "ConsumerGroup", "slow", {"topicRef": {"name": "logs"}})
+    wait_ready(cluster, ns, "ConsumerGroup", "slow")
+    r = redis.client()
+    ids = [r.xadd(key, {"headers": "null", "body": str(i)}) for i in range(30)]
+    body = wait_for(lambda: (b := get(cluster, ns, "Topic", "logs")).get("status", {}).get("retention", {})
+                    .get("blockedBy") and b, "blockedBy in status", 15)
+    assert body["status"]["retention"]["blockedBy"] == "slow"
+    assert body["status"]["retention"]["blockedReason"] == "undelivered"
+    assert r.xlen(key) == 30  # nothing the group has not received is trimmed
+    wait_for(lambda: "RetentionBlocked" in reasons(cluster, ns, "logs"), "RetentionBlocked event", 10)
+    assert value("redistreams_retention_blocked", namespace=ns, topic="logs", group="slow") == 1
+    time.sleep(2.5)  # several passes later: still one Event, no status churn
+    assert reasons(cluster, ns, "logs").count("RetentionBlocked") == 1
+
+    # The group reads 20 and acknowledges 12: retention moves up to its oldest pending entry.
+    read = r.xreadgroup("slow", "c1", {key: ">"}, count=20)
+    r.xack(key, "slow", *[e[0] for e in read[0][1]][:12])
+    wait_for(lambda: r.xlen(key) == 18, "trimmed up to the oldest pending entry", 15)
+    assert [e[0] for e in r.xrange(key)] == ids[12:]
+    wait_for(lambda: get(cluster, ns, "Topic", "logs")["status"]["retention"].get("blockedReason") == "pending",
+             "blocked by pending entries", 15)
+    # Everything acknowledged and delivered: down to maxLength, unblocked, counted.
+    rest = r.xreadgroup("slow", "c1", {key: ">"}, count=100)
+    r.xack(key, "slow", *[e[0] for e in read[0][1]][12:], *[e[0] for e in rest[0][1]])
+    status = wait_for(lambda: (s := get(cluster, ns, "Topic", "logs")["status"]["retention"]).get("trimmedTotal") == 25
+                      and "blockedBy" not in s and s, "retention resumed", 15)
+    assert status["lastTrimmed"] > 0 and status["lastTrimTime"]
+    assert r.xlen(key) == 5
+    wait_for(lambda: "RetentionUnblocked" in reasons(cluster, ns, "logs"), "RetentionUnblocked event", 10)
+    assert not series("redistreams_retention_blocked", namespace=ns, topic="logs")
+
+
+def test_operator_trims_a_busy_stream_without_losing_unacknowledged_entries(
+        cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    """A publisher and consumers run while the operator trims in bounded steps (20 steps
+    of at most 1000 entries per pass); every entry reaches a consumer with its body."""
+    key = f"{ns}/busy"
+    create(cluster, ns, "Topic", "busy", {"streamName": key, "retention": {"maxLength": 100}})
+    create(cluster, ns, "ConsumerGroup", "w", {"topicRef": {"name": "busy"}})
+    wait_ready(cluster, ns, "ConsumerGroup", "w")
+    published: list[str] = []
+    delivered: dict[str, str] = {}
+    done = threading.Event()
+    errors: list[str] = []
+
+    def publish() -> None:
+        p = redis.client()
+        for i in range(30000):
+            published.append(p.xadd(key, {"headers": "null", "body": f"m{i}"}))
+        done.set()
+
+    def consume(name: str, ack_after: float) -> None:
+        c = redis.client()
+        held: list[tuple[float, str]] = []
+        quiet = 0
+        while quiet < 30:
+            got = c.xreadgroup("w", name, {key: ">"}, count=100, block=50)
+            entries = got[0][1] if got else []
+            for entry_id, fields in entries:
+                if not fields:
+                    errors.append(f"{entry_id} delivered without its body")
+                delivered[entry_id] = fields.get("body", "")
+            now = time.monotonic()
+            held += [(now, e[0]) for e in entries]
+            due = [i for t, i in held if now - t >= ack_after]
+            if due:
+                c.xack(key, "w", *due)
+                held = held[len(due):]
+            quiet = quiet + 1 if (not entries and done.is_set() and not held) else 0
+
+    threads = [threading.Thread(target=publish), threading.Thread(target=consume, args=("a", 0.0)),
+               threading.Thread(target=consume, args=("b", 0.5))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:5]
+    assert len(published) == 30000 and sorted(delivered) == sorted(published)
+    assert all(delivered[i] == f"m{n}" for n, i in enumerate(published))
+    retention = wait_for(lambda: (get(cluster, ns, "Topic", "busy")["status"].get("retention") or {})
+                         .get("trimmedTotal") == 29900 and redis.client().xlen(key) == 100 and
+                         get(cluster, ns, "Topic", "busy")["status"]["retention"], "trimmed down to maxLength", 30)
+    assert "blockedBy" not in retention
