@@ -17,14 +17,11 @@ pytestmark = pytest.mark.e2e
 API = "/apis/redistreams.dev/v1alpha1"
 
 
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from redistreams.controller.handlers import OperatorConfig
+def run_operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, config: Any) -> Iterator[None]:
+    """The operator in a thread, as a ServiceAccount bound to exactly the rules the chart ships."""
     from redistreams.controller.main import run_in_thread
-
     from redistreams.controller.rbac import cluster_role
 
-    # The operator runs as a ServiceAccount bound to exactly the rules the chart ships.
     system = f"redistreams-{uuid.uuid4().hex[:6]}"
     cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system}}).raise_for_status()
     cluster.post(f"/api/v1/namespaces/{system}/serviceaccounts",
@@ -38,13 +35,20 @@ def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.Temp
     token = cluster.create_token(system, "operator", expiration_seconds=3600)
     kubeconfig = cluster.kubeconfig_for_token(token, tmp_path_factory.mktemp("kube") / "config")
     os.environ["KUBECONFIG"] = str(kubeconfig)
-    config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
-                            retry_delay=1.0)
     thread, ready, stop = run_in_thread(config)
     assert ready.wait(60), "operator did not start"
     yield
     stop.set()
     thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from redistreams.controller.handlers import OperatorConfig
+
+    config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
+                            retry_delay=1.0)
+    yield from run_operator(cluster, tmp_path_factory, config)
 
 
 @pytest.fixture

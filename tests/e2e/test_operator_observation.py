@@ -3,7 +3,6 @@ exporter-style metrics, continuous retention, blocked retention in status and Ev
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane import Cluster, wait_for
 from redis_server import RedisServer
-from test_operator import create, get, wait_ready
+from test_operator import create, get, run_operator, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -25,29 +24,11 @@ API = "/apis/redistreams.dev/v1alpha1"
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from redistreams.controller.handlers import OperatorConfig
-    from redistreams.controller.main import run_in_thread
-    from redistreams.controller.rbac import cluster_role
 
     # As the chart's ServiceAccount: the observation pass needs no extra permission.
-    system = f"redistreams-{uuid.uuid4().hex[:6]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system}}).raise_for_status()
-    cluster.post(f"/api/v1/namespaces/{system}/serviceaccounts",
-                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}).raise_for_status()
-    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role(system)).raise_for_status()
-    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": system},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": system},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": system}],
-    }).raise_for_status()
-    token = cluster.create_token(system, "operator", expiration_seconds=3600)
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig_for_token(token, tmp_path_factory.mktemp("kube") / "config"))
     config = OperatorConfig(cluster_id="e2e-obs", redis_url=redis.url, resync_interval=5.0, status_interval=1.0,
                             retry_delay=1.0, observe_interval=0.5, retention_steps_per_pass=20, retention_pause=0.0)
-    thread, ready, stop = run_in_thread(config)
-    assert ready.wait(60), "operator did not start"
-    yield
-    stop.set()
-    thread.join(30)
+    yield from run_operator(cluster, tmp_path_factory, config)
 
 
 @pytest.fixture

@@ -15,13 +15,18 @@ from importlib import resources
 from typing import Any
 
 
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class LuaScript:
     name: str
+    uses: tuple[str, ...] = ()  # Lua has no imports here: shared helpers are prepended
 
     @cached_property
     def source(self) -> str:
-        return resources.files(__package__).joinpath("lua", f"{self.name}.lua").read_text(encoding="utf-8")
+        return "".join(_read(name) + "\n" for name in self.uses) + _read(self.name)
 
     @cached_property
     def sha(self) -> str:
@@ -35,9 +40,9 @@ class LuaScript:
 
 
 ENSURE_STREAM = LuaScript("ensure_stream")
-TRIM = LuaScript("trim")
+TRIM = LuaScript("trim", uses=("ids",))
 COUNT_AFTER = LuaScript("count_after")
-RESET_GROUP = LuaScript("reset_group")
+RESET_GROUP = LuaScript("reset_group", uses=("ids",))
 REMOVE_CONSUMERS = LuaScript("remove_consumers")
 
 # The temporary group ensure_stream.lua uses on a key that did not exist a moment ago.
