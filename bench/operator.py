@@ -105,13 +105,26 @@ class ReadyWatch:
 
 def api_writes(cluster: Cluster) -> int:
     """PATCH/PUT/POST requests the API server served for our resources so far."""
+    return sum(api_writes_by_resource(cluster).values())
+
+
+def api_writes_by_resource(cluster: Cluster) -> dict[str, int]:
     text = cluster.get("/metrics").text
-    total = 0
+    out: dict[str, int] = {}
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{") and 'group="redistreams.dev"' in line:
-            if re.search(r'verb="(PATCH|PUT|POST|APPLY)"', line):
-                total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+            verb = re.search(r'verb="(PATCH|PUT|POST|APPLY)"', line)
+            if verb:
+                resource = re.search(r'resource="([^"]*)"', line)
+                sub = re.search(r'subresource="([^"]*)"', line)
+                key = f"{verb.group(1)} {resource.group(1) if resource else '?'}" + (f"/{sub.group(1)}" if sub and sub.group(1) else "")
+                out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def event_count(cluster: Cluster, ns: str) -> int:
+    events = cluster.get(f"/api/v1/namespaces/{ns}/events").json
+    return len(events.get("items") or [])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,6 +185,7 @@ def main() -> None:
             print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
 
             writes_before = api_writes(cluster)
+            by_resource_before = api_writes_by_resource(cluster)
             processes = {"operator": operator.pid, **cp.pids()}
             cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             watch = ReadyWatch(cluster, watched, total)
@@ -184,8 +198,15 @@ def main() -> None:
             ready_s = time.perf_counter() - start
             ready = ready_count(cluster, watched)
             writes = api_writes(cluster) - writes_before - total  # minus our own creates
+            by_resource = {k: v - by_resource_before.get(k, 0) for k, v in api_writes_by_resource(cluster).items()}
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
-            # A second sample of the store time, the operator idle: the baseline varies run to run.
+            # A second sample of the store time, the operator idle (its routine Events, which
+            # trail a burst, posted first): the baseline varies run to run.
+            settle = time.perf_counter()
+            while time.perf_counter() - settle < 120 and event_count(cluster, watched) < total:
+                time.sleep(1)
+            print(f"Events posted: {event_count(cluster, watched)} (the last {time.perf_counter() - start:.0f}s "
+                  "after the burst began)")
             again = f"store2-{uuid.uuid4().hex[:6]}"
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": again}})
             store2_s = store(cluster, again, objects(again, args.topics, args.groups))
@@ -193,7 +214,8 @@ def main() -> None:
             print(f"API server alone, second sample: {store2_s:.1f}s; baseline (mean) {baseline:.1f}s")
             print(f"all Ready after {ready_s:.1f}s (creates took {created_s:.1f}s): "
                   f"{ready_s / baseline:.2f}x the store time (target <= 2x); {ready}/{total} Ready")
-            print(f"API writes by the operator: {writes} ({writes / total:.2f} per resource)")
+            print(f"API writes by the operator: {writes} ({writes / total:.2f} per resource); all writes until Ready: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(by_resource.items()) if v))
             print("CPU seconds until Ready: " + ", ".join(f"{n} {c:.1f}" for n, c in cpu.items()))
 
             # Idle: let the figures written after Ready (group counts…) settle, then

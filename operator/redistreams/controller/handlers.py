@@ -23,7 +23,7 @@ import kopf
 from .. import metrics
 from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION
-from .conditions import conditions, same_conditions
+from .conditions import TOPIC_NOT_FOUND, conditions, same_conditions
 from .kube import KubeAPI
 from .observation import Observation, observe_loop
 from .reconciler import SKIP_CLEANUP_ANNOTATION, Computed, Declared, Key, Reconciler
@@ -65,6 +65,9 @@ class State:
     announcements_since: float = 0.0
     announcer: asyncio.Task[None] | None = None
     last_any_status_write: float = 0.0
+    topic_wait: dict[Key, float] = field(default_factory=dict)  # new groups whose Topic is not seen yet
+    in_flight: set[Key] = field(default_factory=set)
+    again: set[Key] = field(default_factory=set)
 
 
 def build_status(declared: Declared, computed: Computed) -> dict[str, Any]:
@@ -160,6 +163,7 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         if type == "DELETED":
             previous = reconciler.objects.get(declared.key, declared)
             reconciler.forget(*declared.key)
+            state.topic_wait.pop(declared.key, None)
             for scope in ("topic", "ready", "blocked"):  # its series vanish now, not next pass
                 metrics.SNAPSHOT.drop((scope, declared.key))
             # Retain objects have no finalizer, and a Delete object can be deleted before
@@ -211,7 +215,25 @@ def _spawn(state: State, coroutine: Any) -> None:
 
 
 async def _reconcile(state: State, key: Key) -> None:
-    """Reconcile one object (batched with whatever else is asked for) and write status."""
+    """Reconcile one object (batched with whatever else is asked for) and write status.
+
+    Like a controller-runtime work queue, a key is never reconciled twice at once: asked
+    again meanwhile, it runs once more afterwards (two overlapping runs would both see
+    the old status and both write)."""
+    if key in state.in_flight:
+        state.again.add(key)
+        return
+    state.in_flight.add(key)
+    try:
+        await _reconcile_once(state, key)
+    finally:
+        state.in_flight.discard(key)
+        if key in state.again:
+            state.again.discard(key)
+            _spawn(state, _reconcile(state, key))
+
+
+async def _reconcile_once(state: State, key: Key) -> None:
     reconciler = _reconciler(state)
     try:
         computed = await reconciler.submit(key)
@@ -222,17 +244,25 @@ async def _reconcile(state: State, key: Key) -> None:
     declared = reconciler.objects.get(key)
     if computed is None or declared is None:
         return
-    await _write_status(state, reconciler, declared, computed)
     outcome = computed.outcome
     loop = asyncio.get_running_loop()
+    if outcome.reason == TOPIC_NOT_FOUND and not declared.status.get("conditions"):
+        # Topics and groups come through separate watches: a group applied together with
+        # its Topic is often seen first. Its Topic's arrival reconciles it again; only a
+        # group still without a Topic after a grace period gets TopicNotFound written.
+        first = state.topic_wait.setdefault(key, loop.time())
+        if loop.time() - first < TOPIC_GRACE:
+            loop.call_later(TOPIC_GRACE, lambda: _spawn(state, _reconcile(state, key)))
+            return
+    state.topic_wait.pop(key, None)
+    await _write_status(state, reconciler, declared, computed)
     if outcome.ready is False and not outcome.stalled:
         loop.call_later(state.config.retry_delay, lambda: _spawn(state, _reconcile(state, key)))
     if key[0] == "Topic" and outcome.ready:
         # Groups waiting for this Topic need not wait for the next resync.
-        for other, group in list(reconciler.objects.items()):
-            if other[0] == "ConsumerGroup" and other[1] == key[1] and not group.paused and \
-                    reconciler.topic_of(group) is declared and not _is_ready(group):
-                _spawn(state, _reconcile(state, other))
+        for group in reconciler.groups_of(key):
+            if not group.paused and not _is_ready(group):
+                _spawn(state, _reconcile(state, group.key))
 
 
 def _is_ready(declared: Declared) -> bool:
@@ -310,8 +340,10 @@ def _post_events(state: State, body: Any, computed: Computed) -> None:
                                                                        *result.details]))
 
 
-ANNOUNCE_LULL = 1.0  # seconds without status writes before routine events go out
-ANNOUNCE_MAX_DELAY = 15.0
+ANNOUNCE_LULL = 5.0  # seconds without status writes before routine events go out
+ANNOUNCE_MAX_DELAY = 60.0
+BURST_WINDOW = 2.0  # status writes this recent mean a burst is being reconciled
+TOPIC_GRACE = 3.0  # seconds a new group waits for its Topic before TopicNotFound is written
 
 
 def _announce(state: State, body: Any, reason: str, message: str) -> None:
@@ -380,12 +412,15 @@ async def _resync_once(state: State, reconciler: Reconciler) -> None:
     computed = await reconciler.run(keys)
     now = time.monotonic()
     parallel = asyncio.Semaphore(16)  # many figures change at once on a busy cluster
+    # While reconciles are writing (a burst of new objects), figures-only updates wait for
+    # a later pass: the API server's time goes to the writes kubectl wait and GitOps read.
+    busy = now - state.last_any_status_write < BURST_WINDOW
 
     async def write(key: Key, result: Computed) -> bool:
         declared = reconciler.objects.get(key)
         if declared is None:
             return False
-        runtime_due = now - state.last_status_write.get(key, 0) >= state.config.status_interval
+        runtime_due = not busy and now - state.last_status_write.get(key, 0) >= state.config.status_interval
         async with parallel:
             written = await _write_status(state, reconciler, declared, result, runtime=runtime_due)
         if not written and (result.drift or result.reset):

@@ -89,6 +89,7 @@ class Reconciler:
         self.kube = kube
         self.registry_key = registry_key
         self.objects: dict[Key, Declared] = {}
+        self._groups_by_topic: dict[Key, set[Key]] = {}
         self._engines: dict[str, Engine] = {}
         self._lock = asyncio.Lock()
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
@@ -112,11 +113,29 @@ class Reconciler:
             "status": body.get("status") or {},
         }
         declared = Declared(kind, slim)
+        self.forget(kind, *declared.key[1:])
         self.objects[declared.key] = declared
+        if kind == "ConsumerGroup":
+            self._groups_by_topic.setdefault(self._topic_key(declared), set()).add(declared.key)
         return declared
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
-        self.objects.pop((kind, namespace, name), None)
+        gone = self.objects.pop((kind, namespace, name), None)
+        if gone is not None and kind == "ConsumerGroup":
+            members = self._groups_by_topic.get(self._topic_key(gone))
+            if members is not None:
+                members.discard(gone.key)
+                if not members:
+                    del self._groups_by_topic[self._topic_key(gone)]
+
+    @staticmethod
+    def _topic_key(group: Declared) -> Key:
+        return ("Topic", group.key[1], ((group.body.get("spec") or {}).get("topicRef") or {}).get("name") or "")
+
+    def groups_of(self, topic: Key) -> list[Declared]:
+        """The ConsumerGroups that name this Topic (an index: a burst of Topics must not
+        scan every object each)."""
+        return [self.objects[k] for k in self._groups_by_topic.get(topic, ()) if k in self.objects]
 
     def topic_of(self, group: Declared) -> Declared | None:
         spec = group.body.get("spec") or {}
@@ -215,13 +234,15 @@ class Reconciler:
             urls[key] = url
             return model
 
+        batched_topics: set[Key] = set()  # each Topic once per batch, however many of its groups come
         for key in dict.fromkeys(keys):
             declared = self.objects.get(key)
             if declared is None:
                 continue
             if declared.kind == "Topic":
                 model = await topic_ready(key)
-                if model is not None and not declared.paused:
+                if model is not None and not declared.paused and key not in batched_topics:
+                    batched_topics.add(key)
                     batches.setdefault(urls[key], ([], []))[0].append((key, model))
                 continue
             try:
@@ -246,7 +267,8 @@ class Reconciler:
             if declared.paused:
                 continue
             topics, groups = batches.setdefault(urls[topic_decl.key], ([], []))
-            if not topic_decl.paused and all(k != topic_decl.key for k, _ in topics):
+            if not topic_decl.paused and topic_decl.key not in batched_topics:
+                batched_topics.add(topic_decl.key)
                 topics.append((topic_decl.key, topic_model))
             groups.append((key, group, topic_model))
 
@@ -288,8 +310,13 @@ class Reconciler:
             plan = engine.plan(t_intents, g_intents)
         results = engine.apply(plan)
         out: dict[Key, Computed] = {}
+        created_groups: dict[str, set[str]] = {}
+        for g in plan.groups:
+            if g.create_at is not None:
+                created_groups.setdefault(g.intent.stream, set()).add(g.intent.group)
         for (key, _), tplan, result in zip(topics, plan.topics, results[: len(topics)]):
-            out[key] = Computed(_topic_outcome(result, engine.target), _topic_fields(tplan, result, plan.groups),
+            out[key] = Computed(_topic_outcome(result, engine.target),
+                                _topic_fields(tplan, result, created_groups.get(tplan.intent.stream, set())),
                                 result, reset=tplan.intent.stream in reset_streams,
                                 drift=tplan.create_stream and tplan.state.topic_owner is not None)
         for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
@@ -354,12 +381,12 @@ def _group_outcome(result: Result) -> Outcome:
     return Outcome(True, GROUP_READY, f'group "{result.group}" exists on stream "{result.stream}"')
 
 
-def _topic_fields(plan: TopicPlan, result: Result, groups: list[GroupPlan]) -> dict[str, Any]:
+def _topic_fields(plan: TopicPlan, result: Result, created: set[str]) -> dict[str, Any]:
+    """``created``: groups this batch created on the stream (not in the observed state yet)."""
     state = plan.state
     fields: dict[str, Any] = {"streamName": plan.intent.stream}
     if result.failure:
         return fields
-    created = {g.intent.group for g in groups if g.intent.stream == plan.intent.stream and g.create_at is not None}
     fields.update(
         length=max(state.length - result.trimmed, 0),
         lastGeneratedId=state.last_generated_id,
