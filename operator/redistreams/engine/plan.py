@@ -226,8 +226,9 @@ def idle_text(ms: int) -> str:
 
 
 def consumer_idle_ms(consumer: ConsumerState) -> int:
-    """Since it last received entries (Redis >= 7.2), else since its last read."""
-    return consumer.inactive_ms if consumer.inactive_ms is not None else consumer.idle_ms
+    """Since its last attempted read or claim: a consumer polling a quiet stream is alive
+    (Redis 7.2's `inactive`, since the last successful one, would call it dead)."""
+    return consumer.idle_ms
 
 
 def reset_text(reset: ResetIntent, group: str) -> str:

@@ -21,12 +21,9 @@ for _, c in ipairs(consumers) do
   for i = 1, #c, 2 do
     entry[c[i]] = c[i + 1]
   end
-  -- 'inactive' (Redis >= 7.2): since it last received entries; -1 if it never did.
-  local idle = entry['idle']
-  if entry['inactive'] ~= nil and entry['inactive'] >= 0 then
-    idle = entry['inactive']
-  end
-  by_name[entry['name']] = {entry['pending'], idle}
+  -- 'idle': since its last attempted read or claim, so a consumer polling a quiet
+  -- stream counts as alive (Redis 7.2's 'inactive' would not).
+  by_name[entry['name']] = {entry['pending'], entry['idle']}
 end
 
 local out = {}
