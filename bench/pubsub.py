@@ -125,6 +125,15 @@ class Bench:
 
         return asyncio.run(run())
 
+    def raw_publish_sequential(self) -> float:
+        """The baseline for one-at-a-time sends: one XADD per round trip."""
+        stream = self.fresh("raw-single")
+        count = min(self.n, 10_000)
+        started = time.perf_counter()
+        for _ in range(count):
+            self.raw.xadd(stream, {"headers": self.headers, "body": self.body})
+        return count / (time.perf_counter() - started)
+
     def publish_sync_batched(self) -> float:
         stream = self.fresh("sync")
         topic = sync.open_topic(f"redis://{stream}", redis_url=self.url)
@@ -271,6 +280,7 @@ def main() -> None:
             ("raw redis-py pipeline: XADD", "raw_publish", bench.raw_publish),
             ("redistreams send_batch", "publish_batched", bench.publish_batched),
             ("redistreams send, 200 concurrent tasks", "publish_concurrent", bench.publish_concurrent),
+            ("raw redis-py: XADD one at a time", "raw_publish_single", bench.raw_publish_sequential),
             ("redistreams send, one at a time", "publish_sequential", bench.publish_sequential),
             ("redistreams sync send_batch", "publish_sync", bench.publish_sync_batched),
             ("raw redis-py: XREADGROUP + XACK", "raw_consume", bench.raw_consume),

@@ -459,3 +459,18 @@ def test_sync_facade(url: str, raw: redis.Redis) -> None:
         assert [g[0] for g in got] == [first, *rest]
         assert raw.xpending("sy", "g")["pending"] == 0
         assert sub.stats["acked"] == 3
+
+
+def test_a_cancelled_sender_does_not_strand_the_others(url: str, raw: redis.Redis) -> None:
+    async def scenario() -> tuple[int, int]:
+        async with await open_topic("redis://cancel") as topic:
+            leader = asyncio.get_running_loop().create_task(topic.send(b"leader"))
+            await asyncio.sleep(0)  # the leader's round trip is in flight
+            others = [asyncio.get_running_loop().create_task(topic.send(str(i))) for i in range(50)]
+            leader.cancel()
+            done = await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 10)
+            after = await topic.send(b"after")
+        return sum(isinstance(d, str) for d in done), len(after)
+
+    stored, after = run(scenario)
+    assert stored == 50 and after > 0  # queued behind the cancelled trip, then sent

@@ -129,6 +129,7 @@ class Topic:
         self._max_batch = max_batch
         self._queue: deque[_Send] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        self._busy = False  # a round trip is in flight (by a sender or the flusher)
         self._closed = False
         prefix: list[Any] = ["XADD", spec.stream]
         if spec.maxlen:
@@ -159,42 +160,62 @@ class Topic:
             raise PubSubError(f"topic {self.stream} is shut down")
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Send(commands, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._busy:
+            # Nothing in flight: this sender makes the round trip itself (no task, no
+            # extra loop turn); whatever queues up meanwhile goes in one background trip.
+            self._busy = True
+            try:
+                await self._send_one_batch()
+            finally:
+                self._busy = False
+                if self._queue:
+                    self._busy = True
+                    self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch = [self._queue.popleft()]
-                size = len(batch[0].commands)
-                while self._queue and size + len(self._queue[0].commands) <= self._max_batch:
-                    size += len(self._queue[0].commands)
-                    batch.append(self._queue.popleft())
-                commands = [c for item in batch for c in item.commands]
-                try:
-                    replies = await self._round_trip(commands)
-                except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                    continue
-                offset = 0
-                for item in batch:
-                    mine = replies[offset:offset + len(item.commands)]
-                    offset += len(item.commands)
-                    if item.future.done():
-                        continue
-                    errors = [r for r in mine if isinstance(r, ResponseError)]
-                    if errors:
-                        ids = [None if isinstance(r, ResponseError) else r.decode() for r in mine]
-                        item.future.set_exception(PublishError(
-                            f"publish to {self.stream}: {len(errors)} of {len(mine)} messages not stored: {errors[0]}",
-                            ids))
-                    else:
-                        item.future.set_result([r.decode() for r in mine])
+                await self._send_one_batch()
         finally:
+            self._busy = False
             self._flusher = None
+
+    async def _send_one_batch(self) -> None:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].commands)
+        while self._queue and size + len(self._queue[0].commands) <= self._max_batch:
+            size += len(self._queue[0].commands)
+            batch.append(self._queue.popleft())
+        commands = [c for item in batch for c in item.commands]
+        try:
+            replies = await self._round_trip(commands)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        except BaseException:
+            # The sender making this trip was cancelled: the others must not wait forever.
+            interrupted = PubSubError(f"publish to {self.stream} interrupted; the messages may or may not be stored")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(interrupted)
+                    item.future.exception()  # retrieved: the cancelled sender never awaits its own
+            raise
+        offset = 0
+        for item in batch:
+            mine = replies[offset:offset + len(item.commands)]
+            offset += len(item.commands)
+            if item.future.done():
+                continue
+            errors = [r for r in mine if isinstance(r, ResponseError)]
+            if errors:
+                ids = [None if isinstance(r, ResponseError) else r.decode() for r in mine]
+                item.future.set_exception(PublishError(
+                    f"publish to {self.stream}: {len(errors)} of {len(mine)} messages not stored: {errors[0]}", ids))
+            else:
+                item.future.set_result([r.decode() for r in mine])
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         deadline = time.monotonic() + self._retry_for
@@ -212,8 +233,11 @@ class Topic:
     async def shutdown(self) -> None:
         """Wait for messages being sent, then close the connection."""
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        while self._busy or self._queue:
+            if self._flusher is not None:
+                await asyncio.shield(self._flusher)
+            else:
+                await asyncio.sleep(0.005)
         await self._link.close()
         await self._pool.disconnect()
 

@@ -20,10 +20,26 @@ _GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                              "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
+_encoded_headers: dict[tuple[tuple[str, str], ...], bytes] = {}  # publishers repeat the same few
+
+
 def encode_headers(metadata: Mapping[str, str] | None) -> bytes:
     """The exact bytes Go's json.Marshal writes for this metadata (``null`` when empty)."""
     if not metadata:
         return NULL
+    items = tuple(metadata.items())
+    cached = _encoded_headers.get(items)
+    if cached is not None:
+        return cached
+    encoded = _encode_headers(metadata)
+    if len(encoded) <= 512:
+        if len(_encoded_headers) >= 1024:
+            _encoded_headers.clear()
+        _encoded_headers[items] = encoded
+    return encoded
+
+
+def _encode_headers(metadata: Mapping[str, str]) -> bytes:
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"metadata must map str to str, got {type(key).__name__}: {type(value).__name__} "
