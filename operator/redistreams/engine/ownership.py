@@ -17,11 +17,16 @@ DEFAULT_REGISTRY_KEY = "redistreams:owners"
 
 
 def topic_field(stream: str) -> str:
-    return json.dumps(["topic", stream], ensure_ascii=False, separators=(",", ":"))
+    return _field("topic", stream)
 
 
 def group_field(stream: str, group: str) -> str:
-    return json.dumps(["group", stream, group], ensure_ascii=False, separators=(",", ":"))
+    return _field("group", stream, group)
+
+
+def _field(*parts: str) -> str:
+    # A JSON array: stream and group names may contain any character, separators included.
+    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class OwnerRecord:
 
 def reset_field(stream: str, group: str) -> str:
     """Where the last applied spec.reset of a group is recorded, next to its owner."""
-    return json.dumps(["reset", stream, group], ensure_ascii=False, separators=(",", ":"))
+    return _field("reset", stream, group)
 
 
 @dataclass(frozen=True)
