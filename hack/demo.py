@@ -2,7 +2,7 @@
 
 1. start redis-server on a free loopback port;
 2. `redistreams apply -f examples/` provisions streams and groups;
-3. a publisher sends before any consumer runs (entries in the Go driver's format);
+3. a publisher (redistreams.pubsub) sends before any consumer runs, in the Go driver's format;
 4. a group created the seed README's way, with `$` after publishing, sees nothing;
 5. the consumer of the provisioned group, started last, still receives every message;
 6. `redistreams status` shows the result;
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
 from controlplane import ControlPlane  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+from redistreams.pubsub import Message, sync  # noqa: E402
 
 TOPIC = "topics/1"
 GROUP = "group1"
@@ -41,14 +41,6 @@ def redistreams(url: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "redistreams.cli", "--redis-url", url, *args], check=False, cwd=ROOT)
 
 
-def go_headers(metadata: dict[str, str]) -> bytes:
-    """The `headers` field as Go's encoding/json writes a map[string]string."""
-    text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(raw, escaped)
-    return text.encode()
-
-
 def main() -> None:
     server = RedisServer().start()
     try:
@@ -58,10 +50,11 @@ def main() -> None:
         redistreams(url, "apply", "-f", str(ROOT / "examples"))
 
         r = server.client(decode_responses=False)
-        step(f"a publisher sends 3 messages to {TOPIC}; no consumer is running yet")
-        for i in range(3):
-            entry_id = r.xadd(TOPIC, {"headers": go_headers({"n": str(i)}), "body": f"Hello, World! #{i}".encode()})
-            print(f"   sent {entry_id.decode()}")
+        step(f"a publisher sends 3 messages to {TOPIC} (redistreams.pubsub, the Go driver's format); "
+             "no consumer is running yet")
+        with sync.open_topic(f"redis://{TOPIC}", redis_url=url) as topic:
+            for i in range(3):
+                print(f"   sent {topic.send(Message(f'Hello, World! #{i}'.encode(), {'n': str(i)}))}")
 
         step("without provisioning: a group created now with $ (as the seed README shows) sees nothing")
         r.xgroup_create(TOPIC, "created-too-late", "$")
@@ -69,17 +62,13 @@ def main() -> None:
         print(f"   created-too-late received {sum(len(entries) for _, entries in late)} messages")
 
         step(f"with provisioning: the consumer of {GROUP} starts last and receives every message")
-        # What the Go driver does on open and on receive: XGROUP CREATE (BUSYGROUP ignored),
-        # then XREADGROUP with ">", then XACK.
-        try:
-            r.xgroup_create(TOPIC, GROUP, "0", mkstream=True)
-        except Exception as exc:  # noqa: BLE001 - BUSYGROUP is the expected answer
-            print(f"   XGROUP CREATE: {exc}")
-        received = r.xreadgroup(GROUP, "cons1", {TOPIC: ">"}, count=10)
-        for _, entries in received:
-            for entry_id, fields in entries:
-                print(f"   {GROUP} got {entry_id.decode()}: {fields[b'body'].decode()} headers={fields[b'headers'].decode()}")
-                r.xack(TOPIC, GROUP, entry_id)
+        # Opens like the Go driver (XGROUP CREATE, BUSYGROUP ignored), then reads and acks.
+        with sync.open_subscription(f"redis://{GROUP}?topic={TOPIC}&consumer=cons1", redis_url=url) as sub:
+            for message in sub.receive_batch(10, timeout=2):
+                print(f"   {GROUP} got {message.id}: {message.body.decode()} metadata={message.metadata}")
+                message.ack()
+            sub.flush()
+        print(f"   the first entry as stored, what a Go service reads: {r.xrange(TOPIC, count=1)[0][1]}")
 
         step("status")
         redistreams(url, "status")
