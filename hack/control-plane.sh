@@ -39,23 +39,9 @@ BUILD_ROOT="${REDISTREAMS_BUILD_DIR:-$HOME/.cache/redistreams/build}"
 KUBE_APISERVER_BIN="$ENVBIN/k8s-$K8S_VERSION/kube-apiserver"
 ETCD_BIN="$ENVBIN/etcd-$ETCD_VERSION/etcd"
 
-output=paths   # or env
-check_only=0
-force=0
-for arg in "$@"; do
-  case "$arg" in
-    --print-env) output=env ;;
-    --check) check_only=1 ;;
-    --force) force=1 ;;
-    -h|--help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-      exit 0 ;;
-    *) echo "control-plane.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo "control-plane: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=hack/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+hack_args control-plane "--print-env --check --force" "$@"
 
 [[ "$K8S_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] \
   || die "REDISTREAMS_K8S_VERSION must look like v1.35.4, got '$K8S_VERSION'"
@@ -100,8 +86,6 @@ if [[ "$force" == 0 ]] && kube_apiserver_ok && etcd_ok; then
 fi
 
 # ---- the Go toolchain ---------------------------------------------------------
-# shellcheck source=hack/go-build.sh
-source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 go_build_setup .lock
 
 build_etcd() {

@@ -1,6 +1,35 @@
-# Shared by the hack/ build scripts: finds the Go toolchain, takes a build lock, and
-# runs `go` inside small wrapper modules. Source it after defining log(), die(),
-# ENVBIN and BUILD_ROOT, then call go_build_setup LOCKFILE.
+# Shared by the hack/ build scripts: their common flags and log/die, finding the Go
+# toolchain, a build lock, and running `go` inside small wrapper modules. Source it
+# first and call hack_args NAME FLAGS "$@"; define ENVBIN and BUILD_ROOT before
+# go_build_setup LOCKFILE.
+
+# Parses the flags a script accepts (FLAGS: a space-separated subset of --print-env
+# --check --force) into output (paths|env), check_only and force, answers -h with the
+# script's header comment, and defines log() and die() prefixed with NAME.
+hack_args() {
+  local name="$1" allowed=" $2 " arg
+  shift 2
+  output=paths check_only=0 force=0
+  for arg in "$@"; do
+    if [[ "$arg" == -h || "$arg" == --help ]]; then
+      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+      exit 0
+    fi
+    if [[ "$allowed" != *" $arg "* ]]; then
+      echo "$name.sh: unknown argument: $arg (try --help)" >&2
+      exit 2
+    fi
+    case "$arg" in
+      --print-env) output=env ;;
+      --check) check_only=1 ;;
+      --force) force=1 ;;
+    esac
+  done
+  HACK_NAME="$name"
+}
+
+log() { echo "$HACK_NAME: $*" >&2; }
+die() { log "error: $*"; exit 1; }
 
 go_build_setup() {
   if [[ -z "${GO:-}" ]]; then

@@ -30,19 +30,9 @@ FILES=(go.mod go.sum main.go)
 CACHE="${REDISTREAMS_CACHE:-$HOME/.cache/redistreams}"
 OUT_ROOT="$CACHE/go-interop"
 
-force=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) force=1 ;;
-    -h|--help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-      exit 0 ;;
-    *) echo "go-interop.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo "go-interop: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=hack/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+hack_args go-interop "--force" "$@"
 
 for f in "${FILES[@]}"; do
   [[ -f "$SRC/$f" ]] || die "missing $SRC/$f"
@@ -67,8 +57,6 @@ fi
 
 ENVBIN="$OUT_ROOT"
 BUILD_ROOT="$OUT_ROOT"
-# shellcheck source=hack/go-build.sh
-source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 go_build_setup .go-interop.lock   # GOTOOLCHAIN=local, CGO_ENABLED=0, flock
 
 # The driver is not in the checksum database; the committed go.sum pins it.

@@ -34,23 +34,9 @@ BUILD_ROOT="${REDISTREAMS_BUILD_DIR:-$HOME/.cache/redistreams/build}"
 
 HELM_BIN="$ENVBIN/helm-$HELM_VERSION/helm"
 
-output=paths   # or env
-check_only=0
-force=0
-for arg in "$@"; do
-  case "$arg" in
-    --print-env) output=env ;;
-    --check) check_only=1 ;;
-    --force) force=1 ;;
-    -h|--help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-      exit 0 ;;
-    *) echo "helm.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo "helm: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=hack/go-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+hack_args helm "--print-env --check --force" "$@"
 
 [[ "$HELM_VERSION" =~ ^v3\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] \
   || die "REDISTREAMS_HELM_VERSION must look like v3.22.0, got '$HELM_VERSION'"
@@ -84,8 +70,6 @@ if [[ "$force" == 0 ]] && helm_ok; then
 fi
 
 # ---- the Go toolchain ---------------------------------------------------------
-# shellcheck source=hack/go-build.sh
-source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 go_build_setup .helm.lock
 
 build_helm() {
