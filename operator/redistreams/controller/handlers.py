@@ -273,12 +273,19 @@ def _is_ready(declared: Declared) -> bool:
 async def _write_status(state: State, reconciler: Reconciler, declared: Declared, computed: Computed,
                         *, runtime: bool = True) -> bool:
     """Writes status if it changed (runtime figures only when ``runtime``)."""
-    if computed.taken:
-        return False
     status = build_status(declared, computed)
     if reconciler.kube is None or not status_changed(declared, status, runtime=runtime):
         return False
-    computed.taken = True
+    if not await patch_status(state, reconciler, declared, status):
+        return False
+    _post_events(state, declared.body, computed)
+    return True
+
+
+async def patch_status(state: State, reconciler: Reconciler, declared: Declared, status: dict[str, Any]) -> bool:
+    """Merge-patch status; our own view and the write clock follow at once, so the next
+    pass does not write the same again. False (logged, counted) when the API refused."""
+    assert reconciler.kube is not None
     try:
         await reconciler.kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], status)
     except Exception as exc:  # noqa: BLE001 - a later pass tries again
@@ -286,10 +293,8 @@ async def _write_status(state: State, reconciler: Reconciler, declared: Declared
         log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
         return False
     metrics.STATUS_WRITES.labels(declared.kind).inc()
-    # Our own view follows at once, so the resync does not write the same again.
     declared.body["status"] = {**declared.status, **status}
     state.last_status_write[declared.key] = state.last_any_status_write = time.monotonic()
-    _post_events(state, declared.body, computed)
     return True
 
 

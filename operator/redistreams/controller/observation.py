@@ -276,16 +276,11 @@ async def _record_retention(state: State, reconciler: Any, t: Trimming, observat
     due = time.monotonic() - state.last_status_write.get(t.key, 0) >= state.config.status_interval
     if not changed or not (transition or due) or reconciler.kube is None:
         return
-    try:
-        await reconciler.kube.patch_status("topics", t.key[1], t.key[2], {"retention": desired})
-    except Exception as exc:  # noqa: BLE001 - the next pass tries again
-        metrics.ERRORS.labels("status", type(exc).__name__).inc()
-        log.warning("cannot write retention status of topic/%s: %s", t.key[2], exc)
-        return
-    metrics.STATUS_WRITES.labels("Topic").inc()
+    from .handlers import patch_status
+
+    if not await patch_status(state, reconciler, declared, {"retention": desired}):
+        return  # the next pass tries again
     memo.written = {k: v for k, v in desired.items() if v is not None}
-    declared.body["status"] = {**declared.status, "retention": memo.written}
-    state.last_status_write[t.key] = time.monotonic()
     if transition and t.blocked:
         group, why = t.blocked
         what = "entries delivered but not acknowledged" if why == "pending" else "entries not yet delivered to it"

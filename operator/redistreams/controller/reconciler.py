@@ -76,9 +76,6 @@ class Computed:
     result: Result | None = None
     reset: bool = False
     drift: bool = False  # something we had made was deleted behind our back and is back
-    # One batch answers every waiter for a key with the same object: the first writes
-    # status and posts events, the others must not repeat them.
-    taken: bool = False
 
 
 class Reconciler:
