@@ -474,3 +474,25 @@ def test_a_cancelled_sender_does_not_strand_the_others(url: str, raw: redis.Redi
 
     stored, after = run(scenario)
     assert stored == 50 and after > 0  # queued behind the cancelled trip, then sent
+
+
+def test_an_application_client_can_be_reused(redis_server: RedisServer, raw: redis.Redis,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """client=: the app's own redis.asyncio client (decoding text, RESP3) names the server."""
+    import redis.asyncio as aredis
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    async def scenario() -> bytes:
+        client = aredis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password,
+                              decode_responses=True, socket_timeout=5)
+        async with await open_topic("redis://shared-client", client=client) as topic:
+            await topic.send(b"\xff binary")
+        sub = await open_subscription("redis://g?topic=shared-client&consumer=c", client=client)
+        body = (await sub.receive(timeout=2)).body
+        await sub.shutdown()
+        await client.aclose()
+        return body
+
+    assert run(scenario) == b"\xff binary"
+    assert raw.xlen("shared-client") == 1

@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..connection import redact
-from .link import TRANSIENT, Command, Link, make_pool
+from .link import TRANSIENT, Command, Link, make_pool, pool_like
 from .urls import SubscriptionURL, TopicURL, parse_subscription_url, parse_topic_url
 from .wire import BODY, HEADERS, decode_fields, encode_body, encode_headers
 
@@ -91,9 +91,7 @@ def _redis_url(explicit: str | None, what: str, url: str) -> str:
 
 def _pool_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> aredis.ConnectionPool:
     if client is not None:
-        kwargs = dict(client.connection_pool.connection_kwargs)
-        kwargs.update(decode_responses=False, socket_timeout=None, protocol=2)
-        return aredis.ConnectionPool(connection_class=client.connection_pool.connection_class, **kwargs)
+        return pool_like(client.connection_pool.connection_class, client.connection_pool.connection_kwargs)
     return make_pool(_redis_url(redis_url, what, url))
 
 

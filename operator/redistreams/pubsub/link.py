@@ -26,16 +26,24 @@ Command = tuple[Any, ...]
 def make_pool(url: str, *, connect_timeout: float = 5.0, max_connections: int = 16) -> aredis.ConnectionPool:
     """An asyncio pool for ``url`` (go-redis-only options dropped, binary replies)."""
     sync_pool = RedisTarget(url, connect_timeout=connect_timeout).client().connection_pool
-    kwargs = dict(sync_pool.connection_kwargs)
-    # Replies stay bytes (bodies are binary); deadlines are per round trip, not per socket read.
-    kwargs.update(decode_responses=False, socket_timeout=None, protocol=2, retry=None)
-    kwargs.pop("encoding_errors", None)
     connection_class = {
         "Connection": aredis.Connection,
         "SSLConnection": aredis.SSLConnection,
         "UnixDomainSocketConnection": aredis.UnixDomainSocketConnection,
     }[sync_pool.connection_class.__name__]
-    return aredis.ConnectionPool(connection_class=connection_class, max_connections=max_connections, **kwargs)
+    return pool_like(connection_class, sync_pool.connection_kwargs, max_connections=max_connections)
+
+
+def pool_like(connection_class: type, connection_kwargs: dict[str, Any], **extra: Any) -> aredis.ConnectionPool:
+    """A pool to the same server as these connection settings, set up for round trips:
+    replies stay bytes (bodies are binary), deadlines are per round trip, not per read."""
+    kwargs = dict(connection_kwargs)
+    kwargs.update(decode_responses=False, socket_timeout=None, protocol=2, retry=None)
+    # Server push (maintenance notifications) needs RESP3; these round trips speak RESP2.
+    for key in ("encoding_errors", "maint_notifications_config", "maint_notifications_pool_handler",
+                "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout"):
+        kwargs.pop(key, None)
+    return aredis.ConnectionPool(connection_class=connection_class, **kwargs, **extra)
 
 
 class Link:
