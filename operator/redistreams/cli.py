@@ -770,11 +770,12 @@ def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None,
 
 def _remove_own_consumer(settings: Settings, stream: str, group: str, name: str) -> None:
     """A debugging session leaves no consumer behind unless it holds pending entries."""
+    from .engine.scripts import REMOVE_CONSUMERS
+
     try:
         client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client()
-        consumers = {c["name"]: c["pending"] for c in client.xinfo_consumers(stream, group)}
-        if consumers.get(name) == 0:
-            client.xgroup_delconsumer(stream, group, name)
+        # consumerCleanup's script: removed only if it holds nothing, checked atomically.
+        client.eval(REMOVE_CONSUMERS.source, 1, stream, group, 0, name)
     except Exception:  # noqa: BLE001 - best effort; the consumer is harmless
         pass
 
