@@ -2,20 +2,38 @@
 
 Supported now: ``redis://`` (TCP), ``rediss://`` (TLS) and ``unix://`` (socket). Cluster
 and Sentinel belong here too when they come; the engine does not change for them.
+
+A URL reaches output (terminal, status, Events, logs) only through ``redact``. It works
+on text, not on a parsed URL, so it never fails and still masks a password in a URL that
+does not parse. ``RedisTarget.client`` refuses a URL that redis-py would read differently
+from how ``redact`` masks it: whatever redis-py sends as a secret is what gets masked.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+import math
 import os
+import re
+import ssl
+import unicodedata
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 import redis
+import redis.connection as rconn
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from .printable import printable
+
 DEFAULT_URL = "redis://localhost:6379/0"
 SCHEMES = ("redis", "rediss", "unix")
+MASK = "***"
+DISPLAY_LIMIT = 1000  # characters of a shown URL; a longer one is cut (after masking)
 
 # go-redis accepts these in REDIS_URL; redis-py would pass them on as unknown keyword
 # arguments and fail, so a URL shared with Go services is cleaned first.
@@ -26,9 +44,53 @@ _GO_ONLY_PARAMS = {
     "skip_verify", "protocol", "client_name", "db", "addr", "identitysuffix", "unstable_resp3",
 }
 
+# Query parameters a URL may set: plain values. redis-py passes any name on as a keyword
+# argument, so object-valued ones (retry, credential_provider…) would arrive as strings
+# and fail at first use, far from the URL.
+_URL_OPTIONS = frozenset({
+    "db", "username", "password", "client_name", "lib_name", "lib_version", "encoding",
+    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_read_size",
+    "retry_on_timeout", "health_check_interval", "legacy_responses",
+    "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_ca_path",
+    "ssl_password", "ssl_check_hostname", "ssl_ciphers", "ssl_min_version",
+    "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+})
+_POOL_OPTIONS = frozenset({"max_connections"})  # taken by the pool, not the connection
+_NON_NEGATIVE = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+_POSITIVE = ("socket_read_size", "max_connections")
+
+# Parameter names holding a secret, lower-cased fragments: password=, ssl_password=,
+# and sentinel_password= or auth tokens that later schemes bring.
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "auth")
+
+# Where a URL starts in text: a scheme with "//", or a Redis-like scheme without it,
+# at the start or after a space, quote, bracket, "=" or ",". A ":x://" inside a
+# password is not a start.
+_URL_START = re.compile(r"(?<![^\s\"'(<\[{=,])([A-Za-z][A-Za-z0-9+.-]{0,31}):(//)?")
+_KEY = re.compile(r"(?:^|(?<=[?&;\s]))([^?&;=#\s]*)=")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
+_AMBIGUOUS = ("the user name or password is ambiguous: percent-encode '@', ':', '/', '?', '#' "
+              "and '&' in them (e.g. '@' as %40), and in a socket path")
+
 
 class ConnectionConfigError(ValueError):
-    """The URL itself is unusable."""
+    """The URL itself is unusable.
+
+    ``problem`` says what is wrong without quoting the URL, so it can be shown for a URL
+    read from a Secret; ``str()`` adds the redacted URL, for the CLI.
+    """
+
+    def __init__(self, problem: str, url: object = None, *, message: str | None = None) -> None:
+        self.problem = problem
+        if message is None:
+            shown = "" if url is None else redact(url)
+            message = f"invalid Redis URL {shown}: {problem}" if shown.strip() else f"invalid Redis URL: {problem}"
+        super().__init__(message)
+
+    def about(self, source: str) -> ConnectionConfigError:
+        """The same problem, reported for a named source instead of the URL itself."""
+        return ConnectionConfigError(self.problem, message=f"{source}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -44,15 +106,12 @@ class RedisTarget:
         return redact(self.url)
 
     def client(self, decode_responses: bool = True) -> redis.Redis:
-        scheme = urlsplit(self.url).scheme
-        if scheme not in SCHEMES:
-            raise ConnectionConfigError(
-                f'unsupported Redis URL scheme "{scheme}" in {self.display} (use redis://, rediss:// or unix://)'
-            )
+        """A client for the URL; ``ConnectionConfigError`` (and nothing else) if unusable."""
+        url = _checked(self.url)
         retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), self.retries)
         try:
             client = redis.Redis.from_url(
-                _without_go_params(self.url),
+                url,
                 decode_responses=decode_responses,
                 encoding_errors="surrogateescape",
                 socket_timeout=self.socket_timeout,
@@ -60,35 +119,329 @@ class RedisTarget:
                 retry=retry,
                 protocol=2,
             )
-            # Connections are made lazily; building one now turns an unknown URL
-            # parameter into a clear error instead of a failure at first use.
+            # Connections are made lazily; building one now turns a bad setting into
+            # this error instead of a failure at first use.
             pool = client.connection_pool
             pool.connection_class(**pool.connection_kwargs)
-        except (ValueError, TypeError) as exc:
-            raise ConnectionConfigError(f"invalid Redis URL {self.display}: {exc}") from exc
+        except Exception:  # noqa: BLE001 - redis-py's text may quote the URL
+            raise ConnectionConfigError("redis-py refused the connection settings", self.url) from None
         return client
 
 
-def _without_go_params(url: str) -> str:
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _GO_ONLY_PARAMS or k == "db"]
-    return f"{base}?{urlencode(kept)}" if kept else base
+def redact(url: object) -> str:
+    """``url`` with every credential replaced by ``***``: the password of ``user:pw@``
+    (any scheme, also when the URL does not parse), and the value of any parameter named
+    like a secret (``password=``, ``ssl_password=``, in any case or %-encoding).
 
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    Never raises, whatever it is given; the result is printable (bytes that are not
+    UTF-8 as ``\\xNN``) and at most ``DISPLAY_LIMIT`` characters plus a note.
+    """
+    try:
+        if url is None:
+            return ""
+        if isinstance(url, (bytes, bytearray)):
+            text = os.fsdecode(bytes(url))
+        else:
+            text = url if isinstance(url, str) else str(url)
+        shown = _printable(_mask(text))
+        if len(shown) > DISPLAY_LIMIT:
+            shown = f"{shown[:DISPLAY_LIMIT]}…({len(shown) - DISPLAY_LIMIT} more characters)"
+        return shown
+    except Exception:  # noqa: BLE001 - showing nothing beats showing a secret or failing
+        return MASK
 
 
 def default_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+# -- masking ------------------------------------------------------------------------
+
+
+def _mask(text: str) -> str:
+    out, pos = [], 0
+    for start, end in _merged(_secret_spans(text)):
+        out += [text[pos:start], MASK]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(s for s in spans if s[0] < s[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    starts = [m for m in _URL_START.finditer(text)
+              if m.group(2) or "redis" in m.group(1).lower() or m.group(1).lower() in ("unix", "valkey", "valkeys")]
+    if starts:
+        bounds = [(m.end(), nxt.start()) for m, nxt in zip(starts, starts[1:])] + [(starts[-1].end(), len(text))]
+    else:
+        bounds = [(0, len(text))]  # no scheme: maybe a URL without one (":pw@host")
+    spans = [span for begin, end in bounds for span in _authority_spans(text, begin, end)]
+    return spans + _param_spans(text)
+
+
+def _authority_spans(text: str, begin: int, end: int) -> list[tuple[int, int]]:
+    """The password of one URL's ``user:password@`` (text[begin:end] follows its scheme)."""
+    rest = text[begin:end]
+    # The userinfo ends at the last "@" not inside a query value, so a password holding
+    # "/", "?", "#" or "@" unencoded is masked whole (urlsplit would cut it short).
+    limit = len(rest)
+    query = rest.find("?")
+    if query >= 0:
+        equals = rest.find("=", query)
+        if equals >= 0:
+            limit = equals
+    at = rest.rfind("@", 0, limit)
+    if at >= 0:
+        colon = rest.find(":", 0, at)
+        if colon >= 0:
+            return [(begin + colon + 1, begin + at)]
+    # No password before an "@": a port that is not a number is more likely a password
+    # with the host forgotten ("redis://:pw", "redis://user:pw") or cut by a "/", "?" or
+    # "#"; mask from there to the end of this URL.
+    host_from = at + 1
+    host_end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop, host_from)
+        if 0 <= found < host_end:
+            host_end = found
+    hostinfo = rest[host_from:host_end]
+    if hostinfo.startswith("["):
+        close = hostinfo.find("]")
+        colon = hostinfo.find(":", close) if close >= 0 else -1
+    else:
+        colon = hostinfo.find(":")
+    if colon >= 0:
+        port = hostinfo[colon + 1:]
+        if port and not (port.isascii() and port.isdigit()):
+            return [(begin + host_from + colon + 1, end)]
+    return []
+
+
+def _param_spans(text: str) -> list[tuple[int, int]]:
+    """Values of query parameters named like a secret."""
+    spans: list[tuple[int, int]] = []
+    covered = 0
+    for match in _KEY.finditer(text):
+        if match.start() < covered or not _is_secret_name(match.group(1)):
+            continue
+        start = match.end()
+        end = _next(text, "&", start)
+        # redis-py keeps the value up to the next "&"; pieces after it without "=" are
+        # dropped by the parser but were most likely part of the password ("a&b").
+        while end < len(text):
+            following = _next(text, "&", end + 1)
+            if "=" in text[end + 1:following]:
+                break
+            end = following
+        spans.append((start, end))
+        covered = end
+    return spans
+
+
+def _next(text: str, char: str, start: int) -> int:
+    found = text.find(char, start)
+    return len(text) if found < 0 else found
+
+
+def _is_secret_name(raw: str) -> bool:
+    name = raw
+    for _ in range(3):  # parse_qs decodes once; more rounds are cheap and catch %2570
+        decoded = unquote_plus(name, errors="replace")
+        if decoded == name:
+            break
+        name = decoded
+    name = unicodedata.normalize("NFKC", name).casefold()
+    if any(word in name for word in _SECRET_WORDS):
+        return True
+    # A misspelt "password" is refused by redis-py, and the error shows the URL.
+    return len(name) <= 40 and difflib.SequenceMatcher(None, name, "password").ratio() >= 0.7
+
+
+def _printable(text: str) -> str:
+    try:
+        text = printable(text)
+    except UnicodeError:  # a lone surrogate that surrogateescape did not make
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    # Control characters shown, not obeyed: a Secret's trailing newline becomes visible.
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+# -- checking -----------------------------------------------------------------------
+
+
+def _checked(url: object) -> str:
+    """The URL as redis-py should get it, or ConnectionConfigError saying what is wrong."""
+    if not isinstance(url, str):
+        raise ConnectionConfigError("the URL is not text", url)
+    if not url.strip():
+        raise ConnectionConfigError("the URL is empty", url)
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConnectionConfigError("the URL holds bytes that are not UTF-8", url) from None
+    # urlsplit drops tab, CR and LF (a trailing newline from a Secret is fine); other
+    # control characters would reach the socket layer and fail there.
+    if any(ord(c) < 32 and c not in "\t\r\n" or c == "\x7f" for c in url):
+        raise ConnectionConfigError("the URL contains control characters", url)
+    if url[0].isspace():
+        raise ConnectionConfigError("the URL starts with whitespace", url)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise _scheme_error(url)
+
+    cleaned = _without_go_params(url)
+    try:
+        parts = urlsplit(cleaned)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConnectionConfigError(_split_problem(str(exc)), url) from None
+    try:
+        ours = rconn.parse_url(cleaned)
+    except ValueError as exc:
+        raise ConnectionConfigError(_parse_problem(str(exc)), url) from None
+    try:
+        masked = rconn.parse_url(_without_go_params(_mask(url)))
+    except ValueError:
+        masked = None
+    if masked is None or _public(masked) != _public(ours):
+        raise ConnectionConfigError(_AMBIGUOUS, url)
+
+    scheme = parts.scheme
+    connection_class = ours.get("connection_class", rconn.Connection)
+    accepted = (_URL_OPTIONS & _keywords(connection_class)) | _POOL_OPTIONS
+    query = url.partition("?")[2].partition("#")[0]
+    for index, (name, _) in enumerate(parse_qsl(query), 1):
+        if name in accepted or name in _GO_ONLY_PARAMS:
+            continue
+        if name in _URL_OPTIONS:
+            raise ConnectionConfigError(f"query parameter '{name}' does not apply to {scheme}:// URLs", url)
+        if name in _keywords(rconn.SSLConnection) | _keywords(rconn.UnixDomainSocketConnection):
+            raise ConnectionConfigError(f"query parameter '{name}' cannot be set in a URL", url)
+        raise ConnectionConfigError(_unknown_parameter(index, name), url)
+
+    _check_values(ours, parts.path if scheme != "unix" else "", "db" in ours and "db" in dict(parse_qsl(query)), url)
+    kwargs = {k: v for k, v in ours.items() if k not in ("connection_class", *_POOL_OPTIONS)}
+    try:
+        connection_class(**kwargs)
+    except Exception:  # noqa: BLE001 - find the setting; never show redis-py's text
+        for name in kwargs:
+            try:
+                connection_class(**{name: kwargs[name]})
+            except Exception:  # noqa: BLE001
+                if name in _URL_OPTIONS:
+                    raise ConnectionConfigError(f"invalid value for query parameter '{name}'", url) from None
+        raise ConnectionConfigError("redis-py refused the connection settings", url) from None
+    return cleaned
+
+
+def _scheme_error(url: str) -> ConnectionConfigError:
+    head, sep, _ = url.partition("://")
+    use = "(use redis://, rediss:// or unix://)"
+    if not sep or not _SCHEME_NAME.fullmatch(head):
+        return ConnectionConfigError(f"the URL does not start with a scheme {use}", url)
+    if head.lower() in SCHEMES:
+        return ConnectionConfigError(f"the scheme must be lower-case {use}", url)
+    # The scheme is not secret; the CLI's message names it, the problem does not.
+    return ConnectionConfigError(f"unsupported scheme {use}", url,
+                                 message=f'unsupported Redis URL scheme "{head}" in {redact(url)} {use}')
+
+
+def _split_problem(text: str) -> str:
+    # Python's texts are matched, never shown: the port's one quotes the URL.
+    if "IPv6" in text:
+        return "the IPv6 address in brackets is malformed"
+    if "Port out of range" in text:
+        return "the port is out of range (0 to 65535)"
+    if "Port" in text:
+        return "the port is not a number"
+    if "NFKC" in text:
+        return "the host contains characters that change under Unicode normalization"
+    return "the host and port cannot be read"
+
+
+def _parse_problem(text: str) -> str:
+    match = re.fullmatch(r"Invalid value for '(\w+)' in connection URL\.", text)
+    if match and match.group(1) in rconn.URL_QUERY_ARGUMENT_PARSERS:
+        return f"invalid value for query parameter '{match.group(1)}'"
+    return "redis-py cannot read the URL"
+
+
+def _check_values(kwargs: dict[str, Any], path: str, db_from_query: bool, url: str) -> None:
+    if not db_from_query and path:
+        number = unquote(path).replace("/", "")
+        if number.strip():
+            try:
+                int(number)
+            except ValueError:
+                raise ConnectionConfigError("the path must be a database number such as /0", url) from None
+    if kwargs.get("db", 0) < 0:
+        raise ConnectionConfigError("the database number must not be negative", url)
+    for name in _NON_NEGATIVE:
+        if name in kwargs and not (math.isfinite(kwargs[name]) and kwargs[name] >= 0):
+            raise ConnectionConfigError(f"query parameter '{name}' must be a number of seconds, 0 or more", url)
+    for name in _POSITIVE:
+        if name in kwargs and kwargs[name] <= 0:
+            raise ConnectionConfigError(f"query parameter '{name}' must be positive", url)
+    if "ssl_min_version" in kwargs:
+        try:
+            ssl.TLSVersion(kwargs["ssl_min_version"])
+        except ValueError:
+            raise ConnectionConfigError("query parameter 'ssl_min_version' is not a TLS version", url) from None
+    host = kwargs.get("host")
+    if host is not None:
+        if any(ord(c) < 32 for c in host):
+            raise ConnectionConfigError("the host name contains control characters", url)
+        try:
+            host.encode("idna")  # what the socket layer does with it
+        except UnicodeError:
+            raise ConnectionConfigError("the host name is not valid (an empty or over-long label?)", url) from None
+    if kwargs.get("connection_class") is rconn.UnixDomainSocketConnection:
+        socket_path = kwargs.get("path", "")
+        if not socket_path:
+            raise ConnectionConfigError("the socket path is missing (unix:///path/to/redis.sock)", url)
+        if any(ord(c) < 32 for c in socket_path):
+            raise ConnectionConfigError("the socket path contains control characters", url)
+
+
+def _unknown_parameter(index: int, name: str) -> str:
+    # The name itself is not quoted: it is part of the URL and could be anything.
+    problem = f"query parameter {index} is not a Redis connection option"
+    lowered = {n.lower(): n for n in _URL_OPTIONS | _POOL_OPTIONS}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    if close and close[0] == name.lower():
+        problem += f" (names are case-sensitive: '{lowered[close[0]]}')"
+    elif close:
+        problem += f" (did you mean '{lowered[close[0]]}'?)"
+    return problem
+
+
+def _public(kwargs: dict[str, Any]) -> dict[str, str]:
+    # repr: a nan timeout must equal itself here; its value is checked later
+    return {k: repr(v) for k, v in kwargs.items() if not _is_secret_name(k)}
+
+
+@functools.cache
+def _keywords(cls: type) -> frozenset[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names.update(inspect.signature(klass.__init__).parameters)
+    return frozenset(names - {"self", "args", "kwargs"})
+
+
+def _without_go_params(url: str) -> str:
+    base, sep, rest = url.partition("?")
+    if not sep:
+        return url
+    query, hash_sep, fragment = rest.partition("#")
+    kept = "&".join(p for p in query.split("&")
+                    if (name := unquote_plus(p.partition("=")[0])) not in _GO_ONLY_PARAMS or name == "db")
+    return base + (f"?{kept}" if kept else "") + hash_sep + fragment
