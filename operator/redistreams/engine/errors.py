@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import redis.exceptions as rex
 
+from ..connection import redact
+
 # Reasons double as Kubernetes condition reasons, so they are CamelCase words.
 REDIS_UNAVAILABLE = "RedisUnavailable"
 PERMISSION_DENIED = "PermissionDenied"
@@ -28,8 +30,11 @@ class Failure:
 
 
 def describe(exc: BaseException, target: str = "") -> Failure:
-    """A Failure for any exception raised by redis-py (or returned in a pipeline)."""
-    at = f" at {target}" if target else ""
+    """A Failure for any exception raised by redis-py (or returned in a pipeline).
+
+    ``target`` is shown through ``redact`` whatever the caller passed.
+    """
+    at = f" at {redact(target)}" if target else ""
     text = str(exc).strip()
     if isinstance(exc, (rex.AuthenticationError, rex.AuthenticationWrongNumberOfArgsError)) or text.startswith(
         ("WRONGPASS", "NOAUTH")
