@@ -170,7 +170,7 @@ def test_adoption_changes_nothing_and_is_never_deleted(cli, redis_server: RedisS
     assert "consumergroup/group1 released" in deleted.stdout
     assert [e[0] for e in r.xrange("topics/1")] == ids
     assert r.xinfo_groups("topics/1") == groups_before
-    assert r.hlen("redistreams:owners") == 0
+    assert r.hkeys("redistreams:owners") == ['["epoch"]']  # the registry's identity stays
 
 
 def test_wrong_type_is_reported_and_untouched_while_the_rest_applies(cli, redis_server: RedisServer, tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ def test_delete_honours_policy_and_ownership(cli, redis_server: RedisServer, tmp
     assert r.exists("gone") == 0
     assert r.xlen("kept") == 1
     assert sorted(g["name"] for g in r.xinfo_groups("kept")) == ["by-hand", "kept-group"]
-    assert r.hlen("redistreams:owners") == 0
+    assert r.hkeys("redistreams:owners") == ['["epoch"]']  # the registry's identity stays
     again = cli("delete", "-f", path)
     assert again.returncode == 0
     assert "topic/gone not found" in again.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redistreams.engine.ids import StreamId
-from redistreams.engine.intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
+from redistreams.engine.intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent
 from redistreams.engine.ownership import OwnerRecord, group_field, topic_field
 from redistreams.engine.plan import make_plan
 from redistreams.engine.state import GroupState, StreamState
@@ -30,14 +30,16 @@ def test_missing_stream_is_created_and_claimed() -> None:
     plan = make_plan([topic()], [group()], {"orders": StreamState("orders")})
     (tp,), (gp,) = plan.topics, plan.groups
     assert tp.create_stream and tp.record == OwnerRecord(ME, True) and tp.record_is_new
-    assert gp.create_at == "$" and gp.entries_read is None  # new stream: plain $
+    # A stream this plan creates: its groups get everything ever added to it ("$" would
+    # skip what a publisher adds between the two steps).
+    assert gp.create_at == "0"
     assert plan.changes and not plan.failures
 
 
-def test_dollar_on_history_is_pinned_with_entries_read() -> None:
+def test_dollar_on_history_is_left_to_the_script() -> None:
     state = stream(length=5, first_id="1-0", last_id="5-0", last_generated_id="5-0", entries_added=5)
     plan = make_plan([topic()], [group()], {"orders": state})
-    assert (plan.groups[0].create_at, plan.groups[0].entries_read) == ("5-0", 5)
+    assert plan.groups[0].create_at == "$"  # claim_group.lua pins it to the last ID atomically
     assert plan.topics[0].record == OwnerRecord(ME, False)  # adopted, not created
     assert "adopted existing stream (5 entries, 0 groups)" in plan.topics[0].notes
 
@@ -45,7 +47,7 @@ def test_dollar_on_history_is_pinned_with_entries_read() -> None:
 def test_explicit_start_is_used_as_is() -> None:
     state = stream(length=5, first_id="1-0", last_generated_id="5-0", entries_added=5)
     plan = make_plan([topic()], [group("0")], {"orders": state})
-    assert (plan.groups[0].create_at, plan.groups[0].entries_read) == ("0", None)
+    assert plan.groups[0].create_at == "0"
 
 
 def test_in_sync_has_no_changes() -> None:
@@ -83,7 +85,40 @@ def test_recreates_what_was_deleted_behind_our_back() -> None:
     plan = make_plan([topic()], [group()], {"orders": state})
     assert plan.topics[0].create_stream
     assert plan.topics[0].record == OwnerRecord(ME, True) and not plan.topics[0].record_is_new
-    assert plan.groups[0].create_at == "$" and plan.groups[0].record == OwnerRecord(GROUP_OWNER, True)
+    assert plan.groups[0].create_at == "0" and plan.groups[0].record == OwnerRecord(GROUP_OWNER, True)
+    assert plan.groups[0].lost and "deleted outside redistreams; re-creating it from 0" in plan.groups[0].lost
+
+
+def test_a_missing_group_comes_back_from_its_known_position_never_the_end() -> None:
+    history = dict(length=9, first_id="1-0", last_id="9-0", last_generated_id="9-0", entries_added=9)
+    recorded = OwnerRecord(GROUP_OWNER, True, start="2-0", at="6-0")
+    state = stream(topic_owner=OwnerRecord(ME, True), group_owners={"billing": recorded}, **history)
+    plan = make_plan([topic()], [group()], {"orders": state})
+    assert plan.groups[0].create_at == "6-0"
+    # The caller's memory (the operator's status) wins when it is further.
+    remembered = GroupIntent("consumergroup/billing", GROUP_OWNER, ME, "orders", "billing",
+                             memory=Memory(epoch=None, position="7-0"))
+    assert make_plan([topic()], [remembered], {"orders": state}).groups[0].create_at == "7-0"
+    # A stream newer than the position (re-created with lower IDs): all of it.
+    newer = stream(topic_owner=OwnerRecord(ME, True), group_owners={"billing": recorded}, length=1,
+                   first_id="3-0", last_id="3-0", last_generated_id="3-0", entries_added=1)
+    assert make_plan([topic()], [group()], {"orders": newer}).groups[0].create_at == "0"
+
+
+def test_memory_tells_a_redis_reset_apart_from_a_new_group() -> None:
+    memory = Memory(epoch="e1")
+    t = TopicIntent("topic/orders", ME, "orders", memory=memory)
+    g = GroupIntent("consumergroup/billing", GROUP_OWNER, ME, "orders", "billing", memory=memory)
+    refilled = dict(length=3, first_id="5-0", last_id="7-0", last_generated_id="7-0", entries_added=3)
+    # The registry is new (another epoch, or none): everything was lost, publishers came first.
+    for epoch in (None, "e2"):
+        plan = make_plan([t], [g], {"orders": stream(registry_epoch=epoch, **refilled)})
+        assert plan.topics[0].lost and plan.groups[0].create_at == "0"
+    # Same registry, records in place: nothing lost; a new group keeps its startId.
+    same = stream(registry_epoch="e1", topic_owner=OwnerRecord(ME, True), **refilled)
+    fresh = GroupIntent("consumergroup/billing", GROUP_OWNER, ME, "orders", "billing")
+    plan = make_plan([t], [fresh], {"orders": same})
+    assert plan.topics[0].lost is None and plan.groups[0].create_at == "$"
 
 
 def test_retention_blocked_by_undelivered_and_pending() -> None:

@@ -15,7 +15,7 @@ import redis.exceptions as rex
 
 from .apply import Applier, Result, TrimStep
 from .errors import Failure, describe
-from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent, intents_from
+from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
 from .observe import ObservationError, Observer, Pipeliner, Stats
 from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
@@ -28,6 +28,7 @@ __all__ = [
     "GroupIntent",
     "GroupPlan",
     "GroupState",
+    "Memory",
     "ObservationError",
     "Owner",
     "OwnerRecord",
@@ -140,6 +141,22 @@ class Engine:
         """Observe, plan and apply in one go."""
         with _collector_paused(len(topics) + len(groups)):
             return self.apply(self.plan(topics, groups))
+
+    def checkpoint(self, states: dict[str, StreamState], groups: Iterable[tuple[str, str, Owner]]) -> int:
+        """Records, for groups these owners manage, a position from which re-creating the
+        group loses nothing (see OwnerRecord). ``states`` must carry the groups' oldest
+        pending entries (observed with details). Returns how many records moved."""
+        positions = []
+        for stream, group, owner in groups:
+            state = states.get(stream)
+            observed = state.groups.get(group) if state is not None else None
+            record = state.group_owners.get(group) if state is not None else None
+            if observed is None or record is None or record.owner != owner:
+                continue
+            position = observed.resume_position()
+            if position is not None and position != record.at:
+                positions.append((stream, group, owner, position))
+        return self.applier.checkpoint(positions) if positions else 0
 
     def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
         with _collector_paused(len(topics) + len(groups)):

@@ -14,13 +14,16 @@ from typing import Any, Callable, Iterable
 import redis.exceptions as rex
 
 from .errors import CONFLICT, REDIS_ERROR, WRONG_TYPE, Failure, describe, is_connection_problem
-from .intents import GroupIntent, RetentionPolicy, TopicIntent
+from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
 from .observe import Pipeliner
-from .ownership import OwnerRecord, ResetRecord, group_field, reset_field, topic_field
+from .ownership import EPOCH_FIELD, OwnerRecord, ResetRecord, group_field, new_epoch, reset_field, topic_field
 from .plan import (
     GroupPlan, Plan, TopicPlan, consumer_dict, consumer_notes, describe_owner, plural, reset_text,
 )
-from .scripts import ENSURE_STREAM, INIT_GROUP, REMOVE_CONSUMERS, RESET_GROUP, TRIM, LuaScript
+from .scripts import (
+    CHECKPOINT, CLAIM_GROUP, CLAIM_TOPIC, DELETE_GROUP, DELETE_STREAM, INIT_GROUP, REMOVE_CONSUMERS, RESET_GROUP,
+    TRIM, LuaScript,
+)
 from .state import ConsumerState, StreamState
 
 # Entries the reset script counts to give Redis a valid lag (beyond: lag unknown until read).
@@ -57,6 +60,7 @@ class Result:
     reset_applied: bool = False  # ...and it was applied by this run
     consumers_removed: list[str] = field(default_factory=list)
     consumers_kept: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
+    kept_by: list[str] = field(default_factory=list)  # groups that kept a deleted Topic's stream
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,8 @@ class Result:
             data["consumersRemoved"] = self.consumers_removed
         if self.consumers_kept:
             data["consumersKept"] = [consumer_dict(c) for c in self.consumers_kept]
+        if self.kept_by:
+            data["keptBy"] = self.kept_by
         if self.failure:
             data["reason"] = self.failure.reason
             data["error"] = self.failure.message
@@ -138,6 +144,7 @@ class Applier:
     def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
         self.io = io
         self.registry_key = registry_key
+        self.epoch = new_epoch()  # recorded only where the registry has none; fresh per apply
         self.trim_step = trim_step
         self.chunk = chunk
         # The operator trims in its own bounded loop (trim_round), not while applying.
@@ -187,6 +194,8 @@ class Applier:
     # -- apply ----------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> list[Result]:
+        # A registry lost twice under one process must get a new identity each time.
+        self.epoch = new_epoch()
         topic_results = [_topic_result(p.intent) for p in plan.topics]
         group_results = [_group_result(p.intent) for p in plan.groups]
         pairs: list[tuple[TopicPlan | GroupPlan, Result]] = [
@@ -200,18 +209,11 @@ class Applier:
             elif isinstance(p, GroupPlan):
                 result.reset = p.reset_record
                 result.consumers_kept = list(p.keep_consumers)
-        self._claim([(p, r) for p, r in pairs if p.changes and p.record is not None and p.record_is_new])
-        # A group cannot be created when its topic just failed (conflict, wrong type…).
-        topic_by_owner = {p.intent.owner: (p, r) for p, r in zip(plan.topics, topic_results)}
-        for gp, gr in zip(plan.groups, group_results):
-            tp = topic_by_owner.get(gp.intent.topic)
-            if tp is not None and tp[1].failure and gr.ok:
-                gr.fail(Failure(tp[1].failure.reason, f"{tp[0].intent.label}: {tp[1].failure.message}"))
         fixups: list[Call] = []
         calls: list[Call] = []
         for tplan, tresult in zip(plan.topics, topic_results):
             if tresult.ok and tplan.changes:
-                calls.extend(self._topic_calls(tplan, tresult, fixups))
+                calls.extend(self._topic_calls(tplan, tresult))
         for gplan, gresult in zip(plan.groups, group_results):
             if gresult.ok and gplan.changes:
                 calls.extend(self._group_calls(gplan, gresult, fixups))
@@ -236,102 +238,72 @@ class Applier:
             return topic_field(p.intent.stream)
         return group_field(p.intent.stream, p.intent.group)
 
-    def _claim(self, claims: list[tuple[TopicPlan | GroupPlan, Result]]) -> None:
-        lost: list[tuple[TopicPlan | GroupPlan, Result]] = []
+    def _claim_args(self, p: TopicPlan | GroupPlan) -> list[str]:
+        owner = p.intent.owner
+        return [self._field(p), owner.cluster, owner.namespace, owner.name]
 
-        def claim_call(p: TopicPlan | GroupPlan, result: Result) -> Call:
-            record = p.record
-            assert record is not None
-            return Call(
-                build=lambda pipe: pipe.hsetnx(self.registry_key, self._field(p), record.encode()),
-                done=lambda reply: None if int(reply) == 1 else lost.append((p, result)),
-                fail=result.fail,
-            )
+    def _conflict(self, p: TopicPlan | GroupPlan, raw: str, of_topic: bool = False) -> Failure:
+        current = OwnerRecord.decode(raw)
+        assert current is not None
+        kind = "Topic" if of_topic or isinstance(p, TopicPlan) else "ConsumerGroup"
+        what = f'stream "{p.intent.stream}" is' if of_topic else "claimed concurrently:"
+        return Failure(CONFLICT, f"{what} managed by {describe_owner(current.owner, kind)}")
 
-        self.run([claim_call(p, r) for p, r in claims])
-        if not lost:
-            return
+    def _topic_calls(self, p: TopicPlan, result: Result) -> list[Call]:
+        if p.record is None and not p.create_stream:
+            return []
+        key = p.intent.stream
 
-        def check_call(p: TopicPlan | GroupPlan, result: Result) -> Call:
-            def done(raw: Any) -> None:
-                current = OwnerRecord.decode(raw)
-                if current is not None and p.record is not None and current.owner != p.record.owner:
-                    kind = "Topic" if isinstance(p, TopicPlan) else "ConsumerGroup"
-                    result.fail(Failure(CONFLICT, f"claimed concurrently by {describe_owner(current.owner, kind)}"))
+        def done(reply: Any) -> None:
+            outcome = reply[0]
+            if outcome == "created":
+                result.outcome = CREATED
+                result.details.insert(0, "created empty stream")
+            elif outcome == "conflict":
+                result.fail(self._conflict(p, reply[1]))
+            elif outcome == "wrongtype":
+                result.fail(Failure(WRONG_TYPE, f'key "{key}" holds a {reply[1]}, not a stream; it is left untouched'))
+            elif p.create_stream:
+                result.outcome = CONFIGURED
+                result.details.append("stream appeared meanwhile; adopted as is")
 
-            return Call(
-                build=lambda pipe: pipe.hget(self.registry_key, self._field(p)),
-                done=done,
-                fail=result.fail,
-                write=False,
-            )
-
-        self.run([check_call(p, r) for p, r in lost])
-
-    def _record_call(self, p: TopicPlan | GroupPlan, record: OwnerRecord, result: Result) -> Call:
-        return Call(
-            build=lambda pipe: pipe.hset(self.registry_key, self._field(p), record.encode()),
-            done=lambda reply: None,
-            fail=result.fail,
-        )
-
-    def _topic_calls(self, p: TopicPlan, result: Result, fixups: list[Call]) -> list[Call]:
-        calls = []
-        if p.record is not None and not p.record_is_new:
-            calls.append(self._record_call(p, p.record, result))
-        if p.create_stream:
-            key = p.intent.stream
-
-            def created(reply: Any) -> None:
-                if reply == "created":
-                    result.outcome = CREATED
-                    result.details.insert(0, "created empty stream")
-                elif reply == "stream":
-                    result.outcome = CONFIGURED
-                    result.details.append("stream appeared meanwhile; adopted as is")
-                    previous = p.state.topic_owner
-                    fixups.append(
-                        self._record_call(
-                            p, OwnerRecord(p.intent.owner, bool(previous and previous.created)), result
-                        )
-                    )
-                else:
-                    result.fail(Failure(WRONG_TYPE, f'key "{key}" holds a {reply}, not a stream; it is left untouched'))
-
-            calls.append(
-                Call(
-                    build=lambda pipe: ENSURE_STREAM.call(pipe, [key], [INIT_GROUP]),
-                    done=created,
-                    fail=result.fail,
-                    script=ENSURE_STREAM,
-                )
-            )
-        return calls
+        args = [*self._claim_args(p), INIT_GROUP, EPOCH_FIELD, self.epoch]
+        return [Call(build=lambda pipe: CLAIM_TOPIC.call(pipe, [key, self.registry_key], args),
+                     done=done, fail=result.fail, script=CLAIM_TOPIC)]
 
     def _group_calls(self, p: GroupPlan, result: Result, fixups: list[Call]) -> list[Call]:
         calls = []
-        if p.record is not None and not p.record_is_new:
-            calls.append(self._record_call(p, p.record, result))
         if p.reset is not None:
             calls.append(self._reset_call(p, result))
         if p.remove_consumers:
             calls.extend(self._remove_consumer_calls(p, result))
-        if p.create_at is None:
+        if p.create_at is None and p.record is None:
             return calls
         intent = p.intent
-        start, entries_read = p.create_at, p.entries_read
-        previous = p.state.group_owners.get(intent.group)
-        revert = OwnerRecord(intent.owner, bool(previous and previous.created))
+        start = p.create_at or "$"
 
-        def created(reply: Any) -> None:
+        def done(reply: Any) -> None:
+            outcome = reply[0]
+            if outcome == "conflict":
+                result.fail(self._conflict(p, reply[1], of_topic=len(reply) > 2))
+                return
+            if outcome == "wrongtype":
+                result.fail(Failure(WRONG_TYPE, f'key "{intent.stream}" holds a {reply[1]}, not a stream'))
+                return
+            if outcome != "created":
+                if p.create_at is not None:
+                    result.outcome = CONFIGURED
+                    result.details.append("group appeared meanwhile; adopted as is")
+                return
+            at = reply[1]
             result.outcome = CREATED
-            where = "the end of the stream" if intent.start_id == "$" else start
+            where = "the end of the stream" if intent.start_id == "$" and not p.lost else at
             result.details.insert(0, f"created group at {where}")
             if p.record_reset and intent.reset is not None:
                 # The new group's position is its startId; a later apply must not move it.
                 prev = p.reset_record
                 earlier = (*prev.earlier, prev.token)[-RESET_TOKENS_KEPT:] if prev and prev.token else ()
-                record = ResetRecord(intent.reset.token, intent.reset.to, start, _now(), earlier)
+                record = ResetRecord(intent.reset.token, intent.reset.to, at, _now(), earlier)
                 fixups.append(Call(
                     build=lambda pipe: pipe.hset(
                         self.registry_key, reset_field(intent.stream, intent.group), record.encode()),
@@ -340,23 +312,15 @@ class Applier:
                 ))
 
         def failed(failure: Failure) -> None:
-            record = revert
-            if "BUSYGROUP" in failure.message:
-                result.outcome = CONFIGURED
-                result.details.append("group appeared meanwhile; adopted as is")
-                record = OwnerRecord(intent.owner, False)
-            else:
-                if failure.reason == WRONG_TYPE:
-                    failure = Failure(WRONG_TYPE, f'key "{intent.stream}" holds another type, not a stream')
-                result.fail(failure)
-            # The claim said "created"; make the record tell the truth again.
-            if p.record is not None and p.record != record and not is_connection_problem(failure):
-                fixups.append(self._record_call(p, record, result))
+            if failure.reason == WRONG_TYPE:
+                failure = Failure(WRONG_TYPE, f'key "{intent.stream}" holds another type, not a stream')
+            result.fail(failure)
 
-        def build(pipe: Any) -> None:
-            pipe.xgroup_create(intent.stream, intent.group, start, mkstream=True, entries_read=entries_read)
-
-        calls.append(Call(build=build, done=created, fail=failed))
+        topic = intent.topic
+        args = [*self._claim_args(p), intent.group, start, EPOCH_FIELD, self.epoch, topic_field(intent.stream),
+                topic.cluster, topic.namespace, topic.name]
+        calls.append(Call(build=lambda pipe: CLAIM_GROUP.call(pipe, [intent.stream, self.registry_key], args),
+                          done=done, fail=failed, script=CLAIM_GROUP))
         return calls
 
     def _reset_call(self, p: GroupPlan, result: Result) -> Call:
@@ -494,6 +458,25 @@ class Applier:
             self.run(calls[start : start + per_pipeline])
         return steps
 
+    def checkpoint(self, positions: list[tuple[str, str, Owner, str]], per_call: int = 500) -> int:
+        """Moves the recovery positions of group records: (stream, group, owner, position).
+        Records of another owner are left alone (checked in the script). Returns how
+        many were updated; failures are left for the next pass."""
+        updated = [0]
+
+        def call(items: list[tuple[str, str, Owner, str]]) -> Call:
+            args = [x for stream, group, owner, at in items
+                    for x in (group_field(stream, group), f"{owner.cluster}\n{owner.namespace}\n{owner.name}", at)]
+
+            def done(reply: Any) -> None:
+                updated[0] += int(reply)
+
+            return Call(build=lambda pipe: CHECKPOINT.call(pipe, [self.registry_key], args), done=done,
+                        fail=lambda _: None, script=CHECKPOINT)
+
+        self.run([call(positions[i:i + per_call]) for i in range(0, len(positions), per_call)])
+        return updated[0]
+
     # -- delete ---------------------------------------------------------------------
 
     def delete(
@@ -502,9 +485,15 @@ class Applier:
         groups: list[GroupIntent],
         states: dict[str, StreamState],
     ) -> list[Result]:
+        """Groups first, then streams: a Topic's stream goes only when every group on it
+        is deleted under deletionPolicy Delete in this same call (checked atomically)."""
         calls: list[Call] = []
         group_results = [self._delete_group(g, states[g.stream], calls) for g in groups]
-        topic_results = [self._delete_topic(t, states[t.stream], calls) for t in topics]
+        leaving: dict[str, list[str]] = {}
+        for result in group_results:
+            if result.outcome == DELETED and result.group is not None:
+                leaving.setdefault(result.stream, []).append(result.group)
+        topic_results = [self._delete_topic(t, states[t.stream], leaving.get(t.stream, []), calls) for t in topics]
         self.run(calls)
         return [*group_results, *topic_results]
 
@@ -530,35 +519,35 @@ class Applier:
             )
             return result
         field_name = group_field(intent.stream, intent.group)
-        fields = [field_name]
         if intent.deletion_policy == "Delete" and record.created:
             result.outcome = DELETED
-            fields.append(reset_field(intent.stream, intent.group))  # a group made anew starts fresh
-            if existing is not None:
-                calls.append(
-                    Call(
-                        build=lambda pipe: pipe.xgroup_destroy(intent.stream, intent.group),
-                        done=lambda _: None,
-                        fail=result.fail,
-                    )
-                )
-                if existing.pending:
-                    result.details.append(f"destroyed with {existing.pending} pending entries")
-            else:
-                result.details.append("group was already gone")
-        else:
-            result.outcome = RELEASED
-            result.details.append(
-                "deletionPolicy Retain: group left in place"
-                if intent.deletion_policy == "Retain"
-                else "group was adopted, not created by redistreams: left in place"
-            )
-            # The reset record stays with a group left in place: declaring it again with the
-            # same token must not move it a second time.
-        calls.append(self._release(fields, result))
+            # The reset record goes too: a group made anew starts fresh.
+            fields = [field_name, reset_field(intent.stream, intent.group)]
+
+            def done(reply: Any) -> None:
+                if reply[0] == "destroyed":
+                    if int(reply[1]):
+                        result.details.append(f"destroyed with {int(reply[1])} pending entries")
+                else:
+                    result.details.append("group was already gone")
+
+            calls.append(Call(
+                build=lambda pipe: DELETE_GROUP.call(pipe, [intent.stream, self.registry_key], [intent.group, *fields]),
+                done=done, fail=result.fail, script=DELETE_GROUP,
+            ))
+            return result
+        result.outcome = RELEASED
+        result.details.append(
+            "deletionPolicy Retain: group left in place"
+            if intent.deletion_policy == "Retain"
+            else "group was adopted, not created by redistreams: left in place"
+        )
+        # The reset record stays with a group left in place: declaring it again with the
+        # same token must not move it a second time.
+        calls.append(self._release([field_name], result))
         return result
 
-    def _delete_topic(self, intent: TopicIntent, state: StreamState, calls: list[Call]) -> Result:
+    def _delete_topic(self, intent: TopicIntent, state: StreamState, leaving: list[str], calls: list[Call]) -> Result:
         result = _topic_result(intent)
         if state.failure:
             result.fail(state.failure)
@@ -572,21 +561,8 @@ class Applier:
         if record.owner != intent.owner:
             result.fail(Failure(CONFLICT, f'stream is managed by {describe_owner(record.owner, "Topic")}; left as is'))
             return result
-        fields = [topic_field(intent.stream)]
-        if intent.deletion_policy == "Delete" and record.created and state.type in ("stream", "none"):
-            result.outcome = DELETED
-            if state.exists:
-                key = intent.stream
-                calls.append(Call(build=lambda pipe: pipe.delete(key), done=lambda _: None, fail=result.fail))
-                fields.extend(group_field(intent.stream, g) for g in state.groups)
-                fields.extend(reset_field(intent.stream, g) for g in state.groups)
-                summary = f"removed stream with {state.length} entries"
-                if state.groups:
-                    summary += f" and {len(state.groups)} groups ({', '.join(sorted(state.groups))})"
-                result.details.append(summary)
-            else:
-                result.details.append("stream was already gone")
-        else:
+        field_name = topic_field(intent.stream)
+        if intent.deletion_policy != "Delete" or not record.created or state.type not in ("stream", "none"):
             result.outcome = RELEASED
             if intent.deletion_policy == "Retain":
                 result.details.append("deletionPolicy Retain: stream left in place")
@@ -594,8 +570,51 @@ class Applier:
                 result.details.append(f"key now holds a {state.type}; left untouched")
             else:
                 result.details.append("stream was adopted, not created by redistreams: left in place")
-        calls.append(self._release(fields, result))
+            calls.append(self._release([field_name], result))
+            return result
+
+        def done(reply: Any) -> None:
+            outcome = reply[0]
+            if outcome == "deleted":
+                result.outcome = DELETED
+                summary = f"removed stream with {plural(int(reply[1]), 'entry', 'entries')}"
+                if leaving:
+                    summary += f" and {plural(len(leaving), 'group')} deleted with it ({', '.join(sorted(leaving))})"
+                result.details.append(summary)
+            elif outcome == "kept":
+                result.outcome = RELEASED
+                result.kept_by = list(reply[1:])
+                result.details.append(kept_text(result.kept_by, state))
+            elif outcome == "none":
+                result.outcome = DELETED
+                result.details.append("stream was already gone")
+            else:
+                result.outcome = RELEASED
+                result.details.append(f"key now holds a {outcome}; left untouched")
+
+        calls.append(Call(
+            build=lambda pipe: DELETE_STREAM.call(
+                pipe, [intent.stream, self.registry_key], [field_name, *leaving]),
+            done=done, fail=result.fail, script=DELETE_STREAM,
+        ))
         return result
+
+
+def kept_text(groups: list[str], state: StreamState) -> str:
+    """Why a Topic's stream stayed: the groups on it that are not being deleted."""
+    reasons = []
+    for name in groups:
+        record = state.group_owners.get(name)
+        if record is None:
+            why = "not managed by redistreams"
+        elif not record.created:
+            why = f"adopted by {describe_owner(record.owner, 'ConsumerGroup')}"
+        else:
+            why = f"managed by {describe_owner(record.owner, 'ConsumerGroup')}, which is not being deleted"
+        reasons.append(f'"{name}" ({why})')
+    return (f"stream left in place: {plural(len(groups), 'group')} on it "
+            f"{'is' if len(groups) == 1 else 'are'} not being deleted: {', '.join(reasons)}; "
+            "deletionPolicy Delete removes a stream only together with all of its groups")
 
 
 def _now() -> str:

@@ -42,12 +42,22 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """What the caller knows of a resource from before this pass (the operator: its
+    status). The CLI knows only what Redis' ownership registry says."""
+
+    epoch: str | None = None  # registry epoch it was last reconciled against; None: never
+    position: str | None = None  # a group position from which re-creating loses nothing
+
+
+@dataclass(frozen=True)
 class TopicIntent:
     label: str  # "topic/orders", for messages
     owner: Owner
     stream: str
     retention: RetentionPolicy | None = None
     deletion_policy: str = "Retain"
+    memory: Memory | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class GroupIntent:
     deletion_policy: str = "Retain"
     reset: ResetIntent | None = None
     cleanup_idle_ms: int | None = None  # spec.consumerCleanup.idleAfter
+    memory: Memory | None = None
 
 
 def topic_intent(topic: Topic, cluster: str) -> TopicIntent:

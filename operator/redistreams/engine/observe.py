@@ -7,6 +7,7 @@ pending entry of groups with pending entries, and exact lag where Redis reports 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -15,7 +16,7 @@ import redis.exceptions as rex
 
 from .errors import Failure, describe
 from .ids import StreamId
-from .ownership import OwnerRecord, ResetRecord, group_field, reset_field, topic_field
+from .ownership import EPOCH_FIELD, OwnerRecord, decode_epoch, ResetRecord, group_field, reset_field, topic_field
 from .scripts import COUNT_AFTER
 from .state import ConsumerState, GroupState, StreamState
 
@@ -72,6 +73,15 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
+def _server_time(reply: Any) -> int:
+    """Milliseconds from TIME, or this machine's clock when TIME was refused (an ACL
+    without +time): it only serves maxAge planning and idle figures."""
+    if isinstance(reply, Exception):
+        return int(time.time() * 1000)
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -109,6 +119,7 @@ class Observer:
         self.consumers_skipped = 0
         states: dict[str, StreamState] = {}
         server_time: int | None = None
+        time_asked = False
         for chunk in _chunks(ordered, self.chunk_size):
             fields: list[tuple[str, str | None, str]] = []
             if owners:
@@ -117,21 +128,23 @@ class Observer:
                     fields.extend((key, g, group_field(key, g)) for g in dict.fromkeys(owner_groups.get(key, ())))
             resets = [(key, g) for key in chunk for g in dict.fromkeys(reset_groups.get(key, ()))]
 
+            ask_time = not time_asked
+
             def first(pipe: Any) -> None:
                 for key in chunk:
                     pipe.xinfo_stream(key)
                     pipe.xinfo_groups(key)
                 if fields:
-                    pipe.hmget(self.registry_key, [f for _, _, f in fields])
+                    pipe.hmget(self.registry_key, [f for _, _, f in fields] + [EPOCH_FIELD])
                 if resets:
                     pipe.hmget(self.registry_key, [reset_field(k, g) for k, g in resets])
-                if server_time is None:
+                if ask_time:
                     pipe.time()
 
             replies = self._run(first)
-            if server_time is None:
-                seconds, micros = replies.pop()
-                server_time = int(seconds) * 1000 + int(micros) // 1000
+            if ask_time:
+                time_asked = True
+                server_time = _server_time(replies.pop())
             reset_reply = replies.pop() if resets else None
             owner_reply = replies.pop() if fields else None
             for index, key in enumerate(chunk):
@@ -203,6 +216,9 @@ class Observer:
             for key, _, _ in fields:
                 states[key].failure = states[key].failure or failure
             return
+        epoch = decode_epoch(reply[-1]) if len(reply) > len(fields) else None
+        for key, _, _ in fields:
+            states[key].registry_epoch = epoch
         for (key, group, _), raw in zip(fields, reply):
             record = OwnerRecord.decode(raw)
             if record is None:

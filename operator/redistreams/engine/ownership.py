@@ -9,11 +9,14 @@ created the stream or group: only what it created is ever deleted.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from dataclasses import dataclass
 
 from .intents import Owner
 
 DEFAULT_REGISTRY_KEY = "redistreams:owners"
+ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 def topic_field(stream: str) -> str:
@@ -29,22 +32,54 @@ def _field(*parts: str) -> str:
     return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
 
 
+EPOCH_FIELD = _field("epoch")
+
+
+def new_epoch() -> str:
+    """A fresh identity for a registry, as its JSON record: it changes only when Redis
+    lost the registry (a record nobody deletes)."""
+    return json.dumps({"epoch": secrets.token_hex(8)}, separators=(",", ":"))
+
+
+def decode_epoch(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return str(json.loads(raw)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return raw[:80]  # hand-edited: still an identity, compared as it is
+
+
 @dataclass(frozen=True)
 class OwnerRecord:
+    """Who manages a stream or group, and whether redistreams created it.
+
+    Group records also keep ``start``, the position the group was created at, and
+    ``at``, a position from which re-creating it loses nothing (its last-delivered ID,
+    or just before its oldest pending entry), moved forward by the operator's checkpoints.
+    """
+
     owner: Owner
     created: bool
+    start: str | None = None
+    at: str | None = None
+
+    def same_claim(self, other: OwnerRecord | None) -> bool:
+        """Same owner and creation flag: positions move on their own, they are no change."""
+        return other is not None and other.owner == self.owner and other.created == self.created
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "cluster": self.owner.cluster,
-                "namespace": self.owner.namespace,
-                "name": self.owner.name,
-                "created": self.created,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+        data: dict[str, object] = {
+            "cluster": self.owner.cluster,
+            "namespace": self.owner.namespace,
+            "name": self.owner.name,
+            "created": self.created,
+        }
+        if self.start is not None:
+            data["start"] = self.start
+        if self.at is not None:
+            data["at"] = self.at
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def decode(cls, raw: str | None) -> OwnerRecord | None:
@@ -52,10 +87,18 @@ class OwnerRecord:
             return None
         try:
             data = json.loads(raw)
-            return cls(Owner(str(data["cluster"]), str(data["namespace"]), str(data["name"])), bool(data["created"]))
-        except (ValueError, KeyError, TypeError):
+            return cls(Owner(str(data["cluster"]), str(data["namespace"]), str(data["name"])), bool(data["created"]),
+                       _entry_id(data.get("start")), _entry_id(data.get("at")))
+        except (ValueError, KeyError, TypeError, AttributeError):
             # An unreadable record still marks the stream as taken: never steal it.
             return cls(Owner("?", "?", raw[:80]), False)
+
+
+def _entry_id(value: object) -> str | None:
+    """An entry ID from a record, or None when absent or not one (hand-edited records)."""
+    if isinstance(value, str) and ENTRY_ID.fullmatch(value):
+        return value
+    return None
 
 
 def reset_field(stream: str, group: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..model import format_duration
 from .errors import CONFLICT, WRONG_TYPE, Failure
 from .ids import StreamId
-from .intents import GroupIntent, Owner, ResetIntent, TopicIntent
+from .intents import GroupIntent, Memory, Owner, ResetIntent, TopicIntent
 from .ownership import OwnerRecord, ResetRecord
 from .state import ConsumerState, GroupState, StreamState
 
@@ -34,6 +34,7 @@ class TopicPlan:
     retention_blocked: tuple[str, str] | None = None  # (group, "pending"|"undelivered") holding the head
     notes: list[str] = field(default_factory=list)
     failure: Failure | None = None
+    lost: str | None = None  # why Redis is known to have lost data we had made
 
     @property
     def changes(self) -> bool:
@@ -53,8 +54,7 @@ class GroupPlan:
     intent: GroupIntent
     state: StreamState
     existing: GroupState | None = None
-    create_at: str | None = None  # start ID for XGROUP CREATE
-    entries_read: int | None = None
+    create_at: str | None = None  # $, 0 or an entry ID for XGROUP CREATE (claim_group.lua resolves $)
     record: OwnerRecord | None = None
     record_is_new: bool = False
     notes: list[str] = field(default_factory=list)
@@ -65,6 +65,7 @@ class GroupPlan:
     record_reset: bool = False  # a group created now: its token is recorded as seen, nothing moves
     remove_consumers: list[ConsumerState] = field(default_factory=list)  # idle, 0 pending
     keep_consumers: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
+    lost: str | None = None  # a group made before is missing: why, and where it comes back from
 
     @property
     def changes(self) -> bool:
@@ -102,8 +103,28 @@ class Plan:
 def _claim(plan: TopicPlan | GroupPlan, current: OwnerRecord | None, desired: OwnerRecord) -> None:
     if current is None:
         plan.record, plan.record_is_new = desired, True
-    elif current != desired:
+    elif not desired.same_claim(current):
         plan.record = desired
+
+
+REDIS_RESET = (
+    "Redis lost this data since the last reconcile (a restart without persistence, FLUSHALL "
+    "or a failover to an empty replica)"
+)
+
+
+def data_lost(memory: Memory | None, state: StreamState, record: OwnerRecord | None) -> str | None:
+    """Why Redis is known to have lost what we had made, or None.
+
+    Counts cannot tell (publishers refill a stream); the registry can: its epoch changes
+    when Redis loses the registry, and a record we wrote does not vanish on its own."""
+    if memory is None or memory.epoch is None:
+        return None  # never reconciled before: nothing to have lost
+    if state.registry_epoch != memory.epoch:
+        return f"{REDIS_RESET}: the ownership registry is new"
+    if record is None:
+        return f"{REDIS_RESET}: its ownership record is gone"
+    return None
 
 
 def plan_topic(intent: TopicIntent, state: StreamState) -> TopicPlan:
@@ -126,6 +147,9 @@ def plan_topic(intent: TopicIntent, state: StreamState) -> TopicPlan:
     plan.create_stream = not state.exists
     created = plan.create_stream or (current is not None and current.created)
     _claim(plan, current, OwnerRecord(intent.owner, created))
+    plan.lost = data_lost(intent.memory, state, current)
+    if plan.lost:
+        plan.notes.append(plan.lost)
     if state.exists and current is None:
         plan.notes.append(
             f"adopted existing stream ({plural(state.length, 'entry', 'entries')}, "
@@ -185,10 +209,9 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
         )
         return plan
     if plan.existing is None:
-        plan.create_at, plan.entries_read = _start(intent.start_id, state)
+        plan.create_at = intent.start_id
         _claim(plan, current, OwnerRecord(intent.owner, True))
-        if current is not None:
-            plan.notes.append("group was deleted outside redistreams; re-creating it")
+        _plan_recovery(plan, current, topic)
         if intent.reset is not None:
             record = plan.reset_record = state.reset_records.get(intent.group)
             if record is None or not record.applied(intent.reset.token):
@@ -213,6 +236,34 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
     if intent.cleanup_idle_ms is not None:
         _plan_cleanup(plan, intent.cleanup_idle_ms)
     return plan
+
+
+def _plan_recovery(plan: GroupPlan, current: OwnerRecord | None, topic: TopicPlan | None) -> None:
+    """A group made before and now missing never comes back past an entry it could not
+    have delivered: from 0 after Redis lost data, else from its last recorded position."""
+    intent, state = plan.intent, plan.state
+    lost = data_lost(intent.memory, state, current) or (topic.lost if topic is not None else None)
+    if lost:
+        plan.create_at, plan.lost = "0", f"{lost}; re-creating the group from 0, so nothing published since is skipped"
+        plan.notes.append(plan.lost)
+        return
+    if current is None:
+        return  # a new group: its startId
+    position = _known_position(current, intent.memory)
+    if position is None or not state.exists or StreamId.parse(state.last_generated_id) < StreamId.parse(position):
+        # No position, or a stream newer than the position (re-created since): all of it.
+        where, plan.create_at = "0", "0"
+    else:
+        where, plan.create_at = f"{position}, its last recorded position", position
+    plan.lost = f"group was deleted outside redistreams; re-creating it from {where}, so nothing is skipped"
+    plan.notes.append(plan.lost)
+
+
+def _known_position(record: OwnerRecord, memory: Memory | None) -> str | None:
+    """The furthest position known to lose nothing: the registry's checkpoint (or the
+    creation point), or what the caller remembers, whichever is later."""
+    known = [p for p in (record.at or record.start, memory.position if memory else None) if p]
+    return max(known, key=StreamId.parse) if known else None
 
 
 def idle_text(ms: int) -> str:
@@ -304,14 +355,6 @@ def consumer_dict(c: ConsumerState) -> dict[str, object]:
     return {"name": c.name, "pending": c.pending, "idleSeconds": consumer_idle_ms(c) // 1000}
 
 
-def _start(start_id: str, state: StreamState) -> tuple[str, int | None]:
-    """XGROUP CREATE arguments. ``$`` on a stream with history is pinned to its last ID
-    with ENTRIESREAD so that Redis can report lag from the start."""
-    if start_id == "$" and state.exists and state.entries_added is not None:
-        return state.last_generated_id, state.entries_added
-    return start_id, None
-
-
 def make_plan(topics: list[TopicIntent], groups: list[GroupIntent], states: dict[str, StreamState]) -> Plan:
     topic_plans = [plan_topic(t, states[t.stream]) for t in topics]
     by_owner = {p.intent.owner: p for p in topic_plans}
@@ -319,9 +362,10 @@ def make_plan(topics: list[TopicIntent], groups: list[GroupIntent], states: dict
     for g in groups:
         topic = by_owner.get(g.topic)
         group_plans.append(plan_group(g, states[g.stream], topic))
-    # A group on a stream created by this plan starts on an empty stream.
+    # A group on a stream this plan creates gets everything ever added to it: "$" would
+    # skip what a publisher adds between the stream's creation and the group's.
     created = {p.intent.stream for p in topic_plans if p.create_stream}
     for gp in group_plans:
-        if gp.intent.stream in created and gp.create_at is not None and gp.intent.start_id == "$":
-            gp.create_at, gp.entries_read = "$", None
+        if gp.intent.stream in created and gp.create_at == "$":
+            gp.create_at = "0"
     return Plan(topic_plans, group_plans)

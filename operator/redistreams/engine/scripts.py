@@ -1,5 +1,5 @@
-"""Lua scripts used where atomicity matters (stream creation, safe trimming, position
-resets, consumer removal).
+"""Lua scripts used where atomicity matters (claiming and creating together, deleting a
+stream only when no other group needs it, safe trimming, position resets, consumer removal).
 
 Scripts run with EVALSHA; a ``SCRIPT LOAD`` is queued in front of them in the same
 pipeline, so a server that lost its script cache (restart, failover) costs no extra
@@ -39,11 +39,15 @@ class LuaScript:
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-ENSURE_STREAM = LuaScript("ensure_stream")
+CLAIM_TOPIC = LuaScript("claim_topic", uses=("ids", "registry"))
+CLAIM_GROUP = LuaScript("claim_group", uses=("ids", "registry"))
+DELETE_STREAM = LuaScript("delete_stream", uses=("ids", "registry"))
+DELETE_GROUP = LuaScript("delete_group", uses=("ids", "registry"))
+CHECKPOINT = LuaScript("checkpoint", uses=("ids", "registry"))
 TRIM = LuaScript("trim", uses=("ids",))
 COUNT_AFTER = LuaScript("count_after")
 RESET_GROUP = LuaScript("reset_group", uses=("ids",))
 REMOVE_CONSUMERS = LuaScript("remove_consumers")
 
-# The temporary group ensure_stream.lua uses on a key that did not exist a moment ago.
+# The temporary group claim_topic.lua uses on a key that did not exist a moment ago.
 INIT_GROUP = "redistreams:init"

@@ -45,6 +45,18 @@ class GroupState:
         return bound, "undelivered"
 
 
+    def resume_position(self) -> str | None:
+        """Where re-creating this group loses nothing: its last-delivered ID, or just
+        before its oldest pending entry. None when that entry was not read."""
+        at = StreamId.parse(self.last_delivered_id)
+        if self.pending:
+            if self.oldest_pending_id is None:
+                return None
+            before = StreamId.parse(self.oldest_pending_id).predecessor() or StreamId(0, 0)
+            at = min(at, before)
+        return str(at)
+
+
 @dataclass
 class StreamState:
     key: str
@@ -59,6 +71,7 @@ class StreamState:
     topic_owner: OwnerRecord | None = None
     group_owners: dict[str, OwnerRecord] = field(default_factory=dict)
     reset_records: dict[str, ResetRecord] = field(default_factory=dict)  # read for groups with spec.reset
+    registry_epoch: str | None = None  # None: the registry has none (new, or lost with Redis' data)
     failure: Failure | None = None
     server_time_ms: int | None = None
     radix_tree_keys: int | None = None

@@ -1,0 +1,87 @@
+-- Claim a consumer group and create it when missing, in one atomic step: the record
+-- says "created" only for a group this step created, and it keeps the position the
+-- group started from ('start') and a position from which re-creating it loses nothing
+-- ('at', moved forward by checkpoints).
+-- KEYS[1]  stream
+-- KEYS[2]  ownership registry (hash)
+-- ARGV[1]  registry field of the group record
+-- ARGV[2..4] owner: cluster, namespace, name
+-- ARGV[5]  group
+-- ARGV[6]  where to create it: '$' (the stream's last entry, with ENTRIESREAD), '0' or an entry ID
+-- ARGV[7]  registry field of the epoch, ARGV[8] epoch to record when there is none
+-- ARGV[9]  registry field of the stream's Topic record, ARGV[10..12] the Topic the group declares
+-- Returns {'created', at}, {'adopted'|'exists', at}, {'conflict', raw record} (of the
+-- group, or 'topic' and the Topic's when another Topic owns the stream) or {'wrongtype', type}.
+local stream, registry = KEYS[1], KEYS[2]
+local field, cluster, namespace, name, group, start = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+local refused = denied({{'HGET', registry, field}, {'TYPE', stream}, {'XINFO', 'GROUPS', stream},
+                        {'HSET', registry, field, '1'}, {'HSETNX', registry, ARGV[7], '1'}})
+if refused then
+  return refused
+end
+local raw = redis.call('HGET', registry, field)
+local current = decode_record(raw)
+if raw and not same_owner(current, cluster, namespace, name) then
+  return {'conflict', raw}
+end
+local topic_raw = redis.call('HGET', registry, ARGV[9])
+if topic_raw and not same_owner(decode_record(topic_raw), ARGV[10], ARGV[11], ARGV[12]) then
+  return {'conflict', topic_raw, 'topic'}
+end
+local kind = redis.call('TYPE', stream)['ok']
+if kind ~= 'none' and kind ~= 'stream' then
+  return {'wrongtype', kind}
+end
+
+local info = nil
+if kind == 'stream' then
+  info = group_info(stream, group)
+end
+if info then
+  refused = denied({{'XPENDING', stream, group}})
+  if refused then
+    return refused
+  end
+  local created = current ~= nil and current['created'] == true
+  local at = (current and current['at']) or safe_position(stream, group, info)
+  local first = current and current['start']
+  if not current or current['created'] ~= created or current['at'] ~= at then
+    redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created, first, at))
+  end
+  redis.call('HSETNX', registry, ARGV[7], ARGV[8])
+  return {current and 'exists' or 'adopted', at}
+end
+
+refused = denied({{'XGROUP', 'CREATE', stream, group, '$', 'MKSTREAM'}, {'XINFO', 'STREAM', stream}})
+if refused then
+  return refused
+end
+local at
+if kind == 'none' then
+  redis.call('XGROUP', 'CREATE', stream, group, start, 'MKSTREAM')
+  at = '0-0'
+  if start ~= '$' and start ~= '0' then
+    at = start
+  end
+else
+  local stream_info = redis.call('XINFO', 'STREAM', stream)
+  local fields = {}
+  for i = 1, #stream_info, 2 do
+    fields[stream_info[i]] = stream_info[i + 1]
+  end
+  -- ENTRIESREAD so that Redis reports a valid lag at once.
+  if start == '$' then
+    at = fields['last-generated-id']
+    redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'])
+  elseif start == '0' then
+    at = '0-0'
+    redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'] - fields['length'])
+  else
+    at = start
+    redis.call('XGROUP', 'CREATE', stream, group, at)
+  end
+end
+redis.call('HSET', registry, field, encode_record(cluster, namespace, name, true, at, at))
+redis.call('HSETNX', registry, ARGV[7], ARGV[8])
+return {'created', at}
