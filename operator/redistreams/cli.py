@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from . import __version__
-from .connection import ConnectionConfigError, RedisTarget, default_url
+from .connection import ConnectionConfigError, RedisTarget, default_url, redact
 from .engine import Engine, ObservationError, Result, StreamState, intents_from
 from .engine.plan import GroupPlan, Plan, TopicPlan, plan_details
 from .manifests import ManifestSet, load
@@ -644,7 +644,7 @@ def _stream_of(target: str, kind: str) -> str:
     try:
         return parse_topic_url(target).stream if kind == "topic" else parse_subscription_url(target).stream
     except URLError as exc:
-        fail(str(exc))
+        fail(redact(str(exc)))
 
 
 def _plain_key_url(key: str) -> str:
@@ -691,8 +691,8 @@ def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[
     try:
         with sync.open_topic(url, redis_url=settings.redis_url, retry_for=settings.timeout) as publisher:
             ids = publisher.send_batch([Message(p, metadata) for p in payloads])
-    except URLError as exc:
-        fail(str(exc))
+    except (URLError, ConnectionConfigError) as exc:
+        fail(redact(str(exc)))
     except (PubSubError, ValueError) as exc:
         fail(str(exc), EXIT_FAILED)
     except Exception as exc:  # noqa: BLE001 - Redis unreachable and the like: one line, no traceback
@@ -797,8 +797,8 @@ def _subscribe(settings: Settings, url: str, count: int, idle: float | None, no_
                 if not no_ack:
                     subscription.ack(*batch)
                 shown += len(batch)
-    except URLError as exc:
-        fail(str(exc))
+    except (URLError, ConnectionConfigError) as exc:
+        fail(redact(str(exc)))
     except (PubSubError, ValueError) as exc:
         fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
@@ -881,6 +881,10 @@ def operator_command(namespaces: tuple[str, ...], all_namespaces: bool, redis_ur
         status_interval=_duration_option(status_interval),
         observe_interval=0.0 if observe_interval in ("0", "off") else _duration_option(observe_interval),
     )
+    try:  # an unusable default URL is a start-up error, not a status on every Topic
+        RedisTarget(config.redis_url).client()
+    except ConnectionConfigError as exc:
+        fail(str(exc))
     run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port)
 
 
