@@ -155,6 +155,24 @@ def default_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_URL
 
 
+def secret_parts(url: str, shortest: int = 4) -> list[str]:
+    """The pieces of a URL that texts about it may quote (the URL, its host, port, user,
+    password, path), longest first, for hiding a URL that comes from a Secret. Pieces
+    shorter than ``shortest`` are left: hiding "/0" would garble every message."""
+    parts = {url, _mask(url)}
+    try:
+        split = urlsplit(url)
+        host = split.hostname or ""
+        parts.update({split.netloc, host, split.path, unquote(split.path), split.username or "",
+                      split.password or "", unquote(split.password or ""), unquote(split.username or "")})
+        port = split.port
+        if port is not None:
+            parts.update({f"{host}:{port}", f"[{host}]:{port}"})
+    except ValueError:
+        pass  # a URL that does not parse: only its whole text is known
+    return sorted((p for p in parts if len(p) >= shortest), key=len, reverse=True)
+
+
 # -- masking ------------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .printable import printable
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter(
@@ -154,7 +156,8 @@ class SnapshotCollector:
             family: Any = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
                 name, text, labels=labelnames)
             for labels, value in by_name.get(name, ()):
-                family.add_metric(labels, value)
+                # Names from Redis may not be UTF-8: one such name must not fail the scrape.
+                family.add_metric([printable(label) for label in labels], value)
             yield family
 
     def describe(self) -> Iterator[Metric]:

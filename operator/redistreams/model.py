@@ -523,6 +523,21 @@ def _last_sync() -> Any:
     return Field(None, description="When the operator last compared the resource with Redis.")
 
 
+REGISTRY_EPOCH_MAX = 80
+CONSUMER_NAME_MAX = 256  # longer names are shortened in status
+STATUS_LIST_MAX = 10
+
+
+def _registry_epoch() -> Any:
+    return Field(
+        None, max_length=REGISTRY_EPOCH_MAX,
+        description="Identity of the ownership registry in Redis this was last reconciled against. "
+        "It changes only when Redis loses its data (restart without persistence, FLUSHALL, failover "
+        "to an empty replica); the operator then re-creates the groups it had made from 0, so "
+        "nothing published since is skipped.",
+    )
+
+
 class RetentionStatus(_Status):
     """What the operator's continuous retention did; written on change, at most every
     --status-interval (a change of blockedBy at once)."""
@@ -558,11 +573,15 @@ class TopicStatus(_Status):
     )
     groups: int | None = Field(None, ge=0, description="Consumer groups on the stream.")
     retention: RetentionStatus | None = Field(None, description="Continuous retention (operator).")
+    registryEpoch: str | None = _registry_epoch()
+    streamKeptBy: list[Annotated[str, Field(max_length=GROUP_NAME_MAX)]] = Field(
+        default_factory=list, max_length=STATUS_LIST_MAX,
+        description="On deletion with deletionPolicy Delete: groups that keep the stream in place "
+        "because they are not being deleted themselves (at most 10).",
+    )
     lastSyncTime: datetime | None = _last_sync()
 
 
-CONSUMER_NAME_MAX = 256  # longer names are shortened in status
-STATUS_LIST_MAX = 10
 
 
 class LastReset(_Status):
@@ -628,6 +647,7 @@ class ConsumerGroupStatus(_Status):
     consumerCleanup: ConsumerCleanupStatus | None = Field(
         None, description="What spec.consumerCleanup removed and kept."
     )
+    registryEpoch: str | None = _registry_epoch()
     lastSyncTime: datetime | None = _last_sync()
 
 

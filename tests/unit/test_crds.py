@@ -231,6 +231,8 @@ def test_status_runtime_fields(generated: dict[str, dict[str, Any]]) -> None:
         "entriesAdded": "integer",
         "groups": "integer",
         "retention": "object",
+        "registryEpoch": "string",
+        "streamKeptBy": "array",
         "lastSyncTime": "string",
     }
     retention = topic["retention"]["properties"]
@@ -252,6 +254,7 @@ def test_status_runtime_fields(generated: dict[str, dict[str, Any]]) -> None:
         "lastDeliveredId": "string",
         "lastReset": "object",
         "consumerCleanup": "object",
+        "registryEpoch": "string",
         "lastSyncTime": "string",
     }
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from redistreams.controller.conditions import Outcome
 from redistreams.controller.handlers import build_status, status_changed
-from redistreams.controller.reconciler import Computed, Declared, Reconciler, _looks_reset
-from redistreams.engine.intents import Owner, TopicIntent
-from redistreams.engine.ownership import OwnerRecord
-from redistreams.engine.plan import TopicPlan
-from redistreams.engine.state import StreamState
+from redistreams.controller.reconciler import Computed, Declared, Reconciler, _scrubbed
+from redistreams.engine import Failure, Memory, Result
 
 
 def body(status: dict | None = None, generation: int = 2, **annotations: str) -> dict:
@@ -34,17 +31,26 @@ def test_cache_keeps_only_what_reconciling_needs() -> None:
     assert reconciler.objects == {}
 
 
-def test_reset_is_seen_from_the_recorded_entry_count() -> None:
-    intent = TopicIntent("topic/orders", Owner("c", "team-a", "orders"), "topics/1")
-    owned = OwnerRecord(intent.owner, True)
-    after_flush = TopicPlan(intent, StreamState("topics/1", topic_owner=None))
-    assert _looks_reset({"entriesAdded": 5}, after_flush)  # the stream is gone
-    republished = TopicPlan(intent, StreamState("topics/1", type="stream", entries_added=2, topic_owner=owned))
-    assert _looks_reset({"entriesAdded": 5}, republished)  # fewer entries ever added than we saw
-    grown = TopicPlan(intent, StreamState("topics/1", type="stream", entries_added=9, topic_owner=owned))
-    assert not _looks_reset({"entriesAdded": 5}, grown)
-    assert not _looks_reset({}, after_flush)  # nothing recorded yet: a first creation, not a reset
-    assert not _looks_reset({"entriesAdded": 0}, after_flush)
+def test_memory_comes_from_status() -> None:
+    assert Declared("Topic", body()).memory() is None  # never reconciled: nothing to remember
+    topic = Declared("Topic", body(status={"registryEpoch": "e1", "lastDeliveredId": "5-0", "pending": 0}))
+    assert topic.memory() == Memory("e1", "5-0")
+    group = Declared("ConsumerGroup", body(status={"registryEpoch": "e1", "lastDeliveredId": "5-0", "pending": 2}))
+    assert group.memory() == Memory("e1", None)  # pending entries: the position is not safe
+    odd = Declared("ConsumerGroup", body(status={"registryEpoch": "e1", "lastDeliveredId": "x", "pending": 0}))
+    assert odd.memory() == Memory("e1", None)
+
+
+def test_results_of_a_secret_connection_never_show_its_value() -> None:
+    url = "redis://app:hunter22@redis-a.team-b.svc:6390/0"
+    failure = Failure("RedisUnavailable", "Redis at Secret \"ns/s\" key \"url\" is unreachable: "
+                      "Error 111 connecting to redis-a.team-b.svc:6390. Connection refused.")
+    result = Result("topic/orders", "Topic", "ns", "orders", "orders", failure=failure,
+                    details=["on redis-a.team-b.svc"])
+    computed = _scrubbed(Computed(Outcome(False, failure.reason, failure.message), result=result), url)
+    for text in (computed.outcome.message, computed.result.failure.message, *computed.result.details):
+        assert "redis-a" not in text and "6390" not in text and "hunter22" not in text
+    assert 'Secret "ns/s" key "url"' in computed.outcome.message
 
 
 def test_status_changes_that_deserve_a_write() -> None:

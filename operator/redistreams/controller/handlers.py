@@ -22,7 +22,8 @@ import kopf
 
 from .. import metrics
 from ..engine.errors import is_connection_problem
-from ..model import API_GROUP, API_VERSION
+from ..model import API_GROUP, API_VERSION, STATUS_LIST_MAX
+from ..printable import printable, printable_tree
 from .conditions import TOPIC_NOT_FOUND, conditions, same_conditions
 from .kube import KubeAPI
 from .observation import Observation, observe_loop
@@ -190,22 +191,41 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         if declared.paused or annotations.get(SKIP_CLEANUP_ANNOTATION) == "true":
             logger.info("leaving Redis as it is (paused or skip-cleanup)")
             return
+        reconciler = _reconciler(state)
+        if kind == "Topic":
+            # Its stream goes only with every group on it: give the ConsumerGroups deleted
+            # together with it (kubectl delete -f, a GitOps prune) a moment to be seen.
+            deadline = time.monotonic() + DELETE_GROUPS_GRACE
+            while reconciler.groups_blocking_delete(declared.key) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
         try:
-            result = await _reconciler(state).delete(declared)
+            result = await reconciler.delete(declared)
         except Exception as exc:  # noqa: BLE001 - Secret or model problems: nothing we can clean
-            logger.warning(f"cannot clean up in Redis: {exc}; releasing the object")
+            logger.warning(f"cannot clean up in Redis: {printable(str(exc))}; releasing the object")
             return
         if result is None:
             return
         if result.failure is not None:
-            if is_connection_problem(result.failure) or result.failure.reason == "ReadOnlyReplica":
+            if is_connection_problem(result.failure) or result.failure.reason in ("ReadOnlyReplica", "PermissionDenied"):
+                # Nothing was released: retried until Redis lets us, or someone says to skip.
                 raise kopf.TemporaryError(
-                    f"{result.failure.message}; to delete without cleaning up Redis, annotate "
+                    f"{printable(result.failure.message)}; to delete without cleaning up Redis, annotate "
                     f'{SKIP_CLEANUP_ANNOTATION}="true"', delay=state.config.retry_delay * 2)
-            logger.warning(result.failure.message)
+            logger.warning(printable(result.failure.message))
             return
-        kopf.info(body, reason=result.outcome.capitalize().replace(" ", ""),
-                  message="; ".join([f"{result.label} {result.outcome}", *result.details]))
+        message = printable("; ".join([f"{result.label} {result.outcome}", *result.details]))
+        if result.kept_by:
+            # Status first: it is what people look at while the object is still there.
+            await patch_status(state, reconciler, Declared(kind, dict(body)),
+                               {"streamKeptBy": [printable(g) for g in result.kept_by[:STATUS_LIST_MAX]]})
+            kopf.warn(body, reason="StreamKept", message=message)
+            return
+        kopf.info(body, reason=result.outcome.capitalize().replace(" ", ""), message=message)
+
+
+def request_reconcile(state: State, key: Key) -> None:
+    """Reconcile an object soon (once, however often asked while it runs)."""
+    _spawn(state, _reconcile(state, key))
 
 
 def _spawn(state: State, coroutine: Any) -> None:
@@ -287,7 +307,8 @@ async def patch_status(state: State, reconciler: Reconciler, declared: Declared,
     pass does not write the same again. False (logged, counted) when the API refused."""
     assert reconciler.kube is not None
     try:
-        await reconciler.kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], status)
+        await reconciler.kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2],
+                                           printable_tree(status))
     except Exception as exc:  # noqa: BLE001 - a later pass tries again
         metrics.ERRORS.labels("status", type(exc).__name__).inc()
         log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
@@ -321,34 +342,34 @@ def _reconciler(state: State) -> Reconciler:
 def _post_events(state: State, body: Any, computed: Computed) -> None:
     result = computed.result
     if computed.reset:
-        kopf.warn(body, reason="RedisReset",
-                  message="Redis lost this stream's data; re-created it and its groups from 0")
+        kopf.warn(body, reason="RedisReset", message=printable(computed.reset))
     if result is None:
         if computed.outcome.ready is False:
-            kopf.warn(body, reason=computed.outcome.reason, message=computed.outcome.message)
+            kopf.warn(body, reason=computed.outcome.reason, message=printable(computed.outcome.message))
         return
     if result.failure is not None:
-        kopf.warn(body, reason=result.failure.reason, message=result.failure.message)
+        kopf.warn(body, reason=result.failure.reason, message=printable(result.failure.message))
     elif computed.drift and not result.failure:
         kopf.info(body, reason="DriftRepaired",
-                  message="; ".join([f"{result.label} {result.outcome}", *result.details]))
+                  message=printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
     elif result.reset_applied or result.consumers_removed:
         # spec.reset and spec.consumerCleanup moved or removed something: their own reasons, at once.
         if result.reset_applied:
             kopf.info(body, reason="PositionReset",
-                      message="; ".join(d for d in result.details if d.startswith("moved group")))
+                      message=printable("; ".join(d for d in result.details if d.startswith("moved group"))))
         if result.consumers_removed:
             kopf.info(body, reason="ConsumersRemoved",
-                      message="; ".join(d for d in result.details if d.startswith(("removed ", "kept "))))
+                      message=printable("; ".join(d for d in result.details if d.startswith(("removed ", "kept ")))))
     elif result.outcome in ("created", "configured"):
-        _announce(state, body, result.outcome.capitalize(), "; ".join([f"{result.label} {result.outcome}",
-                                                                       *result.details]))
+        _announce(state, body, result.outcome.capitalize(),
+                  printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
 
 
 ANNOUNCE_LULL = 5.0  # seconds without status writes before routine events go out
 ANNOUNCE_MAX_DELAY = 60.0
 BURST_WINDOW = 2.0  # status writes this recent mean a burst is being reconciled
 TOPIC_GRACE = 3.0  # seconds a new group waits for its Topic before TopicNotFound is written
+DELETE_GROUPS_GRACE = 10.0  # seconds a deleted Topic waits for its Delete groups' deletion to be seen
 
 
 def _announce(state: State, body: Any, reason: str, message: str) -> None:

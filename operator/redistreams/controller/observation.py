@@ -22,12 +22,13 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..connection import ConnectionConfigError
-from ..engine import Engine, StreamState, TopicIntent, TrimStep
+from ..engine import Engine, Owner, StreamState, TopicIntent, TrimStep
 from ..engine.ids import StreamId
 from ..engine.intents import topic_intent
-from ..engine.plan import plan_topic
+from ..engine.plan import data_lost, plan_topic
 from ..model import Topic
-from .reconciler import Declared, Key
+from ..printable import printable
+from .reconciler import Declared, Key, Reconciler, Source
 
 if TYPE_CHECKING:
     from .handlers import State
@@ -150,62 +151,43 @@ async def observe_once(state: State) -> None:
         topics.append((key, declared, model))
 
     # Connections: one Secret read per distinct Secret per pass.
-    secrets: dict[tuple[str, str, str], str | None] = {}
-    by_url: dict[str, list[tuple[Key, Declared, Topic]]] = {}
+    sources: dict[tuple[str, str, str], Source | None] = {}
+    by_source: dict[Source, list[tuple[Key, Declared, Topic]]] = {}
     for key, declared, model in topics:
         ref = model.spec.connection.secretRef if model.spec.connection else None
         cache_key = (model.namespace, ref.name, ref.key) if ref else ("", "", "")
-        if cache_key not in secrets:
+        if cache_key not in sources:
             try:
-                secrets[cache_key] = await reconciler._url_for(model)
+                sources[cache_key] = await reconciler.source_for(model)
             except Exception as exc:  # noqa: BLE001 - the Topic's status says why; counted here
                 metrics.ERRORS.labels("observe", "KubernetesError").inc()
-                log.debug("cannot read the connection of %s: %s", key, exc)
-                secrets[cache_key] = None
-        url = secrets[cache_key]
-        if url is not None:
-            by_url.setdefault(url, []).append((key, declared, model))
+                log.debug("cannot read the connection of %s: %s", key, printable(str(exc)))
+                sources[cache_key] = None
+        source = sources[cache_key]
+        if source is not None:
+            by_source.setdefault(source, []).append((key, declared, model))
 
     rows: dict[Any, list[metrics.Row]] = _ready_rows(reconciler.objects)
     trims: list[tuple[Engine, list[Trimming]]] = []
     skipped = 0
-    for url, items in by_url.items():
+    repair: set[Key] = set()
+    for source, items in by_source.items():
+        # One connection's trouble (a malformed URL, odd data) stays that connection's.
         try:
-            engine = reconciler.engine(url)
-        except ConnectionConfigError:
-            metrics.ERRORS.labels("observe", "InvalidSpec").inc()
-            continue
-        intents = [topic_intent(model, config.cluster_id) for _, _, model in items]
-        keys = [i.stream for i in intents]
-        # Under the reconciler's lock: one engine pass at a time, so each pass's Redis
-        # figures (the resync's log line) stay its own.
-        async with reconciler._lock:
-            trips = engine.stats.round_trips
-            states = await asyncio.to_thread(engine.observe, keys, detail_keys=keys, consumer_keys=keys)
-            skipped += engine.observer.consumers_skipped
-            metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
-        db = f"db{engine.client.connection_pool.connection_kwargs.get('db', 0)}"
-        failures = {s.failure.reason for s in states.values() if s.failure}
-        for reason in failures:
-            metrics.ERRORS.labels("observe", reason).inc()
-        todo: list[Trimming] = []
-        for (key, declared, _), intent in zip(items, intents):
-            stream = states[intent.stream]
-            rows[("topic", key)] = stream_rows(stream, db, key[1], key[2])
-            if intent.retention is None or declared.paused or not stream.exists or stream.failure:
-                continue
-            owner = stream.topic_owner
-            if owner is None or owner.owner != intent.owner:
-                continue  # not ours (yet): the reconcile claims it or reports the conflict
-            plan = plan_topic(intent, stream)
-            if plan.failure:
-                continue
-            todo.append(Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked))
-        trims.append((engine, todo))
+            skipped += await _observe_source(state, reconciler, source, items, rows, trims, repair)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the other connections go on
+            metrics.ERRORS.labels("observe", type(exc).__name__).inc()
+            log.exception("observing %d Topics failed", len(items))
+    if repair:
+        # Redis lost data, or a group we made is gone: repaired now, not at the next resync.
+        from .handlers import request_reconcile
+
+        for key in repair:
+            request_reconcile(state, key)
 
     metrics.CONSUMERS_SKIPPED.set(skipped)
     for engine, todo in trims:
-        await _retain(engine, todo, config, reconciler._lock)
+        await _retain(engine, todo, config, reconciler.lock)
         for t in todo:
             if t.blocked:
                 rows[("blocked", t.key)] = [("redistreams_retention_blocked",
@@ -218,6 +200,78 @@ async def observe_once(state: State) -> None:
             await _record_retention(state, reconciler, t, memo)
     metrics.OBSERVE_SECONDS.observe(time.monotonic() - started)
     metrics.OBSERVE_LAST.set(time.time())
+
+
+async def _observe_source(state: State, reconciler: Reconciler, source: Source,
+                          items: list[tuple[Key, Declared, Topic]], rows: dict[Any, list[metrics.Row]],
+                          trims: list[tuple[Engine, list[Trimming]]], repair: set[Key]) -> int:
+    """Observes one connection's streams: metrics, loss detection, recovery checkpoints
+    and the retention to run. Returns how many groups got no consumer detail."""
+    config = state.config
+    try:
+        engine = reconciler.engine(source)
+    except ConnectionConfigError:
+        metrics.ERRORS.labels("observe", "InvalidSpec").inc()
+        return 0
+    intents = [topic_intent(model, config.cluster_id) for _, _, model in items]
+    keys = [i.stream for i in intents]
+    groups: dict[str, list[tuple[Declared, str]]] = {}
+    for (key, _, _), intent in zip(items, intents):
+        for g in reconciler.groups_of(key):
+            if not g.paused and not g.body["metadata"].get("deletionTimestamp"):
+                spec = g.body.get("spec") or {}
+                groups.setdefault(intent.stream, []).append((g, spec.get("groupName") or g.key[2]))
+    owner_groups = {stream: [name for _, name in found] for stream, found in groups.items()}
+    # Under the reconciler's lock: one engine pass at a time, so each pass's Redis
+    # figures (the resync's log line) stay its own.
+    async with reconciler.lock:
+        trips, writes = engine.stats.round_trips, engine.stats.writes
+        states = await asyncio.to_thread(engine.observe, keys, owner_groups=owner_groups, detail_keys=keys,
+                                         consumer_keys=keys)
+        checkpoints = [(stream, name, Owner(config.cluster_id, g.key[1], g.key[2]))
+                       for stream, found in groups.items() for g, name in found]
+        await asyncio.to_thread(engine.checkpoint, states, checkpoints)
+        metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
+        metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
+    db = f"db{engine.client.connection_pool.connection_kwargs.get('db', 0)}"
+    failures = {s.failure.reason for s in states.values() if s.failure}
+    for reason in failures:
+        metrics.ERRORS.labels("observe", reason).inc()
+    todo: list[Trimming] = []
+    for (key, declared, _), intent in zip(items, intents):
+        stream = states[intent.stream]
+        rows[("topic", key)] = stream_rows(stream, db, key[1], key[2])
+        if not stream.failure:
+            repair.update(_needing_repair(declared, stream, groups.get(intent.stream, [])))
+        if intent.retention is None or declared.paused or not stream.exists or stream.failure:
+            continue
+        owner = stream.topic_owner
+        if owner is None or owner.owner != intent.owner:
+            continue  # not ours (yet): the reconcile claims it or reports the conflict
+        plan = plan_topic(intent, stream)
+        if plan.failure:
+            continue
+        todo.append(Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked))
+    trims.append((engine, todo))
+    return engine.observer.consumers_skipped
+
+
+def _needing_repair(topic: Declared, stream: StreamState, groups: list[tuple[Declared, str]]) -> set[Key]:
+    """Objects whose Redis side is gone although status says it was made: Redis lost
+    data (another registry epoch, a record gone) or a group was deleted by hand."""
+    found: set[Key] = set()
+    memory = topic.memory()
+    if memory is not None and not topic.paused and data_lost(memory, stream, stream.topic_owner):
+        found.add(topic.key)
+        found.update(g.key for g, _ in groups)
+        return found
+    for group, name in groups:
+        remembered = group.memory()
+        if remembered is None:
+            continue  # never made: its own reconcile creates it
+        if name not in stream.groups or data_lost(remembered, stream, stream.group_owners.get(name)):
+            found.add(group.key)
+    return found
 
 
 async def _retain(engine: Engine, todo: list[Trimming], config: Any, lock: asyncio.Lock) -> None:

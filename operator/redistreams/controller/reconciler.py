@@ -16,9 +16,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import metrics
-from ..connection import ConnectionConfigError, RedisTarget, redact
-from ..engine import Engine, Result
+from ..connection import ConnectionConfigError, RedisTarget, redact, secret_parts
+from ..engine import Engine, Memory, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
+from ..engine.ownership import ENTRY_ID
 from ..engine.plan import GroupPlan, TopicPlan, consumer_idle_ms
 from ..engine.state import ConsumerState
 from ..manifests import describe_validation_error
@@ -60,11 +61,31 @@ class Declared:
     def paused(self) -> bool:
         return (self.body["metadata"].get("annotations") or {}).get(PAUSED_ANNOTATION) == "true"
 
+    def memory(self) -> Memory | None:
+        """What status remembers: the registry epoch it was reconciled against and, for a
+        group with nothing pending, a position from which re-creating it loses nothing."""
+        epoch = self.status.get("registryEpoch")
+        if not isinstance(epoch, str):
+            return None
+        last = self.status.get("lastDeliveredId")
+        position = last if self.status.get("pending") == 0 and isinstance(last, str) and ENTRY_ID.fullmatch(last) else None
+        return Memory(epoch, position)
+
     def model(self) -> Topic | ConsumerGroup:
         data = {k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.body}
         meta = data["metadata"]
         data["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
         return (Topic if self.kind == "Topic" else ConsumerGroup).model_validate(data)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a Topic's Redis is: a URL, and the Secret it came from. A Secret's value is
+    never shown: messages name the Secret instead (a tenant may point secretRef at any
+    Secret of its namespace, including ones it cannot read)."""
+
+    url: str
+    secret: str | None = None
 
 
 @dataclass
@@ -74,7 +95,7 @@ class Computed:
     outcome: Outcome
     fields: dict[str, Any] = field(default_factory=dict)
     result: Result | None = None
-    reset: bool = False
+    reset: str | None = None  # Redis lost data we had made: why (and what came back from 0)
     drift: bool = False  # something we had made was deleted behind our back and is back
 
 
@@ -88,7 +109,7 @@ class Reconciler:
         self.objects: dict[Key, Declared] = {}
         self._groups_by_topic: dict[Key, set[Key]] = {}
         self._engines: dict[str, Engine] = {}
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one engine pass at a time keeps Redis traffic ordered
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.linger = 0.05
@@ -141,20 +162,34 @@ class Reconciler:
 
     # -- connections ----------------------------------------------------------------
 
-    async def _url_for(self, topic: Topic) -> str | None:
+    async def source_for(self, topic: Topic) -> Source | None:
+        """Where the Topic's Redis is: the default URL or its Secret; None when the
+        Secret or its key is missing. Secret contents are never shown (see Source)."""
         if topic.spec.connection is None:
-            return self.default_url
+            return Source(self.default_url)
         if self.kube is None:
             return None
         ref = topic.spec.connection.secretRef
-        return await self.kube.secret_value(topic.namespace, ref.name, ref.key)
+        secret = f'Secret "{topic.namespace}/{ref.name}" key "{ref.key}"'
+        try:
+            url = await self.kube.secret_value(topic.namespace, ref.name, ref.key)
+        except UnicodeDecodeError:
+            raise ConnectionConfigError("the value is not UTF-8 text", message=f"{secret}: the value is not UTF-8 text") \
+                from None
+        return None if url is None else Source(url, secret)
 
-    def engine(self, url: str) -> Engine:
-        engine = self._engines.get(url)
+    def engine(self, source: Source) -> Engine:
+        """The engine for a connection (``ConnectionConfigError`` if its URL is unusable;
+        for a Secret the error names the Secret, never its value)."""
+        engine = self._engines.get(source)
         if engine is None:
-            target = RedisTarget(url)
-            engine = self._engines[url] = Engine(target.client(), target=target.display,
-                                                 registry_key=self.registry_key)
+            target = RedisTarget(source.url)
+            try:
+                client = target.client()
+            except ConnectionConfigError as exc:
+                raise (exc.about(source.secret) if source.secret else exc) from None
+            engine = self._engines[source] = Engine(client, target=source.secret or target.display,
+                                                    registry_key=self.registry_key)
         engine.applier.trim_on_apply = self.trim_on_apply
         return engine
 
@@ -177,7 +212,7 @@ class Reconciler:
 
     async def _flush(self) -> None:
         await asyncio.sleep(self.linger)
-        async with self._lock:
+        async with self.lock:
             waiting, self._waiting = self._waiting, {}
             self._flusher = None  # requests arriving from now on start the next batch
             try:
@@ -195,14 +230,14 @@ class Reconciler:
 
     async def run(self, keys: list[Key]) -> dict[Key, Computed]:
         """Reconcile these resources (and the Topics their groups need) in batches."""
-        async with self._lock:  # one engine pass at a time keeps Redis traffic ordered
+        async with self.lock:
             return await self._run(keys)
 
     async def _run(self, keys: list[Key]) -> dict[Key, Computed]:
         computed: dict[Key, Computed] = {}
-        batches: dict[str, tuple[list[tuple[Key, Topic]], list[tuple[Key, ConsumerGroup, Topic]]]] = {}
+        batches: dict[Source, tuple[list[tuple[Key, Topic]], list[tuple[Key, ConsumerGroup, Topic]]]] = {}
         topic_models: dict[Key, Topic] = {}
-        urls: dict[Key, str] = {}
+        urls: dict[Key, Source] = {}
 
         async def topic_ready(key: Key) -> Topic | None:
             """The Topic's model and URL, or None with the reason recorded."""
@@ -218,7 +253,10 @@ class Reconciler:
                 return None
             assert isinstance(model, Topic)
             try:
-                url = await self._url_for(model)
+                url = await self.source_for(model)
+            except ConnectionConfigError as exc:
+                computed[key] = Computed(Outcome(False, INVALID_SPEC, str(exc)))
+                return None
             except Exception as exc:  # noqa: BLE001 - reported in status, retried
                 computed[key] = Computed(Outcome(False, "KubernetesError", f"cannot read the connection Secret: {exc}"))
                 return None
@@ -269,16 +307,27 @@ class Reconciler:
                 topics.append((topic_decl.key, topic_model))
             groups.append((key, group, topic_model))
 
-        for url, (topics, groups) in batches.items():
+        for source, (topics, groups) in batches.items():
+            # One connection's problem (a malformed URL, a bug on odd data) is the failure
+            # of that connection's resources only, never of the whole pass.
             try:
-                engine = self.engine(url)
+                engine = self.engine(source)
             except ConnectionConfigError as exc:
                 for key, *_ in [*topics, *groups]:
                     computed[key] = Computed(Outcome(False, INVALID_SPEC, str(exc)))
                 continue
             trips, writes = engine.stats.round_trips, engine.stats.writes
-            with metrics.BATCH_SECONDS.time():
-                computed.update(await asyncio.to_thread(self._batch, engine, topics, groups))
+            try:
+                with metrics.BATCH_SECONDS.time():
+                    batch = await asyncio.to_thread(self._batch, engine, topics, groups)
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported per resource
+                log.exception("reconciling %d resources on %s failed", len(topics) + len(groups), engine.target)
+                metrics.ERRORS.labels("reconcile", type(exc).__name__).inc()
+                failure = Outcome(False, "InternalError", f"reconcile failed: {type(exc).__name__}; see the operator log")
+                batch = {key: Computed(failure) for key, *_ in [*topics, *groups]}
+            if source.secret:
+                batch = {key: _scrubbed(c, source.url) for key, c in batch.items()}
+            computed.update(batch)
             metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
             metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
         for (kind, _, _), result in computed.items():
@@ -289,22 +338,11 @@ class Reconciler:
     def _batch(self, engine: Engine, topics: list[tuple[Key, Topic]],
                groups: list[tuple[Key, ConsumerGroup, Topic]]) -> dict[Key, Computed]:
         """One engine pass (in a worker thread)."""
-        t_intents = [topic_intent(model, self.cluster_id) for _, model in topics]
-        g_intents = [group_intent(g, t, self.cluster_id) for _, g, t in groups]
-        # A Redis that lost its data (restart without persistence, FLUSHALL, failover)
-        # shows fewer entries than we recorded: groups come back from 0, not $, so
-        # nothing published since the reset is skipped.
-        reset_streams = set()
+        # Status remembers the registry epoch and positions: a Redis that lost its data
+        # is recognised from them, and lost groups come back from 0, never from "$".
+        t_intents = [replace(topic_intent(model, self.cluster_id), memory=self._memory(key)) for key, model in topics]
+        g_intents = [replace(group_intent(g, t, self.cluster_id), memory=self._memory(key)) for key, g, t in groups]
         plan = engine.plan(t_intents, g_intents)
-        for (key, _), tplan in zip(topics, plan.topics):
-            if _looks_reset(self.objects[key].status, tplan):
-                reset_streams.add(tplan.intent.stream)
-        if reset_streams:
-            g_intents = [
-                replace(g, start_id="0") if g.stream in reset_streams else g
-                for g in g_intents
-            ]
-            plan = engine.plan(t_intents, g_intents)
         results = engine.apply(plan)
         out: dict[Key, Computed] = {}
         created_groups: dict[str, set[str]] = {}
@@ -314,33 +352,54 @@ class Reconciler:
         for (key, _), tplan, result in zip(topics, plan.topics, results[: len(topics)]):
             out[key] = Computed(_topic_outcome(result, engine.target),
                                 _topic_fields(tplan, result, created_groups.get(tplan.intent.stream, set())),
-                                result, reset=tplan.intent.stream in reset_streams,
+                                result, reset=tplan.lost,
                                 drift=tplan.create_stream and tplan.state.topic_owner is not None)
         for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
             declared = self.objects.get(key)  # may be forgotten meanwhile (deleted)
             fields = _group_fields(gplan, result) | _day2_fields(gplan, result, declared.status if declared else {})
             out[key] = Computed(_group_outcome(result), fields, result,
+                                reset=gplan.lost if gplan.redis_lost and result.ok else None,
                                 drift=gplan.create_at is not None and gplan.intent.group in gplan.state.group_owners)
         return out
 
+    def _leaving_group(self, group: Declared, topic: Topic) -> GroupIntent | None:
+        try:
+            model = group.model()
+        except ValidationError:
+            return None
+        assert isinstance(model, ConsumerGroup)
+        return group_intent(model, topic, self.cluster_id)
+
+    def groups_blocking_delete(self, topic: Key) -> list[str]:
+        """ConsumerGroups of this Topic with deletionPolicy Delete that are not (yet) being
+        deleted: deleting the Topic now would keep its stream for them."""
+        return [g.key[2] for g in self.groups_of(topic)
+                if (g.body.get("spec") or {}).get("deletionPolicy") == "Delete" and not _deleting(g)]
+
+    def _memory(self, key: Key) -> Memory | None:
+        declared = self.objects.get(key)
+        return declared.memory() if declared is not None else None
+
     async def delete(self, declared: Declared) -> Result | None:
         """Honour deletionPolicy for an object being deleted. None: nothing to do."""
-        async with self._lock:
+        async with self.lock:
             model = declared.model()
             if isinstance(model, Topic):
-                url = await self._url_for(model)
-                if url is None:
+                source = await self.source_for(model)
+                if source is None:
                     return None
-                engine = self.engine(url)
-                results = await asyncio.to_thread(engine.delete, [topic_intent(model, self.cluster_id)], [])
-                return results[0]
+                engine = self.engine(source)
+                leaving = [self._leaving_group(g, model) for g in self.groups_of(declared.key) if _deleting(g)]
+                results = await asyncio.to_thread(engine.delete, [topic_intent(model, self.cluster_id)],
+                                                  [g for g in leaving if g is not None])
+                return results[-1]
             stream = declared.status.get("streamName")
             topic_decl = self.topic_of(declared)
             topic_model = topic_decl.model() if topic_decl is not None else None
             if stream is None and topic_model is None:
                 return None  # never provisioned
-            url = await self._url_for(topic_model) if isinstance(topic_model, Topic) else self.default_url
-            if url is None:
+            source = await self.source_for(topic_model) if isinstance(topic_model, Topic) else Source(self.default_url)
+            if source is None:
                 return None
             if isinstance(topic_model, Topic):
                 intent = group_intent(model, topic_model, self.cluster_id)
@@ -350,20 +409,42 @@ class Reconciler:
                 intent = GroupIntent(model.label, Owner(self.cluster_id, model.namespace, model.name),
                                      Owner(self.cluster_id, model.namespace, model.spec.topicRef.name),
                                      stream, model.group, model.spec.startId, model.spec.deletionPolicy)
-            results = await asyncio.to_thread(self.engine(url).delete, [], [intent])
+            results = await asyncio.to_thread(self.engine(source).delete, [], [intent])
             return results[0]
+
+
+def _deleting(group: Declared) -> bool:
+    """A ConsumerGroup being deleted whose deletion destroys its group in Redis."""
+    meta = group.body["metadata"]
+    annotations = meta.get("annotations") or {}
+    return (bool(meta.get("deletionTimestamp")) and (group.body.get("spec") or {}).get("deletionPolicy") == "Delete"
+            and not group.paused and annotations.get(SKIP_CLEANUP_ANNOTATION) != "true")
 
 
 def _validation_message(exc: ValidationError) -> str:
     return "; ".join(describe_validation_error(e) for e in exc.errors())
 
 
-def _looks_reset(status: dict[str, Any], plan: TopicPlan) -> bool:
-    recorded = status.get("entriesAdded")
-    if not isinstance(recorded, int) or recorded <= 0 or plan.failure:
-        return False
-    observed = plan.state.entries_added if plan.state.exists else 0
-    return observed is not None and observed < recorded
+def _scrubbed(computed: Computed, url: str) -> Computed:
+    """A result of a Secret's connection without any part of the Secret's value: Redis'
+    own texts ("Error connecting to <host>:<port>") would show its host to anyone who
+    can read status or Events, including a tenant pointing secretRef at a Secret that is
+    not theirs."""
+    parts = secret_parts(url)
+    if not parts:
+        return computed
+
+    def clean(text: str) -> str:
+        for part in parts:
+            text = text.replace(part, "***")
+        return text
+
+    outcome = replace(computed.outcome, message=clean(computed.outcome.message))
+    result = computed.result
+    if result is not None:
+        result = replace(result, details=[clean(d) for d in result.details],
+                         failure=replace(result.failure, message=clean(result.failure.message)) if result.failure else None)
+    return replace(computed, outcome=outcome, result=result)
 
 
 def _topic_outcome(result: Result, target: str) -> Outcome:
@@ -390,6 +471,8 @@ def _topic_fields(plan: TopicPlan, result: Result, created: set[str]) -> dict[st
         entriesAdded=state.entries_added or 0,
         groups=len(set(state.groups) | created),
     )
+    if result.epoch:
+        fields["registryEpoch"] = result.epoch
     return fields
 
 
@@ -397,6 +480,8 @@ def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
     fields: dict[str, Any] = {"streamName": plan.intent.stream, "groupName": plan.intent.group}
     if result.failure:
         return fields
+    if result.epoch:
+        fields["registryEpoch"] = result.epoch
     existing = plan.existing
     if existing is not None:
         fields.update(pending=existing.pending, consumers=existing.consumers,
@@ -404,10 +489,10 @@ def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
         if existing.lag is not None:
             fields["lag"] = existing.lag
         return fields
-    start = plan.create_at or "$"
-    fields.update(pending=0, consumers=0,
-                  lastDeliveredId=plan.state.last_generated_id if start == "$" else start if "-" in start else f"{start}-0")
-    if plan.intent.start_id == "$":
+    fields.update(pending=0, consumers=0)
+    if result.created_at:
+        fields["lastDeliveredId"] = result.created_at
+    if plan.create_at == "$" or plan.state.length == 0:
         fields.update(lag=0, lagExact=True)
     return fields
 

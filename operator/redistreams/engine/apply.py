@@ -16,7 +16,9 @@ import redis.exceptions as rex
 from .errors import CONFLICT, REDIS_ERROR, WRONG_TYPE, Failure, describe, is_connection_problem
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
 from .observe import Pipeliner
-from .ownership import EPOCH_FIELD, OwnerRecord, ResetRecord, group_field, new_epoch, reset_field, topic_field
+from .ownership import (
+    EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, new_epoch, reset_field, topic_field,
+)
 from .plan import (
     GroupPlan, Plan, TopicPlan, consumer_dict, consumer_notes, describe_owner, plural, reset_text,
 )
@@ -61,6 +63,8 @@ class Result:
     consumers_removed: list[str] = field(default_factory=list)
     consumers_kept: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
     kept_by: list[str] = field(default_factory=list)  # groups that kept a deleted Topic's stream
+    epoch: str | None = None  # the registry's identity after this run
+    created_at: str | None = None  # where this run created the group
 
     @property
     def ok(self) -> bool:
@@ -225,6 +229,7 @@ class Applier:
         self.run(calls)
         self.run(fixups)
         self._trim(trims)
+        self._record_epoch(pairs)
         for p, result in pairs:
             if not result.ok or result.outcome != UNCHANGED:
                 continue
@@ -232,6 +237,22 @@ class Applier:
             if p.record is not None or result.trimmed or result.reset_applied or result.consumers_removed:
                 result.outcome = CONFIGURED
         return [*topic_results, *group_results]
+
+    def _record_epoch(self, pairs: list[tuple[TopicPlan | GroupPlan, Result]]) -> None:
+        """Tells each result the registry's identity, giving the registry one if it has none
+        (new, from an older version, or lost with Redis' data): one more round trip then."""
+        epoch = next((p.state.registry_epoch for p, _ in pairs if p.state.registry_epoch), None)
+        if epoch is None and any(r.ok for _, r in pairs):
+            replies: list[Any] = []
+            self.run([
+                Call(build=lambda pipe: pipe.hsetnx(self.registry_key, EPOCH_FIELD, self.epoch),
+                     done=lambda _: None, fail=lambda _: None),
+                Call(build=lambda pipe: pipe.hget(self.registry_key, EPOCH_FIELD), done=replies.append,
+                     fail=lambda _: None, write=False),
+            ])
+            epoch = decode_epoch(replies[0]) if replies else None
+        for _, result in pairs:
+            result.epoch = epoch
 
     def _field(self, p: TopicPlan | GroupPlan) -> str:
         if isinstance(p, TopicPlan):
@@ -295,7 +316,7 @@ class Applier:
                     result.outcome = CONFIGURED
                     result.details.append("group appeared meanwhile; adopted as is")
                 return
-            at = reply[1]
+            at = result.created_at = reply[1]
             result.outcome = CREATED
             where = "the end of the stream" if intent.start_id == "$" and not p.lost else at
             result.details.insert(0, f"created group at {where}")

@@ -66,6 +66,7 @@ class GroupPlan:
     remove_consumers: list[ConsumerState] = field(default_factory=list)  # idle, 0 pending
     keep_consumers: list[ConsumerState] = field(default_factory=list)  # idle, but with pending entries
     lost: str | None = None  # a group made before is missing: why, and where it comes back from
+    redis_lost: bool = False  # ...because Redis lost data (not a group deleted by hand)
 
     @property
     def changes(self) -> bool:
@@ -244,7 +245,8 @@ def _plan_recovery(plan: GroupPlan, current: OwnerRecord | None, topic: TopicPla
     intent, state = plan.intent, plan.state
     lost = data_lost(intent.memory, state, current) or (topic.lost if topic is not None else None)
     if lost:
-        plan.create_at, plan.lost = "0", f"{lost}; re-creating the group from 0, so nothing published since is skipped"
+        plan.create_at, plan.redis_lost = "0", True
+        plan.lost = f"{lost}; re-creating the group from 0, so nothing published since is skipped"
         plan.notes.append(plan.lost)
         return
     if current is None:
