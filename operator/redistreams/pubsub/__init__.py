@@ -16,6 +16,8 @@ Blocking code uses ``redistreams.pubsub.sync`` with the same names.
 from .aio import (
     ConsumerInUseError,
     DeadLetter,
+    DeadLetterError,
+    GroupDeletedError,
     Message,
     PublishError,
     PubSubError,
@@ -30,7 +32,7 @@ from .urls import URLError, parse_go_duration, parse_subscription_url, parse_top
 from .wire import encode_headers
 
 __all__ = [
-    "ConsumerInUseError", "DeadLetter", "Message", "PubSubError", "PublishError", "ReceivedMessage",
+    "ConsumerInUseError", "DeadLetter", "DeadLetterError", "GroupDeletedError", "Message", "PubSubError", "PublishError", "ReceivedMessage",
     "Subscription", "SubscriptionClosed", "Topic", "URLError", "encode_headers", "open_subscription", "open_topic",
     "parse_go_duration", "parse_subscription_url", "parse_topic_url",
 ]

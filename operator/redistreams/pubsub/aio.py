@@ -50,6 +50,29 @@ class SubscriptionClosed(PubSubError):
     pass
 
 
+class GroupDeletedError(PubSubError):
+    """The consumer group was deleted while its stream kept its history (``XGROUP
+    DESTROY``, a group removed by redistreams). Not re-created: that would replay every
+    entry the group had already acknowledged. Raised by ``receive`` from then on."""
+
+    def __init__(self, message: str, stream: str, group: str) -> None:
+        super().__init__(message)
+        self.stream, self.group = stream, group
+
+
+class DeadLetterError(PubSubError):
+    """Entries could not be copied to the dead-letter stream; they stay pending.
+
+    ``ids`` maps each entry ID to Redis' error (e.g. no XADD permission, a dead-letter
+    key holding another type). Kept in ``Subscription.dead_letter_error`` until a later
+    move succeeds; receiving goes on meanwhile.
+    """
+
+    def __init__(self, message: str, stream: str, ids: dict[str, str]) -> None:
+        super().__init__(message)
+        self.stream, self.ids = stream, ids
+
+
 @dataclass(slots=True)
 class Message:
     """A message: raw body bytes and string metadata (the Go driver's ``headers``)."""
@@ -85,7 +108,7 @@ class ReceivedMessage(Message):
 def _redis_url(explicit: str | None, what: str, url: str) -> str:
     value = explicit or os.environ.get("REDIS_URL")
     if not value:
-        raise PubSubError(f"open {what} {url}: REDIS_URL environment variable not set")
+        raise PubSubError(f"open {what} {redact(url)}: REDIS_URL environment variable not set")
     return value
 
 
@@ -97,6 +120,36 @@ def _pool_for(client: aredis.Redis | None, redis_url: str | None, what: str, url
 
 async def _backoff(attempt: int) -> None:
     await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+
+
+_ERROR_LOG_INTERVAL = 60.0  # seconds between two logs of one recurring failure
+
+
+class _Throttled:
+    """Logs a recurring failure at most once per interval, so a permanent
+    misconfiguration reports itself without flooding the logs."""
+
+    def __init__(self, interval: float = _ERROR_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._quiet = 0
+
+    def error(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._quiet += 1
+            return
+        if self._quiet:
+            message, args = message + " (%d more failures since the last report)", (*args, self._quiet)
+        log.error(message, *args)
+        self._quiet, self._next = 0, now + self.interval
+
+
+def _id_key(entry_id: str | bytes) -> tuple[int, int]:
+    """An entry ID as a comparable pair."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,7 +320,11 @@ class DeadLetter:
     """Move an entry to ``stream`` (and acknowledge it) once it was delivered ``max_deliveries`` times.
 
     The move is one Lua script, so the stream must be in the same hash slot as the topic
-    on Redis Cluster (``{orders}`` and ``{orders}.dead``).
+    on Redis Cluster (``{orders}`` and ``{orders}.dead``). The entry is acknowledged only
+    once its copy is stored: when the copy fails (no XADD permission, the key holds
+    another type) it stays pending, is not handed to the application, and the failure
+    shows in ``Subscription.dead_letter_error``, ``stats["dead_letter_failed"]`` and an
+    error log (at most once a minute).
     """
 
     stream: str
@@ -280,6 +337,31 @@ class DeadLetter:
             raise ValueError("max_deliveries must be at least 1")
 
 
+@dataclass(frozen=True, slots=True)
+class _StreamState:
+    """What XINFO STREAM tells about a stream (entries_added is None before Redis 7)."""
+
+    last_id: tuple[int, int]
+    length: int
+    entries_added: int | None
+    first_id: tuple[int, int] | None
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> _StreamState:
+        fields = dict(zip(reply[::2], reply[1::2]))
+        first = fields.get(b"first-entry")
+        added = fields.get(b"entries-added")
+        return cls(last_id=_id_key(fields[b"last-generated-id"]), length=int(fields[b"length"]),
+                   entries_added=None if added is None else int(added),
+                   first_id=_id_key(first[0]) if first else None)
+
+
+def _group_gone(error: str) -> bool:
+    """NOGROUP: the group (or its stream) is missing; UNBLOCKED: the stream was deleted
+    under a blocked read (Redis 7+). Scripts' errors may carry it after a prefix (6.2)."""
+    return any(error.startswith(code) or f": {code} " in error for code in ("NOGROUP", "UNBLOCKED"))
+
+
 class Subscription:
     """Receives from one consumer group as one named consumer, at least once.
 
@@ -288,6 +370,23 @@ class Subscription:
     reclaimed with a cursor so none is starved, then new entries read with a bounded
     ``BLOCK`` so shutdown and deadlines work. Acknowledgements and nacks are batched on
     a second connection and never wait behind a blocking read.
+
+    After a connection failure during a read, the own pending entries are read again:
+    Redis may have delivered entries whose reply was lost, and they would otherwise wait
+    for ``autoclaim``. Entries this subscription handed out and that are not acknowledged
+    yet (or whose ack or nack is on its way) are not handed out a second time.
+
+    A missing group is re-created from ``0`` only when its stream was reset (Redis
+    restarted without persistence, FLUSHALL, the key deleted), so nothing published
+    since is missed. The subscription remembers H, the highest entry ID it knows the
+    stream held (the last ID at open, from XINFO STREAM when permitted, and every ID it
+    received), and the stream's entries-added counter at open. The stream counts as
+    reset when its key is gone, its last ID is below H, its entries-added counter went
+    back, or it holds no entry up to H although it never lost one (entries-added equals
+    its length). Otherwise the group was deleted on purpose while the stream kept its
+    history (XGROUP DESTROY, redistreams' deletionPolicy Delete): re-creating it from
+    ``0`` would replay everything the group acknowledged, so ``receive`` raises
+    ``GroupDeletedError`` instead, as it does when H is unknown.
 
     Consumer names must be unique: two subscriptions with one name share a pending list
     and get each other's redeliveries. Opening the same name twice in one process fails.
@@ -302,7 +401,10 @@ class Subscription:
         self.dead_letter = dead_letter
         self.batch_size = batch_size
         self.block = block
+        self.timeout = timeout
         self.stats: Counter[str] = Counter()
+        # The latest failure to move entries to the dead-letter stream; None once a move works again.
+        self.dead_letter_error: DeadLetterError | None = None
         self._server = server
         self._pool = pool
         self._create_group = create_group
@@ -317,11 +419,18 @@ class Subscription:
         self._acks: list[str] = []
         self._nacks: list[str] = []
         self._malformed: list[str] = []  # entries to move to the dead-letter stream
+        self._settled_while_draining: set[str] = set()  # see _held()
         self._control_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._drain_from: str | None = "0"  # own pending list still to read; None when done
         self._reclaim_from = "0-0"
         self._next_reclaim = 0.0
+        self._high: tuple[int, int] | None = None  # highest entry ID known to have been in the stream
+        self._added_seen: int | None = None  # the stream's entries-added counter when last looked at
+        self._group_known = False  # the group existed (created, found or read from) since it was last lost
+        self._create_from = spec.start  # where a group never seen is created; "0" once its stream was reset
+        self._failure: PubSubError | None = None  # raised by every receive from then on
+        self._dead_letter_log = _Throttled()
         self._closed = False
         self._key = (server, spec.stream, spec.group, spec.consumer)
         self._loop = asyncio.get_running_loop()
@@ -338,6 +447,7 @@ class Subscription:
         try:
             if self._create_group:
                 await self._ensure_group(self.spec.start)
+            await self._observe()
             # Consumers otherwise appear only with their first delivery; make this one visible now.
             reply = (await self._control.call([("XGROUP", "CREATECONSUMER", self.stream, self.group, self.consumer)]))[0]
             if isinstance(reply, ResponseError):
@@ -349,22 +459,51 @@ class Subscription:
             await self._pool.disconnect()
             raise
 
-    async def _ensure_group(self, start: str) -> bool:
-        """XGROUP CREATE … MKSTREAM like the Go driver; an existing group is fine. True if created."""
+    async def _ensure_group(self, start: str) -> bool | None:
+        """XGROUP CREATE … MKSTREAM like the Go driver. True: created, False: it existed,
+        None: not allowed to create it."""
         reply = (await self._control.call([("XGROUP", "CREATE", self.stream, self.group, start, "MKSTREAM")]))[0]
         if not isinstance(reply, ResponseError):
+            self._group_known = True
             return True
         text = str(reply)
         if text.startswith("BUSYGROUP"):
+            self._group_known = True
             return False
         if text.startswith("NOPERM"):
             # Allowed to read but not to create: fine when the group was provisioned
             # (the operator or `redistreams apply`); a missing group shows up at the first read.
             log.debug("subscription %s: cannot create the group (%s); assuming it exists", self._name, text)
-            return False
+            return None
         if text.startswith("WRONGTYPE"):
             raise PubSubError(f"subscription {self._name}: key {self.stream!r} exists and is not a stream")
         raise PubSubError(f"subscription {self._name}: creating group {self.group!r} at {start!r}: {text}")
+
+    async def _stream_state(self) -> tuple[bool | None, _StreamState | None]:
+        """Whether the stream key exists (None: cannot tell) and, when permitted, its XINFO."""
+        reply = (await self._control.call([("XINFO", "STREAM", self.stream)]))[0]
+        if not isinstance(reply, ResponseError):
+            return True, _StreamState.parse(reply)
+        text = str(reply)
+        if text.startswith("WRONGTYPE"):
+            raise PubSubError(f"subscription {self._name}: key {self.stream!r} exists and is not a stream")
+        if "no such key" in text.lower():
+            return False, None
+        log.debug("subscription %s: XINFO STREAM: %s", self._name, text)
+        reply = (await self._control.call([("EXISTS", self.stream)]))[0]
+        return (None if isinstance(reply, ResponseError) else bool(reply)), None
+
+    async def _observe(self) -> None:
+        """Remember what the stream shows now (its last ID and entries-added counter): the
+        baseline that later tells a reset stream from a deleted group."""
+        _, state = await self._stream_state()
+        if state is not None:
+            self._note_high(state.last_id)
+            self._added_seen = state.entries_added
+
+    def _note_high(self, key: tuple[int, int]) -> None:
+        if self._high is None or key > self._high:
+            self._high = key
 
     @property
     def _name(self) -> str:
@@ -398,23 +537,34 @@ class Subscription:
         while True:
             if self._buffer:
                 return self._hand_out(wanted)
+            if self._failure is not None:
+                raise self._failure
             if self._closed:
                 raise SubscriptionClosed(f"subscription {self._name} is shut down")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
+            failed = False
             async with self._fetch_lock:
-                if self._buffer or self._closed:
+                if self._buffer or self._closed or self._failure is not None:
                     continue
                 block = self.block if remaining is None else max(0.0, min(self.block, remaining))
                 try:
                     self._buffer.extend(await self._fetch(max(wanted, self.batch_size), block))
                     attempt = 0
                 except TRANSIENT as exc:
+                    if self._closed:
+                        raise SubscriptionClosed(f"subscription {self._name} is shut down") from None
                     self.stats["errors"] += 1
                     log.warning("subscription %s: %s; retrying", self._name, exc)
-                    await _backoff(attempt)
-                    attempt += 1
+                    # Redis may have delivered entries before the reply was lost: they now wait in
+                    # this consumer's pending list, where neither '>' nor reclaim (for `autoclaim`)
+                    # looks. Read that list again, as at start.
+                    self._drain_from = "0"
+                    failed = True
+            if failed:  # back off without holding the lock, so shutdown is not kept waiting
+                await _backoff(attempt)
+                attempt += 1
 
     def _hand_out(self, wanted: int) -> list[ReceivedMessage]:
         batch = [self._buffer.popleft() for _ in range(min(wanted, len(self._buffer)))]
@@ -423,48 +573,119 @@ class Subscription:
 
     async def _fetch(self, count: int, block: float) -> list[ReceivedMessage]:
         try:
-            while self._drain_from is not None:
-                messages = await self._drain(count)
-                if messages:
-                    return messages
-            if time.monotonic() >= self._next_reclaim:
-                messages = await self._reclaim(count)
-                if messages:
-                    return messages
-            return await self._read_new(count, block)
+            messages = await self._fetch_step(count, block)
         except ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
+            if not _group_gone(str(exc)):
                 raise PubSubError(f"subscription {self._name}: {exc}") from None
             await self._group_lost(block)
             return []
+        self._group_known = True
+        return messages
+
+    async def _fetch_step(self, count: int, block: float) -> list[ReceivedMessage]:
+        while self._drain_from is not None:
+            messages = await self._drain(count)
+            if messages:
+                return messages
+        if time.monotonic() >= self._next_reclaim:
+            messages = await self._reclaim(count)
+            if messages:
+                return messages
+        return await self._read_new(count, block)
 
     async def _group_lost(self, block: float) -> None:
-        """The stream or the group is gone (deleted, flushed, Redis restarted without
-        persistence). Re-create the group from the start of what is there now, so nothing
-        published since is skipped."""
-        if self._create_group and await self._ensure_group("0"):
-            self.stats["group_recreated"] += 1
-            log.warning("subscription %s: group %r was missing; re-created it from 0", self._name, self.group)
-        else:
-            log.warning("subscription %s: group %r is missing; waiting for it to be created", self._name, self.group)
-            await asyncio.sleep(min(block, 1.0))
+        """The group is missing. Re-create it from 0 if its stream was reset; stop with
+        GroupDeletedError if it was deleted while the stream kept its history."""
         self._drain_from, self._reclaim_from = "0", "0-0"
+        if not self._group_known:
+            # Not there yet (not provisioned), or lost with its stream and not ours to create.
+            if not (self._create_group and await self._ensure_group(self._create_from) is not None):
+                log.warning("subscription %s: group %r does not exist; waiting for it to be created",
+                            self._name, self.group)
+                await asyncio.sleep(min(block, 1.0))
+            return
+        exists, state = await self._stream_state()
+        reason = self._reset_reason(exists, state)
+        if reason is None:
+            self._failure = self._deleted_error(state)
+            log.error("%s", self._failure)
+            raise self._failure
+        # A new stream: what was known of the old one no longer applies.
+        self._high, self._added_seen, self._group_known, self._create_from = None, None, False, "0"
+        created = await self._ensure_group("0") if self._create_group else None
+        if created is None:
+            log.warning("subscription %s: stream %r was reset (%s) and group %r with it; waiting for the group "
+                        "to be created again", self._name, self.stream, reason, self.group)
+            await asyncio.sleep(min(block, 1.0))
+            return
+        if created:
+            self.stats["group_recreated"] += 1
+            log.warning("subscription %s: stream %r was reset (%s) and group %r with it; re-created the group "
+                        "from 0, so nothing published since is missed", self._name, self.stream, reason, self.group)
+        await self._observe()
+
+    def _reset_reason(self, exists: bool | None, state: _StreamState | None) -> str | None:
+        """Why the stream is not the one the group was lost from; None if it may well be."""
+        if exists is False:
+            return "its key is gone"
+        if state is None:
+            return None
+        high = self._high
+        if high is not None and state.last_id < high:
+            return f"its last ID {_id_text(state.last_id)} is below {_id_text(high)}, which it held"
+        if self._added_seen is not None and state.entries_added is not None and state.entries_added < self._added_seen:
+            return f"its count of entries ever added went back from {self._added_seen} to {state.entries_added}"
+        if (high is not None and state.entries_added == state.length
+                and (state.first_id is None or state.first_id > high)):
+            return (f"it never lost an entry but holds none up to {_id_text(high)}, which it held "
+                    f"(it holds {state.length} newer entries)")
+        return None
+
+    def _deleted_error(self, state: _StreamState | None) -> GroupDeletedError:
+        if state is None or self._high is None:
+            why = ("and whether its stream was reset cannot be told (no XINFO STREAM permission, and no entry "
+                   "received yet)")
+        else:
+            why = f"while stream {self.stream!r} still holds its history (entries up to {_id_text(self._high)})"
+        return GroupDeletedError(
+            f"subscription {self._name}: consumer group {self.group!r} of stream {self.stream!r} was deleted {why}; "
+            f"it is not re-created, so entries the group already acknowledged are not replayed. Create the group "
+            f"again (e.g. redistreams apply, or XGROUP CREATE at the position to resume from) and reopen the "
+            f"subscription", self.stream, self.group)
+
+    def _held(self) -> set[str]:
+        """IDs a re-read of the own pending list must not hand out: given to the application
+        and not acknowledged, with an ack, nack or move queued or in flight, or settled
+        while the re-read runs (Redis may have answered the read before applying the ack)."""
+        held = set(self._outstanding)
+        held.update(self._acks, self._nacks, self._malformed, self._settled_while_draining)
+        return held
+
+    def _drained(self) -> None:
+        self._drain_from = None
+        self._settled_while_draining.clear()
 
     async def _drain(self, count: int) -> list[ReceivedMessage]:
         """One step through this consumer's own pending entries."""
         assert self._drain_from is not None
+        held = self._held()
         if self.dead_letter:
             start = "-" if self._drain_from == "0" else self._drain_from
-            next_start, messages = await self._claim(start, count, min_idle=0, owner=self.consumer)
-            self._drain_from = next_start or None
+            next_start, messages = await self._claim(start, count, min_idle=0, owner=self.consumer, skip=held)
+            if next_start:
+                self._drain_from = next_start
+            else:
+                self._drained()
             return messages
         reply = await self._read.call_one("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
                                           "STREAMS", self.stream, self._drain_from)
         entries = reply[0][1] if reply else []
         if not entries:
-            self._drain_from = None
+            self._drained()
             return []
         self._drain_from = entries[-1][0].decode()
+        if held:
+            entries = [entry for entry in entries if entry[0].decode() not in held]
         return self._decode(entries, redelivered=True)
 
     async def _reclaim(self, count: int) -> list[ReceivedMessage]:
@@ -488,15 +709,17 @@ class Subscription:
             self._next_reclaim = time.monotonic() + self._reclaim_interval
         return messages
 
-    async def _claim(self, start: str, count: int, *, min_idle: int, owner: str) -> tuple[str, list[ReceivedMessage]]:
+    async def _claim(self, start: str, count: int, *, min_idle: int, owner: str,
+                     skip: Iterable[str] = ()) -> tuple[str, list[ReceivedMessage]]:
         assert self.dead_letter is not None
-        next_start, claimed, moved, gone = await self._script(
+        next_start, claimed, moved, gone, errors = await self._script(
             [self.stream, self.dead_letter.stream],
-            ["claim", self.group, self.consumer, min_idle, start, count, self.dead_letter.max_deliveries, owner])
+            ["claim", self.group, self.consumer, min_idle, start, count, self.dead_letter.max_deliveries, owner,
+             *skip])
         if moved:
-            self.stats["dead_lettered"] += len(moved)
             log.warning("subscription %s: moved %d entries to %s after %d deliveries: %s", self._name, len(moved),
                         self.dead_letter.stream, self.dead_letter.max_deliveries, _ids(moved))
+        self._dead_lettered(moved, errors)
         if gone:
             self._report_deleted([g.decode() for g in gone])
         messages = self._decode(claimed, redelivered=True)
@@ -519,6 +742,8 @@ class Subscription:
         malformed: list[str] = []
         now = time.monotonic()
         track = not self.spec.noack
+        if entries:
+            self._note_high(_id_key(entries[-1][0]))  # replies list entries in ID order
         for raw_id, flat in entries:
             entry_id = raw_id.decode()
             decoded = decode_fields(flat)
@@ -550,6 +775,26 @@ class Subscription:
         self.stats["deleted"] += len(ids)
         log.warning("subscription %s: %d pending entries were deleted from the stream before they were "
                     "acknowledged (trimmed or XDEL); acknowledged them: %s", self._name, len(ids), _ids(ids))
+
+    def _dead_lettered(self, moved: Sequence[Any], errors: Sequence[Any]) -> None:
+        """Account for a dead-letter move: {id, error, …} pairs that failed stay pending."""
+        self.stats["dead_lettered"] += len(moved)
+        if errors:
+            self._dead_letter_failed({i.decode(): e.decode(errors="replace") for i, e in zip(errors[::2], errors[1::2])})
+        elif moved:
+            self.dead_letter_error = None
+
+    def _dead_letter_failed(self, ids: dict[str, str]) -> None:
+        assert self.dead_letter is not None
+        self.stats["dead_letter_failed"] += len(ids)
+        first = next(iter(ids.values()))
+        self.dead_letter_error = DeadLetterError(
+            f"subscription {self._name}: {len(ids)} entries could not be moved to the dead-letter stream "
+            f"{self.dead_letter.stream!r} and stay pending ({first})", self.dead_letter.stream, ids)
+        self._dead_letter_log.error(
+            "subscription %s: could not move %d entries to the dead-letter stream %s: %s; they stay pending "
+            "and the move is tried again when they are next claimed: %s",
+            self._name, len(ids), self.dead_letter.stream, first, _ids(list(ids)))
 
     # -- acknowledging ---------------------------------------------------------------
 
@@ -614,9 +859,6 @@ class Subscription:
                         await self._control.call(commands)
                     if malformed:
                         await self._move_malformed(malformed)
-                except ResponseError as exc:
-                    # Left pending: they come back through reclaim.
-                    log.error("subscription %s: moving malformed entries %s: %s", self._name, _ids(malformed), exc)
                 except TRANSIENT as exc:
                     log.warning("subscription %s: acknowledging: %s; retrying", self._name, exc)
                     await _backoff(attempt)
@@ -624,6 +866,8 @@ class Subscription:
                     continue
                 attempt = 0
                 del self._acks[:len(acks)], self._nacks[:len(nacks)], self._malformed[:len(malformed)]
+                if self._drain_from is not None:
+                    self._settled_while_draining.update(acks, nacks, malformed)
                 if nacks:
                     # Take them back ourselves at the next fetch unless another consumer is faster.
                     self._next_reclaim, self._reclaim_from = 0.0, "0-0"
@@ -632,14 +876,18 @@ class Subscription:
 
     async def _move_malformed(self, ids: list[str]) -> None:
         assert self.dead_letter is not None
-        moved, gone = await self._script(
-            [self.stream, self.dead_letter.stream],
-            ["move", self.group, self.consumer, "entry is not in the driver's format (headers/body)", *ids],
-            link=self._control)
-        self.stats["dead_lettered"] += len(moved)
+        try:
+            moved, gone, errors = await self._script(
+                [self.stream, self.dead_letter.stream],
+                ["move", self.group, self.consumer, "entry is not in the driver's format (headers/body)", *ids],
+                link=self._control)
+        except ResponseError as exc:  # the script as a whole refused (e.g. no access to the dead-letter key)
+            self._dead_letter_failed({entry_id: str(exc) for entry_id in ids})
+            return
         if moved:
             log.warning("subscription %s: moved %d malformed entries to %s: %s", self._name, len(moved),
                         self.dead_letter.stream, _ids(moved))
+        self._dead_lettered(moved, errors)
 
     async def _script(self, keys: list[str], args: list[Any], link: Link | None = None) -> Any:
         link = link or self._read
@@ -672,33 +920,72 @@ class Subscription:
 
     # -- closing ---------------------------------------------------------------------
 
-    async def shutdown(self) -> None:
-        """Stop receiving: messages fetched but not handed out are given back, queued
-        acknowledgements are sent, then the connections close. Messages handed out and
-        not acknowledged stay pending and are redelivered later."""
+    async def shutdown(self, timeout: float | None = None) -> list[str]:
+        """Stop receiving, taking at most ``timeout`` seconds (default: the subscription's
+        ``timeout``). Messages fetched but not handed out are given back, queued
+        acknowledgements and nacks are sent, then the connections close. Messages handed
+        out and not acknowledged stay pending and are redelivered later.
+
+        Returns the IDs whose ack or nack Redis did not confirm in time (Redis down or
+        unreachable; also logged as a warning). Nothing is lost: those entries stay
+        pending in Redis and are delivered again, to this consumer name when it next
+        opens or to another consumer after ``autoclaim``.
+        """
         if self._closed:
-            return
+            return []
         self._closed = True
+        deadline = self._loop.time() + (self.timeout if timeout is None else max(0.0, timeout))
         try:
-            async with self._fetch_lock:  # a read in flight ends within `block`
-                unread = [m.id for m in self._buffer]
-                self._buffer.clear()
-            if unread:
-                self.nack(*unread)
-            await self.flush()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    async with self._fetch_lock:  # a read in flight ends within `block`
+                        unread = [m.id for m in self._buffer]
+                        self._buffer.clear()
+                    if unread:
+                        self.nack(*unread)
+                    await self.flush()
+            except TimeoutError:
+                pass
+            unsent = await self._abandon_control()
+            if unsent:
+                log.warning("subscription %s: shut down without Redis confirming %d acks/nacks; those entries stay "
+                            "pending and will be delivered again: %s", self._name, len(unsent), _ids(unsent))
+            return unsent
         finally:
             if self._renew_task is not None:
                 self._renew_task.cancel()
             _in_use.discard(self._key)
-            await self._read.close()
             await self._control.close()
+            try:
+                # Waits for a read still in flight only as long as the deadline allows;
+                # disconnecting the pool then ends it.
+                async with asyncio.timeout_at(max(deadline, self._loop.time() + 0.05)):
+                    await self._read.close()
+            except TimeoutError:
+                pass
             await self._pool.disconnect()
+
+    async def _abandon_control(self) -> list[str]:
+        """Stop sending acks and nacks; returns the IDs not confirmed by Redis."""
+        task = self._control_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        unsent = list(dict.fromkeys([*self._acks, *self._nacks]))
+        self._acks.clear()
+        self._nacks.clear()
+        self._malformed.clear()  # still pending: moved when next claimed
+        return unsent
 
     async def __aenter__(self) -> Subscription:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
+
+
+def _id_text(key: tuple[int, int]) -> str:
+    return f"{key[0]}-{key[1]}"
 
 
 def _ids(ids: list[Any], limit: int = 5) -> str:
@@ -714,13 +1001,14 @@ async def open_subscription(url: str, *, redis_url: str | None = None, client: a
 
     Like the Go driver, the group is created at ``from`` (default ``0``) unless it
     exists. ``dead_letter`` (a stream name or ``DeadLetter``) moves an entry there after
-    ``max_deliveries`` deliveries without acknowledgement.
+    ``max_deliveries`` deliveries without acknowledgement. ``timeout`` bounds each round
+    trip and, by default, ``shutdown``.
     """
     spec = parse_subscription_url(url)
     if isinstance(dead_letter, str):
         dead_letter = DeadLetter(dead_letter, max_deliveries)
     if dead_letter and spec.noack:
-        raise PubSubError(f"open subscription {url}: a dead-letter stream needs acknowledgements (drop 'noack')")
+        raise PubSubError(f"open subscription {redact(url)}: a dead-letter stream needs acknowledgements (drop 'noack')")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if block <= 0:

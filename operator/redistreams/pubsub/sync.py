@@ -66,6 +66,10 @@ class Subscription:
     def stats(self) -> dict[str, int]:
         return dict(self._subscription.stats)
 
+    @property
+    def dead_letter_error(self) -> aio.DeadLetterError | None:
+        return self._subscription.dead_letter_error
+
     def receive(self, timeout: float | None = None) -> ReceivedMessage:
         return _run(self._subscription.receive(timeout))
 
@@ -81,8 +85,10 @@ class Subscription:
     def flush(self) -> None:
         _run(self._subscription.flush())
 
-    def shutdown(self) -> None:
-        _run(self._subscription.shutdown())
+    def shutdown(self, timeout: float | None = None) -> list[str]:
+        """Bounded like ``aio.Subscription.shutdown``; returns the IDs whose ack or nack
+        Redis did not confirm (they stay pending and are delivered again)."""
+        return _run(self._subscription.shutdown(timeout))
 
     def __iter__(self) -> Iterator[ReceivedMessage]:
         while True:

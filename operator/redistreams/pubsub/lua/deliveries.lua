@@ -2,17 +2,29 @@
 -- KEYS[1] stream, KEYS[2] dead-letter stream ('' when there is none)
 -- ARGV[1] mode: 'claim' or 'move'
 -- claim: ARGV[2] group, ARGV[3] consumer, ARGV[4] min idle ms, ARGV[5] start ('-' or '(id'),
---        ARGV[6] count, ARGV[7] max deliveries (0 = no dead-lettering), ARGV[8] owner ('' = any)
---        returns {next start or '', claimed entries, dead-lettered ids, ids of deleted entries}
+--        ARGV[6] count, ARGV[7] max deliveries (0 = no dead-lettering), ARGV[8] owner ('' = any),
+--        ARGV[9..] ids to leave alone (held by the caller, or their ack is on its way)
+--        returns {next start or '', claimed entries, dead-lettered ids, ids of deleted entries,
+--                 {id, error, id, error, ...} of entries that could not be dead-lettered}
 -- move:  ARGV[2] group, ARGV[3] consumer, ARGV[4] reason, ARGV[5..] ids still pending to consumer
---        returns {moved ids, ids of deleted entries}
+--        returns {moved ids, ids of deleted entries, {id, error, ...} not moved}
 local stream, dlq, mode = KEYS[1], KEYS[2], ARGV[1]
 
--- Copies the entry byte for byte (headers, body and any other field) and acknowledges it.
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+-- Copies the entry byte for byte (headers, body and any other field), then acknowledges it.
+-- The copy goes first and through pcall: Redis does not undo a script's earlier writes when a
+-- later command fails, so acknowledging first would lose the entry whenever the copy fails
+-- (no XADD permission, a dead-letter key of another type). Returns 'moved', 'gone' (deleted
+-- while pending) or the error text, in which case the entry is still pending.
 local function move(group, id, reason, deliveries)
   local entry = redis.call('XRANGE', stream, id, id)
-  redis.call('XACK', stream, group, id)
-  if #entry == 0 then return false end
+  if #entry == 0 then
+    redis.call('XACK', stream, group, id)
+    return 'gone'
+  end
   local args = {'XADD', dlq, '*'}
   for _, value in ipairs(entry[1][2]) do args[#args + 1] = value end
   for _, pair in ipairs({{'dead-letter-reason', reason}, {'dead-letter-stream', stream},
@@ -20,25 +32,39 @@ local function move(group, id, reason, deliveries)
     args[#args + 1] = pair[1]
     args[#args + 1] = pair[2]
   end
-  redis.call(unpack(args))
-  return true
+  local copied = redis.pcall(unpack(args))
+  if failed(copied) then return copied.err end
+  local acked = redis.pcall('XACK', stream, group, id)
+  if failed(acked) then return 'copied, but not acknowledged: ' .. acked.err end
+  return 'moved'
 end
 
-local moved, gone = {}, {}
+local moved, gone, errors = {}, {}, {}
+local function record(id, outcome)
+  if outcome == 'moved' then
+    moved[#moved + 1] = id
+  elseif outcome == 'gone' then
+    gone[#gone + 1] = id
+  else
+    errors[#errors + 1] = id
+    errors[#errors + 1] = outcome
+  end
+end
+
 if mode == 'move' then
   local group, consumer, reason = ARGV[2], ARGV[3], ARGV[4]
   for i = 5, #ARGV do
     local id = ARGV[i]
     local info = redis.call('XPENDING', stream, group, id, id, 1, consumer)
-    if #info == 1 then
-      if move(group, id, reason, info[1][4]) then moved[#moved + 1] = id else gone[#gone + 1] = id end
-    end
+    if #info == 1 then record(id, move(group, id, reason, info[1][4])) end
   end
-  return {moved, gone}
+  return {moved, gone, errors}
 end
 
 local group, consumer, min_idle, start, count = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local max_deliveries, owner = tonumber(ARGV[7]), ARGV[8]
+local skip = {}
+for i = 9, #ARGV do skip[ARGV[i]] = true end
 local pending
 if owner ~= '' then
   pending = redis.call('XPENDING', stream, group, 'IDLE', min_idle, start, '+', count, owner)
@@ -48,9 +74,11 @@ end
 local claim = {}
 for _, p in ipairs(pending) do
   local id, deliveries = p[1], p[4]
-  if max_deliveries > 0 and deliveries >= max_deliveries then
-    local reason = 'delivered ' .. deliveries .. ' times without acknowledgement'
-    if move(group, id, reason, deliveries) then moved[#moved + 1] = id else gone[#gone + 1] = id end
+  if skip[id] then
+    -- held by the caller: neither handed out again nor dead-lettered under its feet
+  elseif max_deliveries > 0 and deliveries >= max_deliveries then
+    -- Not claimed when the move fails: over its limit, it must not reach the application again.
+    record(id, move(group, id, 'delivered ' .. deliveries .. ' times without acknowledgement', deliveries))
   else
     claim[#claim + 1] = id
   end
@@ -67,4 +95,4 @@ if #claim > 0 then
 end
 local next_start = ''
 if #pending == count then next_start = '(' .. pending[#pending][1] end
-return {next_start, claimed, moved, gone}
+return {next_start, claimed, moved, gone, errors}
