@@ -381,12 +381,12 @@ class Subscription:
     since is missed. The subscription remembers H, the highest entry ID it knows the
     stream held (the last ID at open, from XINFO STREAM when permitted, and every ID it
     received), and the stream's entries-added counter at open. The stream counts as
-    reset when its key is gone, its last ID is below H, its entries-added counter went
-    back, or it holds no entry up to H although it never lost one (entries-added equals
-    its length). Otherwise the group was deleted on purpose while the stream kept its
-    history (XGROUP DESTROY, redistreams' deletionPolicy Delete): re-creating it from
-    ``0`` would replay everything the group acknowledged, so ``receive`` raises
-    ``GroupDeletedError`` instead, as it does when H is unknown.
+    reset when its key is gone, when its last ID is below H, or when it holds no entry
+    up to H although it never lost an entry (entries-added equals its length) or counts
+    fewer entries ever added than at open. Otherwise the group was deleted on purpose
+    while the stream kept its history (XGROUP DESTROY, redistreams' deletionPolicy
+    Delete): re-creating it from ``0`` would replay everything the group acknowledged,
+    so ``receive`` raises ``GroupDeletedError`` instead, as it does when H is unknown.
 
     Consumer names must be unique: two subscriptions with one name share a pending list
     and get each other's redeliveries. Opening the same name twice in one process fails.
@@ -631,14 +631,20 @@ class Subscription:
         if state is None:
             return None
         high = self._high
-        if high is not None and state.last_id < high:
+        if high is None:
+            return None
+        if state.last_id < high:
             return f"its last ID {_id_text(state.last_id)} is below {_id_text(high)}, which it held"
-        if self._added_seen is not None and state.entries_added is not None and state.entries_added < self._added_seen:
-            return f"its count of entries ever added went back from {self._added_seen} to {state.entries_added}"
-        if (high is not None and state.entries_added == state.length
-                and (state.first_id is None or state.first_id > high)):
-            return (f"it never lost an entry but holds none up to {_id_text(high)}, which it held "
-                    f"(it holds {state.length} newer entries)")
+        if (state.first_id is not None and state.first_id <= high) or state.entries_added is None:
+            return None
+        # It holds nothing up to H. Trimming could explain that, unless it never lost an
+        # entry, or it counts fewer entries ever added than it did before.
+        if state.entries_added == state.length:
+            return (f"it holds no entry up to {_id_text(high)}, which it held, and never lost one "
+                    f"({state.length} newer entries)")
+        if self._added_seen is not None and state.entries_added < self._added_seen:
+            return (f"it holds no entry up to {_id_text(high)}, which it held, and counts {state.entries_added} "
+                    f"entries ever added where it counted {self._added_seen}")
         return None
 
     def _deleted_error(self, state: _StreamState | None) -> GroupDeletedError:
@@ -671,6 +677,9 @@ class Subscription:
         held = self._held()
         if self.dead_letter:
             start = "-" if self._drain_from == "0" else self._drain_from
+            if held and start != "-":  # only IDs the script can still meet
+                after = _id_key(start[1:])
+                held = {entry_id for entry_id in held if _id_key(entry_id) > after}
             next_start, messages = await self._claim(start, count, min_idle=0, owner=self.consumer, skip=held)
             if next_start:
                 self._drain_from = next_start
@@ -927,9 +936,10 @@ class Subscription:
         out and not acknowledged stay pending and are redelivered later.
 
         Returns the IDs whose ack or nack Redis did not confirm in time (Redis down or
-        unreachable; also logged as a warning). Nothing is lost: those entries stay
-        pending in Redis and are delivered again, to this consumer name when it next
-        opens or to another consumer after ``autoclaim``.
+        unreachable; also logged as a warning). Nothing is lost: unless Redis applied
+        the command just before the connection failed, those entries stay pending and
+        are delivered again, to this consumer name when it next opens or to another
+        consumer after ``autoclaim``.
         """
         if self._closed:
             return []
