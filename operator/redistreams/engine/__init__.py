@@ -16,7 +16,7 @@ import redis.exceptions as rex
 from .apply import Applier, Result, TrimStep
 from .errors import Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
-from .observe import ObservationError, Observer, Pipeliner, Stats
+from .observe import ObservationError, Observer, Pipeliner, Stats, wire
 from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
 from .state import GroupState, StreamState
@@ -121,7 +121,7 @@ class Engine:
     def discover(self, match: str = "*", count: int = 1000) -> list[str]:
         """Stream keys matching a glob pattern (SCAN with TYPE stream)."""
         try:
-            keys = {k for k in self.client.scan_iter(match=match, count=count, _type="stream")}
+            keys = {k for k in self.client.scan_iter(match=wire(match), count=count, _type="stream")}
             self.stats.round_trips += 1  # at least; SCAN pages are not counted one by one
         except (rex.RedisError, OSError) as exc:
             raise ObservationError(describe(exc, self.target)) from exc

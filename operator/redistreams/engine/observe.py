@@ -57,7 +57,28 @@ class Pipeliner:
         self.stats.round_trips += 1
         self.stats.commands += size
         self.stats.writes += writes
+        as_sent(pipe.command_stack)
         return pipe.execute(raise_on_error=False)
+
+
+def wire(value: Any) -> Any:
+    """A name as Redis has it: names read from Redis that are not UTF-8 arrive here with
+    lone surrogates (``surrogateescape``), which redis-py's hiredis packer refuses."""
+    if value.__class__ is str and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def as_sent(stack: list[Any]) -> None:
+    """Every queued command with its names as Redis has them (see ``wire``)."""
+    for index, (args, options) in enumerate(stack):
+        for arg in args:
+            if arg.__class__ is str and not arg.isascii():
+                stack[index] = (tuple(wire(a) for a in args), options)
+                break
 
 
 class ObservationError(Exception):

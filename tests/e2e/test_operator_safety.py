@@ -1,0 +1,225 @@
+"""The operator as an unlucky operator and a hostile tenant meet it, on a real
+kube-apiserver and real redis-servers: Redis losing its data under publishers, groups
+deleted by hand, deletions next to groups it must not touch, Secrets that are not Redis
+URLs, names that are not UTF-8. Each test counts messages: none may be lost.
+
+The resync runs only every 5 minutes here: whatever is repaired is repaired by the
+observation pass (every second), as the contract says."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from prometheus_client import generate_latest
+
+from controlplane import Cluster, wait_for
+from redis_server import RedisServer
+from test_operator import API, condition, create, get, run_operator, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from redistreams.controller.handlers import OperatorConfig
+
+    config = OperatorConfig(cluster_id="e2e-safety", redis_url=redis.url, resync_interval=300.0, status_interval=1.0,
+                            retry_delay=1.0, observe_interval=1.0)
+    yield from run_operator(cluster, tmp_path_factory, config)
+
+
+@pytest.fixture
+def ns(cluster: Cluster, operator: None) -> str:
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
+    return name
+
+
+def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    items = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+def reasons(cluster: Cluster, ns: str, name: str) -> set[str]:
+    return {e["reason"] for e in events(cluster, ns, name)}
+
+
+def publish(r: Any, key: str, count: int, tag: str) -> list[str]:
+    return [r.xadd(key, {"headers": "null", "body": f"{tag}-{i}"}) for i in range(count)]
+
+
+def drain(r: Any, key: str, group: str, consumer: str = "app") -> list[str]:
+    """Every body the group delivers now (new entries), acknowledged."""
+    bodies = []
+    while True:
+        reply = r.xreadgroup(group, consumer, {key: ">"}, count=1000)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            return bodies
+        r.xack(key, group, *[entry_id for entry_id, _ in entries])
+        bodies += [fields["body"] for _, fields in entries]
+
+
+def provision(cluster: Cluster, ns: str, r: Any, **topic_spec: Any) -> str:
+    key = f"{ns}/orders"
+    create(cluster, ns, "Topic", "orders", {"streamName": key, **topic_spec})
+    create(cluster, ns, "ConsumerGroup", "billing", {"topicRef": {"name": "orders"}})
+    wait_ready(cluster, ns, "ConsumerGroup", "billing")
+    wait_for(lambda: (get(cluster, ns, "ConsumerGroup", "billing").get("status") or {}).get("registryEpoch"),
+             "the registry epoch in status")
+    return key
+
+
+@pytest.mark.parametrize("how", ["flushall", "restart"])
+def test_redis_reset_with_publishers_first_loses_nothing(cluster: Cluster, ns: str, redis: RedisServer,
+                                                         how: str) -> None:
+    r = redis.client()
+    key = provision(cluster, ns, r)
+    publish(r, key, 5, "before")
+    assert drain(r, key, "billing") == [f"before-{i}" for i in range(5)]
+    epoch = get(cluster, ns, "Topic", "orders")["status"]["registryEpoch"]
+    if how == "flushall":
+        r.flushall()
+    else:  # the same port, no persistence: everything is gone
+        redis.stop()
+        redis.start()
+        r = redis.client()
+    # Publishers go on at once and re-create the stream: its entry count soon matches
+    # what status recorded, so no count could tell; the registry epoch does.
+    publish(r, key, 5, "after")
+    wait_for(lambda: r.exists(key) and any(g["name"] == "billing" for g in r.xinfo_groups(key)),
+             "the group re-created by the observation pass", 20)
+    assert drain(r, key, "billing") == [f"after-{i}" for i in range(5)]
+    wait_for(lambda: "RedisReset" in reasons(cluster, ns, "billing"), "a RedisReset event for the group", 20)
+    message = next(e["message"] for e in events(cluster, ns, "billing") if e["reason"] == "RedisReset")
+    assert "re-creating the group from 0" in message
+    wait_for(lambda: get(cluster, ns, "Topic", "orders")["status"].get("registryEpoch") not in (None, epoch),
+             "the new epoch in status", 20)
+
+
+def test_group_destroyed_by_hand_comes_back_where_it_was(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    r = redis.client()
+    key = provision(cluster, ns, r)
+    publish(r, key, 6, "m")
+    reply = r.xreadgroup("billing", "app", {key: ">"}, count=4)
+    r.xack(key, "billing", *[i for i, _ in reply[0][1][:2]])  # m-2 and m-3 stay pending
+
+    def checkpointed() -> bool:
+        raw = r.hget("redistreams:owners", f'["group","{key}","billing"]')
+        return raw is not None and '"at":"0-0"' not in raw
+
+    wait_for(checkpointed, "a recovery checkpoint", 20)
+    r.xgroup_destroy(key, "billing")
+    publish(r, key, 2, "late")
+    wait_for(lambda: any(g["name"] == "billing" for g in r.xinfo_groups(key)), "the group re-created", 20)
+    # From just before the oldest unacknowledged entry: it and everything after it.
+    assert drain(r, key, "billing") == ["m-2", "m-3", "m-4", "m-5", "late-0", "late-1"]
+    wait_for(lambda: "DriftRepaired" in reasons(cluster, ns, "billing"), "DriftRepaired", 20)
+
+
+def test_deleting_a_topic_keeps_its_stream_for_groups_that_stay(cluster: Cluster, ns: str,
+                                                                 redis: RedisServer) -> None:
+    r = redis.client()
+    key = provision(cluster, ns, r, deletionPolicy="Delete")
+    create(cluster, ns, "ConsumerGroup", "audit", {"topicRef": {"name": "orders"}, "deletionPolicy": "Delete"})
+    wait_ready(cluster, ns, "ConsumerGroup", "audit")
+    r.xgroup_create(key, "by-hand", "0")
+    publish(r, key, 3, "m")
+    r.xreadgroup("by-hand", "w", {key: ">"})  # unacknowledged entries of a group made by hand
+    # The Topic and one Delete group go; "billing" (Retain) and "by-hand" stay.
+    cluster.delete(f"{API}/namespaces/{ns}/consumergroups/audit").raise_for_status()
+    cluster.delete(f"{API}/namespaces/{ns}/topics/orders").raise_for_status()
+    wait_for(lambda: not get(cluster, ns, "Topic", "orders"), "the Topic gone", 30)
+    assert sorted(g["name"] for g in r.xinfo_groups(key)) == ["billing", "by-hand"]
+    assert r.xpending(key, "by-hand")["pending"] == 3 and r.xlen(key) == 3
+    kept = [e for e in events(cluster, ns, "orders") if e["reason"] == "StreamKept"]
+    assert kept and '"billing"' in kept[0]["message"] and '"by-hand" (not managed by redistreams)' in kept[0]["message"]
+
+
+def test_deleting_a_topic_with_all_its_groups_removes_the_stream(cluster: Cluster, ns: str,
+                                                                 redis: RedisServer) -> None:
+    r = redis.client()
+    key = f"{ns}/gone"
+    create(cluster, ns, "Topic", "gone", {"streamName": key, "deletionPolicy": "Delete"})
+    for name in ("a", "b"):
+        create(cluster, ns, "ConsumerGroup", name, {"topicRef": {"name": "gone"}, "deletionPolicy": "Delete"})
+    wait_ready(cluster, ns, "ConsumerGroup", "a")
+    wait_ready(cluster, ns, "ConsumerGroup", "b")
+    publish(r, key, 2, "m")
+    # As `kubectl delete -f` does: the Topic first, its groups right after.
+    cluster.delete(f"{API}/namespaces/{ns}/topics/gone").raise_for_status()
+    for name in ("a", "b"):
+        cluster.delete(f"{API}/namespaces/{ns}/consumergroups/{name}").raise_for_status()
+    wait_for(lambda: not get(cluster, ns, "Topic", "gone") and not get(cluster, ns, "ConsumerGroup", "b"),
+             "all objects gone", 30)
+    assert r.exists(key) == 0
+
+
+def secret(cluster: Cluster, ns: str, name: str, value: bytes) -> None:
+    cluster.post(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "data": {"url": base64.b64encode(value).decode()},
+    }).raise_for_status()
+
+
+def everything_shown(cluster: Cluster, ns: str, name: str) -> str:
+    body = get(cluster, ns, "Topic", name)
+    return repr(body.get("status")) + repr([e["message"] for e in events(cluster, ns, name)])
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"hunter2-not-a-url-at-all", "InvalidSpec"),
+    (b"-----BEGIN PRIVATE KEY-----\nhunter2MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n", "InvalidSpec"),
+    (b"redis://:hunter2-pw@hunter2-host:63 79/0", "InvalidSpec"),
+    (b"redis://app:hunter2-pw@hunter2-host.invalid:6379/0", "RedisUnavailable"),
+    (b"\xffhunter2\xfe", "InvalidSpec"),
+])
+def test_a_secret_value_is_never_shown(cluster: Cluster, ns: str, value: bytes, reason: str) -> None:
+    secret(cluster, ns, "not-redis", value)
+    create(cluster, ns, "Topic", "probe", {"streamName": f"{ns}/probe",
+                                           "connection": {"secretRef": {"name": "not-redis"}}})
+    body = wait_ready(cluster, ns, "Topic", "probe", status="False", reason=reason, timeout=30)
+    assert f'Secret "{ns}/not-redis" key "url"' in condition(body)["message"]
+    wait_for(lambda: events(cluster, ns, "probe"), "a warning event", 20)
+    shown = everything_shown(cluster, ns, "probe")
+    assert "hunter2" not in shown, shown
+
+
+def test_one_tenants_bad_url_stops_no_one_else(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    other = f"{ns}-b"
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}).raise_for_status()
+    secret(cluster, other, "broken", b"redis://:pw@host:63 79/0")
+    create(cluster, other, "Topic", "broken", {"connection": {"secretRef": {"name": "broken"}},
+                                               "retention": {"maxLength": 1}})
+    wait_ready(cluster, other, "Topic", "broken", status="False", reason="InvalidSpec")
+    r = redis.client()
+    key = f"{ns}/kept-short"
+    create(cluster, ns, "Topic", "short", {"streamName": key, "retention": {"maxLength": 2}})
+    wait_ready(cluster, ns, "Topic", "short")
+    publish(r, key, 5, "m")
+    # Retention (the observation pass) goes on for everyone else.
+    wait_for(lambda: r.xlen(key) == 2, "retention trimming the other tenant's stream", 20)
+
+
+def test_names_that_are_not_utf8_break_nothing(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    raw = redis.client(decode_responses=False)
+    r = redis.client()
+    key = provision(cluster, ns, r, retention={"maxLength": 1})
+    raw.xgroup_create(key.encode(), b"caf\xe9-\xff", b"0")  # made by hand, Latin-1 and a stray byte
+    raw.xadd(key.encode(), {b"body": b"x"})
+    raw.xadd(key.encode(), {b"body": b"y"})
+    raw.xreadgroup(b"caf\xe9-\xff", b"w\xff", {key.encode(): b">"}, count=1)
+
+    def blocked() -> str | None:
+        retention = (get(cluster, ns, "Topic", "orders").get("status") or {}).get("retention") or {}
+        return retention.get("blockedBy")
+
+    assert wait_for(blocked, "retention blocked by the group", 20) in ("caf\\xe9-\\xff", "billing")
+    from redistreams.metrics import REGISTRY
+
+    text = generate_latest(REGISTRY).decode()  # the whole scrape still works
+    assert 'group="caf\\\\xe9-\\\\xff"' in text and 'consumer="w\\\\xff"' in text
+    assert get(cluster, ns, "Topic", "orders")["status"]["conditions"]
