@@ -24,9 +24,11 @@ from rich.table import Table
 from . import __version__
 from .connection import ConnectionConfigError, RedisTarget, default_url, redact
 from .engine import Engine, ObservationError, Result, StreamState, intents_from
+from .engine.observe import wire
 from .engine.plan import GroupPlan, Plan, TopicPlan, plan_details
 from .manifests import ManifestSet, load
 from .model import API, DEFAULT_NAMESPACE, format_duration, parse_duration
+from .printable import printable, printable_tree
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -41,7 +43,7 @@ def _stdout() -> Console:
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -110,10 +112,10 @@ def output_option(*choices: str) -> Callable[..., Any]:
 def _load(paths: tuple[str, ...], settings: Settings) -> ManifestSet:
     manifests = load(list(paths), default_namespace=settings.namespace)
     for notice in manifests.notices:
-        click.echo(f"notice: {notice}", err=True)
+        click.echo(f"notice: {printable(notice)}", err=True)
     if manifests.errors:
         for error in manifests.errors:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {printable(error)}", err=True)
         click.echo(f"{len(manifests.errors)} error(s) in the input; nothing was changed", err=True)
         sys.exit(EXIT_INVALID)
     return manifests
@@ -148,16 +150,17 @@ def _progress(message: str) -> Any:
 
 def _print_results(results: list[Result], output: str) -> None:
     if output == "json":
-        click.echo(json.dumps({"results": [r.as_dict() for r in results]}, indent=2, ensure_ascii=False))
+        payload = printable_tree({"results": [r.as_dict() for r in results]})
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     for result in results:
         if result.failure:
-            click.echo(f"error: {result.label}: {result.failure.message}", err=True)
+            click.echo(printable(f"error: {result.label}: {result.failure.message}"), err=True)
             continue
         line = f"{result.label} {result.outcome}"
         if result.details:
             line += ": " + "; ".join(result.details)
-        click.echo(line)
+        click.echo(printable(line))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -240,10 +243,11 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
             }
             for (symbol, label, text), item in zip(rows, items)
         ]
-        click.echo(json.dumps({"inSync": not the_plan.changes, "plan": payload}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(printable_tree({"inSync": not the_plan.changes, "plan": payload}), indent=2,
+                              ensure_ascii=False))
     else:
         for symbol, label, text in rows:
-            click.echo(f"{symbol} {label}: {text}")
+            click.echo(printable(f"{symbol} {label}: {text}"))
         changed = sum(1 for p in [*the_plan.topics, *the_plan.groups] if p.changes)
         failed = sum(1 for p in [*the_plan.topics, *the_plan.groups] if p.failure)
         summary = f"{changed} to change, {len(rows) - changed - failed} in sync"
@@ -409,7 +413,7 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
             except ObservationError as exc:
                 return [{"stream": match or "*", "exists": False, "error": exc.failure.message}]
         states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True)
-        return [status_dict(states[k], declared.get(k)) for k in keys]
+        return printable_tree([status_dict(states[k], declared.get(k)) for k in keys])
 
     if watch:
         if output == "yaml":
@@ -541,6 +545,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
     while True:
         states = engine.observe(wanted, owners=False)
         missing = _missing(states, wanted)
+        missing = [printable(m) for m in missing]
         if not missing:
             click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
             sys.exit(EXIT_OK)
@@ -609,6 +614,11 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
         state = states[key]
         if not state.exists:
             continue  # deleted since the scan
+        if printable(key) != key:
+            # YAML (and Kubernetes) hold text only: such a name cannot be declared.
+            click.echo(f'notice: skipping stream "{printable(key)}": its name is not UTF-8 and cannot be '
+                       "written in a manifest", err=True)
+            continue
         owner = state.topic_owner
         name = owner.owner.name if owner and owner.owner.name not in taken else kube_name(key, taken)
         taken.add(name)
@@ -616,6 +626,10 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
         spec: dict[str, Any] = {} if name == key else {"streamName": key}
         docs.append({"apiVersion": API, "kind": "Topic", "metadata": {"name": name, "namespace": ns}, "spec": spec})
         for group in state.groups:
+            if printable(group) != group:
+                click.echo(f'notice: skipping group "{printable(group)}" of stream "{key}": its name is not UTF-8 '
+                           "and cannot be written in a manifest", err=True)
+                continue
             g_owner = state.group_owners.get(group)
             if g_owner and g_owner.owner.name not in taken_groups:
                 g_name = g_owner.owner.name
@@ -750,22 +764,53 @@ def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None,
     settings = _settings(ctx, redis_url, namespace, cluster_id)
     idle = _duration_option(timeout) if timeout else None
     if topic.startswith("redis://") and "topic=" in topic:
-        url = topic  # a subscription URL, exactly as a Go or Python service would open it
+        # A subscription URL, exactly as a Go or Python service would open it: it names
+        # the group and the consumer itself.
+        if group is not None or consumer is not None or start != "$":
+            raise click.UsageError("a subscription URL names its group and consumer: give the URL, or a stream "
+                                   "with --group/--consumer (--from is for peeking)")
+        from .pubsub import URLError, parse_subscription_url
+
+        try:
+            spec = parse_subscription_url(topic)
+        except URLError as exc:
+            fail(str(exc))
+        url, stream, group, name = topic, spec.stream, spec.group, spec.consumer
     else:
         stream = _stream_of(topic, "topic")
         if group is None:
             shown = _peek(settings, stream, start, count, idle, output)
             sys.exit(EXIT_OK if shown else EXIT_FAILED)
+        if start != "$":
+            raise click.UsageError("--from is for peeking (without --group): a group reads from its own position")
         import os
         import socket
         from urllib.parse import urlencode
 
         name = consumer or f"redistreams-cli-{socket.gethostname()}-{os.getpid()}"
         url = _plain_key_url(group) + "?" + urlencode({"topic": stream, "consumer": name})
+    new_consumer = _check_group(settings, stream, group, name)
     shown = _subscribe(settings, url, count, idle, no_ack, output)
-    if group is not None and consumer is None:
+    if new_consumer:
         _remove_own_consumer(settings, stream, group, name)
     sys.exit(EXIT_OK if shown else EXIT_FAILED)
+
+
+def _check_group(settings: Settings, stream: str, group: str, consumer: str) -> bool:
+    """A debugging command creates nothing durable: the group must exist (a typo would
+    otherwise become a group that holds retention back for good). True when the consumer
+    is new, so it is removed again afterwards."""
+    engine = settings.engine()
+    state = engine.observe([stream], owners=False, consumer_keys=[stream])[stream]
+    if state.failure:
+        fail(f"{printable(stream)}: {state.failure.message}", EXIT_FAILED)
+    found = state.groups.get(group)
+    if found is None:
+        where = f'stream "{printable(stream)}"' if state.exists else f'stream "{printable(stream)}" (which does not exist)'
+        fail(f'group "{printable(group)}" not found on {where}; sub never creates groups: declare it in a '
+             f"ConsumerGroup manifest and apply it, or peek without --group", EXIT_FAILED)
+    known = {c.name for c in found.consumer_states or ()}
+    return consumer not in known
 
 
 def _remove_own_consumer(settings: Settings, stream: str, group: str, name: str) -> None:
@@ -775,7 +820,7 @@ def _remove_own_consumer(settings: Settings, stream: str, group: str, name: str)
     try:
         client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client()
         # consumerCleanup's script: removed only if it holds nothing, checked atomically.
-        client.eval(REMOVE_CONSUMERS.source, 1, stream, group, 0, name)
+        client.eval(REMOVE_CONSUMERS.source, 1, wire(stream), wire(group), 0, wire(name))
     except Exception:  # noqa: BLE001 - best effort; the consumer is harmless
         pass
 
@@ -786,7 +831,7 @@ def _subscribe(settings: Settings, url: str, count: int, idle: float | None, no_
     shown = 0
     try:
         # Fetch no more than asked for: what is fetched and not printed would stay pending.
-        with sync.open_subscription(url, redis_url=settings.redis_url,
+        with sync.open_subscription(url, redis_url=settings.redis_url, create_group=False,
                                     batch_size=min(count, 100) if count else 100) as subscription:
             while not count or shown < count:
                 batch = subscription.receive_batch(count - shown if count else 100, timeout=idle)
@@ -818,15 +863,15 @@ def _peek(settings: Settings, stream: str, start: str, count: int, idle: float |
         client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client(decode_responses=False)
     except ConnectionConfigError as exc:
         fail(str(exc))
-    cursor, shown = start, 0
+    cursor, shown, key = start, 0, wire(stream)
     deadline = None if idle is None else time.monotonic() + idle
     try:
         if cursor == "$":
-            info = client.xinfo_stream(stream) if client.exists(stream) else None
+            info = client.xinfo_stream(key) if client.exists(key) else None
             cursor = info["last-generated-id"].decode() if info else "0-0"
         while not count or shown < count:
             block = 1000 if deadline is None else max(1, int(min(1.0, deadline - time.monotonic()) * 1000))
-            reply = client.xread({stream: cursor}, count=min(100, count - shown) if count else 100, block=block)
+            reply = client.xread({key: cursor}, count=min(100, count - shown) if count else 100, block=block)
             for _, entries in reply or []:
                 for raw_id, fields in entries:
                     cursor = raw_id.decode()
@@ -894,6 +939,11 @@ def ctx_url() -> str:
 
 
 def main() -> None:
+    # Last line of defence: a name that is not UTF-8 and escaped no other way is shown
+    # escaped instead of ending the command with a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         cli(prog_name="redistreams")
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..engine.errors import CONFLICT, WRONG_TYPE
+from ..engine.errors import CLUSTER_NODE, CONFLICT, WRONG_TYPE
 
 # Reasons the operator adds to the engine's (RedisUnavailable, PermissionDenied, …).
 PROVISIONING = "Provisioning"
@@ -24,7 +24,7 @@ STREAM_READY = "StreamReady"
 GROUP_READY = "GroupReady"
 
 # Errors that need a person: retrying changes nothing.
-TERMINAL = frozenset({WRONG_TYPE, CONFLICT, SECRET_NOT_FOUND, INVALID_SPEC})
+TERMINAL = frozenset({WRONG_TYPE, CONFLICT, SECRET_NOT_FOUND, INVALID_SPEC, CLUSTER_NODE})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ CONFLICT = "Conflict"
 REDIS_ERROR = "RedisError"
 AUTH_FAILED = "AuthenticationFailed"
 TOPIC_NOT_READY = "TopicNotReady"
+CLUSTER_NODE = "RedisClusterNode"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def describe(exc: BaseException, target: str = "") -> Failure:
         return Failure(PERMISSION_DENIED, f"permission denied by Redis ACL{at}: {text.removeprefix('NOPERM ')}")
     if isinstance(exc, rex.ReadOnlyError) or text.startswith("READONLY"):
         return Failure(READ_ONLY, f"Redis{at} is a read-only replica; point the URL at the primary")
+    if isinstance(exc, (rex.MovedError, rex.AskError)) or text.startswith(("MOVED ", "ASK ", "CLUSTERDOWN")):
+        # redis-py shows MOVED as a bare "3999 10.0.0.7:6379"; say what it means.
+        slot, _, node = text.removeprefix("MOVED ").removeprefix("ASK ").partition(" ")
+        where = f" (slot {slot} is served by {node})" if node else ""
+        return Failure(CLUSTER_NODE, f"Redis{at} is a Redis Cluster node{where}: this version of redistreams "
+                                     "connects to a standalone Redis (or the primary Sentinel reports) only")
     if text.startswith("WRONGTYPE"):
         return Failure(WRONG_TYPE, "the key holds a value of another type")
     if text.startswith("NOSCRIPT") or ("unknown command" in text and "eval" in text.lower()):
