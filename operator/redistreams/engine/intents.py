@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..model import U64_MAX, ConsumerGroup, PositionReset, Topic, parse_duration, reset_target_ms
+from ..model import ConsumerGroup, PositionReset, Topic, parse_duration, reset_target_ms
+from .ids import StreamId
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,15 @@ class ResetIntent:
     @classmethod
     def from_spec(cls, spec: PositionReset) -> ResetIntent:
         ms = reset_target_ms(spec.to)
-        if ms is None:
-            target = spec.to
-        elif ms == 0:
-            target = "0"
-        else:
+        if ms is not None:
             # Just before <ms>-0, so an entry with exactly that ID is delivered too.
-            target = f"{ms - 1}-{U64_MAX}"
+            before = StreamId(ms, 0).predecessor()
+            target = "0" if before is None else str(before)
+        elif spec.to in ("$", "0"):
+            target = spec.to
+        else:
+            # "007-1" as "7-1": Redis accepts leading zeros, the scripts compare canonical IDs.
+            target = str(StreamId.parse(spec.to))
         return cls(spec.token, spec.to, target)
 
 

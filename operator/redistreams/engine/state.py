@@ -35,14 +35,17 @@ class GroupState:
     # Filled when consumer details are asked for (metrics); None: not read.
     consumer_states: list[ConsumerState] | None = None
 
-    def safe_bound(self) -> tuple[StreamId, str]:
-        """The oldest ID this group still needs, and why: entries below it may go."""
+    def safe_bound(self) -> tuple[StreamId, str] | None:
+        """The oldest ID this group still needs, and why: entries below it may go.
+
+        None when it needs none: it received the largest possible ID (there is no next
+        one) and has nothing pending."""
         bound = StreamId.parse(self.last_delivered_id).successor()
         if self.pending and self.oldest_pending_id is not None:
             oldest = StreamId.parse(self.oldest_pending_id)
-            if oldest < bound:
+            if bound is None or oldest < bound:
                 return oldest, "pending"
-        return bound, "undelivered"
+        return None if bound is None else (bound, "undelivered")
 
 
     def resume_position(self) -> str | None:
@@ -82,10 +85,11 @@ class StreamState:
         return self.type == "stream"
 
     def safe_bound(self) -> tuple[StreamId, str, str] | None:
-        """The lowest bound over all groups: (bound, group, reason), None without groups."""
+        """The lowest bound over all groups: (bound, group, reason); None when no group
+        holds anything back (or there are no groups)."""
         best = None
         for group in self.groups.values():
-            bound, reason = group.safe_bound()
-            if best is None or bound < best[0]:
-                best = (bound, group.name, reason)
+            needed = group.safe_bound()
+            if needed is not None and (best is None or needed[0] < best[0]):
+                best = (needed[0], group.name, needed[1])
         return best

@@ -60,7 +60,7 @@ if not found then
 end
 
 local info = redis.call('XINFO', 'STREAM', key)
-local length, last, added
+local length, last, added, first, max_deleted
 for i = 1, #info, 2 do
   if info[i] == 'length' then
     length = info[i + 1]
@@ -68,31 +68,50 @@ for i = 1, #info, 2 do
     last = info[i + 1]
   elseif info[i] == 'entries-added' then
     added = info[i + 1]
+  elseif info[i] == 'recorded-first-entry-id' then
+    first = info[i + 1]
+  elseif info[i] == 'max-deleted-entry-id' then
+    max_deleted = info[i + 1]
   end
 end
 
-
--- ENTRIESREAD so that Redis reports a valid lag at once (lag = entries-added - entries-read).
-local id, entries_read = target, -1
+local id = target
 if target == '$' then
-  id, entries_read = last, added
+  id = last
 elseif target == '0' then
-  id, entries_read = '0-0', added - length  -- trimmed entries count as read
-elseif compare(target, last) <= 0 then
-  local after = #redis.call('XRANGE', key, '(' .. target, '+', 'COUNT', cap + 1)
+  id = '0-0'
+end
+-- ENTRIESREAD so that Redis reports a valid lag at once (lag = entries-added - entries-read).
+-- It is left out (-1) when the count cannot be exact:
+-- * entries-added reached 2^53 (XSETID can set it): Lua reads it as an inexact double;
+-- * an entry after the target was deleted (XDEL): it still counts in entries-added but
+--   can no longer be counted (Redis itself reports no lag then, until the group passes it).
+local exact = added < 9007199254740992
+  and (length == 0 or max_deleted == '0-0' or compare(max_deleted, first) < 0 or compare(max_deleted, id) <= 0)
+local entries_read = -1
+local position = compare(id, last)
+if not exact or position > 0 then
+  -- (an ID after the last entry: Redis reports no lag until the group reaches it)
+  entries_read = -1
+elseif position == 0 then
+  entries_read = added
+elseif compare(id, '0-0') == 0 then
+  entries_read = added - length  -- trimmed entries count as read
+else
+  local after = #redis.call('XRANGE', key, successor(id), '+', 'COUNT', cap + 1)
   if after <= cap then
     entries_read = added - after
   else
-    local upto = #redis.call('XRANGE', key, '-', target, 'COUNT', cap + 1)
+    local upto = #redis.call('XRANGE', key, '-', id, 'COUNT', cap + 1)
     if upto <= cap then
       entries_read = added - (length - upto)
     end
   end
 end
--- (an ID after the last entry gets no ENTRIESREAD: Redis reports no lag until it is reached)
 
 if entries_read >= 0 then
-  redis.call('XGROUP', 'SETID', key, group, id, 'ENTRIESREAD', entries_read)
+  -- Formatted here: Redis would turn a large Lua number into '1.2e+15', not an integer.
+  redis.call('XGROUP', 'SETID', key, group, id, 'ENTRIESREAD', string.format('%.0f', entries_read))
 else
   redis.call('XGROUP', 'SETID', key, group, id)
 end

@@ -20,30 +20,6 @@ if length == 0 then
   return {0, 0, '', ''}
 end
 
-local function increment(number)
-  local digits, carry = {}, 1
-  for i = #number, 1, -1 do
-    local d = string.byte(number, i) - 48 + carry
-    if d == 10 then
-      d, carry = 0, 1
-    else
-      carry = 0
-    end
-    digits[i] = string.char(48 + d)
-  end
-  local result = table.concat(digits)
-  if carry == 1 then
-    result = '1' .. result
-  end
-  return result
-end
-local function successor(id)
-  local ms, seq = split(id)
-  if seq == '18446744073709551615' then
-    return increment(ms) .. '-0'
-  end
-  return ms .. '-' .. increment(seq)
-end
 local function count_before(bound, limit)
   return #redis.call('XRANGE', key, '-', '(' .. bound, 'COUNT', limit)
 end
@@ -55,9 +31,11 @@ if max_length >= 0 and length > max_length then
 end
 if max_age >= 0 and wanted < step then
   local now = redis.call('TIME')
-  local cutoff = string.format('%.0f', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age)
-  if tonumber(cutoff) > 0 then
-    wanted = math.max(wanted, count_before(cutoff .. '-0', step))
+  -- Milliseconds since 1970 stay far below 2^53, so this arithmetic is exact; a max age
+  -- beyond the epoch (cutoff <= 0) leaves nothing old enough.
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  if now_ms > max_age then
+    wanted = math.max(wanted, count_before(string.format('%.0f', now_ms - max_age) .. '-0', step))
   end
 end
 if wanted == 0 then
@@ -78,12 +56,14 @@ if not allow_unconsumed then
         last = group[i + 1]
       end
     end
+    -- nil after the largest ID: the group has received everything there can be.
     local group_bound, reason = successor(last), 'undelivered'
     local pending = redis.call('XPENDING', key, name)
-    if pending[1] > 0 and compare(pending[2], group_bound) < 0 then
+    if pending[1] > 0 and (group_bound == nil or compare(pending[2], group_bound) < 0) then
       group_bound, reason = pending[2], 'pending'
     end
-    if bound == nil or compare(group_bound, bound) < 0 then
+    -- A group that received and acknowledged everything holds nothing back.
+    if group_bound ~= nil and (bound == nil or compare(group_bound, bound) < 0) then
       bound, blocker, why = group_bound, name, reason
     end
   end
