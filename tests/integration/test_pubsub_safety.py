@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -80,6 +81,7 @@ class Proxy:
         self.port = port
         self.lost: list[bytes] = []
         self._lose: Match | None = None
+        self._once = True
         self._holds: list[tuple[Match, asyncio.Event]] = []
         self._server: asyncio.AbstractServer | None = None
 
@@ -91,8 +93,8 @@ class Proxy:
         if self._server is not None:
             self._server.close()
 
-    def lose_reply(self, match: Match) -> None:
-        self._lose = match
+    def lose_reply(self, match: Match, *, once: bool = True) -> None:
+        self._lose, self._once = match, once
 
     def hold(self, match: Match) -> asyncio.Event:
         release = asyncio.Event()
@@ -109,7 +111,8 @@ class Proxy:
                     if match(data):
                         await release.wait()
                 if self._lose is not None and self._lose(data):
-                    self._lose = None
+                    if self._once:
+                        self._lose = None
                     self.lost.append(data)
                     losing.set()
                 server_w.write(data)
@@ -149,6 +152,31 @@ def script_reclaim(data: bytes) -> bool:
 
 def xack(data: bytes) -> bool:
     return b"XACK" in data
+
+
+def kind(data: bytes) -> str | None:
+    """Which reply a command asks for: new entries, the own pending list, reclaim, ack."""
+    if read_new(data):
+        return "new"
+    if autoclaim(data) or script_reclaim(data):
+        return "reclaim"
+    if b"XREADGROUP" in data or b"\r\nclaim\r\n" in data:
+        return "own pending"
+    if xack(data):
+        return "ack"
+    return None
+
+
+def every_third_of_each_kind() -> Match:
+    seen: Counter[str] = Counter()
+
+    def match(data: bytes) -> bool:
+        which = kind(data)
+        if which is None:
+            return False
+        seen[which] += 1
+        return seen[which] % 3 == 0
+    return match
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,6 +347,57 @@ def test_rereading_after_a_lost_reply_skips_messages_held_or_being_acknowledged(
     assert in_id_order(second) == second_ids  # the lost batch arrives, and nothing of the first
     assert extra == []
     assert raw.xpending("q", "g")["pending"] == 0
+
+
+@pytest.mark.parametrize("dead_letter", [None, "busy.dead"])
+def test_no_message_lost_while_replies_keep_getting_lost(redis_server: RedisServer, url: str, raw: redis.Redis,
+                                                         dead_letter: str | None) -> None:
+    """Every third reply of each kind (new entries, own pending list, reclaim, XACK) is
+    lost, while a publisher writes and a consumer dies holding entries."""
+    total = 2000
+    raw.xgroup_create("busy", "g", "0", mkstream=True)
+
+    def dies_holding(count: int) -> None:
+        reply = raw.xreadgroup("g", "dead", {"busy": ">"}, count=count)
+        if reply:
+            raw.xclaim("busy", "g", "dead", 0, [e[0] for e in reply[0][1]], idle=3_600_000, justid=True)
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        proxy = Proxy(redis_server.port)
+        proxy_url = await proxy.start()
+        proxy.lose_reply(every_third_of_each_kind(), once=False)
+        sub = await open_subscription("redis://g?topic=busy&consumer=c", redis_url=proxy_url,
+                                      reclaim_interval=0.2, dead_letter=dead_letter, max_deliveries=100)
+
+        async def produce() -> list[str]:
+            ids: list[str] = []
+            for start in range(0, total, 50):
+                ids += await publish("busy", [b"%d" % i for i in range(start, start + 50)])
+                if start % 500 == 0:  # a consumer takes a batch and died with it an hour ago
+                    await asyncio.to_thread(dies_holding, 50)
+                await asyncio.sleep(0.02)
+            return ids
+
+        producing = asyncio.create_task(produce())
+        delivered: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (producing.done() and len(set(delivered)) >= total):
+            batch = await sub.receive_batch(200, timeout=0.5)
+            sub.ack(*batch)
+            delivered += [m.id for m in batch]
+        await sub.flush()
+        await sub.shutdown()
+        await proxy.close()
+        return await producing, delivered, proxy.lost
+
+    published, delivered, lost = run(scenario)
+    assert set(delivered) == set(published), f"{len(set(published) - set(delivered))} messages lost"
+    lost_kinds = Counter(kind(data) for data in lost)
+    assert set(lost_kinds) == {"new", "own pending", "reclaim", "ack"}, lost_kinds
+    lost_replies = len(lost)
+    assert raw.xpending("busy", "g")["pending"] == 0
+    print(f"published {len(published)}, delivered {len(delivered)} ({len(delivered) - len(set(delivered))} "
+          f"duplicates), {lost_replies} replies lost: {dict(lost_kinds)}")
 
 
 # ---------------------------------------------------------------------------------------

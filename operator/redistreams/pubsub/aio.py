@@ -559,8 +559,10 @@ class Subscription:
                     log.warning("subscription %s: %s; retrying", self._name, exc)
                     # Redis may have delivered entries before the reply was lost: they now wait in
                     # this consumer's pending list, where neither '>' nor reclaim (for `autoclaim`)
-                    # looks. Read that list again, as at start.
-                    self._drain_from = "0"
+                    # looks. Read that list again, as at start. A drain under way goes on from
+                    # its cursor: it had not moved past what the lost reply held.
+                    if self._drain_from is None:
+                        self._drain_from = "0"
                     failed = True
             if failed:  # back off without holding the lock, so shutdown is not kept waiting
                 await _backoff(attempt)
