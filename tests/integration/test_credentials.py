@@ -315,7 +315,8 @@ def test_conditions_for_a_malformed_url(url: str) -> None:
     assert "127.0.0.1" not in from_secret and "***" not in from_secret and "mymaster" not in from_secret
 
 
-def test_a_ready_condition_shows_the_url_redacted(server: RedisServer) -> None:
+def test_a_ready_condition_shows_the_url_redacted(make_redis) -> None:
+    server = make_redis(password=RIGHT)  # its own: the CLI tests claimed "orders" on the shared one
     url = f"redis://127.0.0.1:{server.port}/0?password={RIGHT}"
     message = reconcile(url)
     assert message.startswith('stream "orders" exists on ') and "password=***" in message, message
