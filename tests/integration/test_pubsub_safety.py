@@ -514,6 +514,38 @@ def test_group_destroyed_on_a_stream_that_never_lost_an_entry_is_an_error(url: s
     assert raw.xinfo_groups("young") == []
 
 
+def test_without_xinfo_permission_only_a_missing_key_counts_as_a_reset(redis_server: RedisServer, url: str,
+                                                                          raw: redis.Redis) -> None:
+    """Without XINFO STREAM a stream that is there cannot be told apart from the one the
+    group lived on: a deleted key is still a reset, anything else an error saying why."""
+    raw.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@all", "-xinfo")
+    consumer_url = f"redis://reader:pw@127.0.0.1:{redis_server.port}/0"
+
+    async def scenario() -> tuple[list[bytes], str]:
+        sub = await open_subscription("redis://g?topic=nx&consumer=c", redis_url=consumer_url, block=0.3)
+        await publish("nx", [b"1"])
+        got = await collect(sub, 1, within=2)
+        await sub.flush()
+        raw.flushall()  # key gone, nobody publishes: re-created from 0 with MKSTREAM
+        assert await sub.receive_batch(10, timeout=0.5) == []
+        await publish("nx", [b"2"])
+        got += await collect(sub, 1, within=2)
+        await sub.flush()
+        raw.xgroup_destroy("nx", "g")
+        try:
+            await sub.receive_batch(10, timeout=2)
+            error = ""
+        except GroupDeletedError as exc:
+            error = str(exc)
+        await sub.shutdown()
+        return [m.body for m in got], error
+
+    bodies, error = run(scenario)
+    assert bodies == [b"1", b"2"]
+    assert "whether its stream was reset cannot be told (XINFO STREAM is not permitted)" in error
+    assert raw.xinfo_groups("nx") == []
+
+
 # ---------------------------------------------------------------------------------------
 # 4. shutdown while Redis is down
 

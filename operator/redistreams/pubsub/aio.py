@@ -650,9 +650,10 @@ class Subscription:
         return None
 
     def _deleted_error(self, state: _StreamState | None) -> GroupDeletedError:
-        if state is None or self._high is None:
-            why = ("and whether its stream was reset cannot be told (no XINFO STREAM permission, and no entry "
-                   "received yet)")
+        if state is None:
+            why = "and whether its stream was reset cannot be told (XINFO STREAM is not permitted)"
+        elif self._high is None:
+            why = "and whether its stream was reset cannot be told (no entry of it was known before)"
         else:
             why = f"while stream {self.stream!r} still holds its history (entries up to {_id_text(self._high)})"
         return GroupDeletedError(
@@ -967,14 +968,14 @@ class Subscription:
             if self._renew_task is not None:
                 self._renew_task.cancel()
             _in_use.discard(self._key)
-            await self._control.close()
-            try:
-                # Waits for a read still in flight only as long as the deadline allows;
-                # disconnecting the pool then ends it.
-                async with asyncio.timeout_at(max(deadline, self._loop.time() + 0.05)):
-                    await self._read.close()
-            except TimeoutError:
-                pass
+            # A call still in flight is waited for only as long as the deadline allows;
+            # disconnecting the pool then ends it.
+            for link in (self._control, self._read):
+                try:
+                    async with asyncio.timeout_at(max(deadline, self._loop.time() + 0.05)):
+                        await link.close()
+                except TimeoutError:
+                    pass
             await self._pool.disconnect()
 
     async def _abandon_control(self) -> list[str]:
