@@ -34,6 +34,12 @@ def make_redis() -> Iterator:
         servers.append(server)
         return server.start()
 
+    def adopt(server: RedisServer) -> RedisServer:
+        """Starts a server configured by the caller (a chosen port…); stopped afterwards too."""
+        servers.append(server)
+        return server.start()
+
+    make.adopt = adopt  # type: ignore[attr-defined]
     yield make
     for server in servers:
         server.close()

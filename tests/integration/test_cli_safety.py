@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from test_apply import group, topic, write
 
 pytestmark = pytest.mark.integration
@@ -164,9 +164,28 @@ def test_retention_blocked_by_a_group_that_is_not_utf8(cli, redis_server: RedisS
 # -- a Redis Cluster node ------------------------------------------------------------------------
 
 
+def cluster_node(make_redis, name: str) -> RedisServer:
+    """A cluster-mode server; its bus port (port + 10000) must exist too."""
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        server = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", f"{name}.conf")
+        server.port = port
+        return make_redis.adopt(server)
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def test_a_cluster_node_is_named_as_such(cli, make_redis, tmp_path: Path) -> None:
-    a = make_redis("--cluster-enabled", "yes", "--cluster-config-file", "a.conf")
-    b = make_redis("--cluster-enabled", "yes", "--cluster-config-file", "b.conf")
+    a = cluster_node(make_redis, "a")
+    b = cluster_node(make_redis, "b")
     a.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
     b.client().execute_command("CLUSTER", "MEET", "127.0.0.1", a.port)
 

@@ -400,7 +400,7 @@ def test_reset_moves_the_group_once_and_claims_a_lag_only_when_redis_reports_it(
         pipe = r.pipeline(transaction=False)
         RESET_GROUP.load(pipe)
         RESET_GROUP.call(pipe, [KEY, REGISTRY],
-                         ["g", "reset:g", token, target, to, "2026-11-27T09:00:00Z", cap, 3])
+                         ["g", "reset:g", token, target, to, "2026-11-27T09:00:00Z", cap, 3, "owner:g"])
         return pipe.execute()[1]
 
     reply = apply("t1", intent.target)

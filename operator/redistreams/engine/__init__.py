@@ -102,7 +102,7 @@ class Engine:
             return {key: StreamState(key, type="unknown", failure=exc.failure) for key in keys}
 
     def observe_intents(
-        self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False
+        self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False, retention: bool = True
     ) -> dict[str, StreamState]:
         owner_groups: dict[str, list[str]] = {}
         reset_groups: dict[str, list[str]] = {}
@@ -114,7 +114,7 @@ class Engine:
             if g.cleanup_idle_ms is not None:
                 cleanup_groups.setdefault(g.stream, []).append(g.group)
         keys = [t.stream for t in topics] + [g.stream for g in groups]
-        detail_keys = keys if details else [t.stream for t in topics if t.retention]
+        detail_keys = keys if details else [t.stream for t in topics if t.retention and retention]
         return self.observe(keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=details,
                             reset_groups=reset_groups, cleanup_groups=cleanup_groups)
 
@@ -160,5 +160,5 @@ class Engine:
 
     def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
         with _collector_paused(len(topics) + len(groups)):
-            states = self.observe_intents(topics, groups)
+            states = self.observe_intents(topics, groups, retention=False)  # deleting trims nothing
             return self.applier.delete(topics, groups, states)

@@ -7,13 +7,14 @@ sends nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import redis.exceptions as rex
 
-from .errors import CONFLICT, REDIS_ERROR, WRONG_TYPE, Failure, describe, is_connection_problem
+from .errors import CONFLICT, REDIS_ERROR, TOPIC_NOT_READY, WRONG_TYPE, Failure, describe, is_connection_problem
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
 from .observe import Pipeliner
 from .ownership import (
@@ -130,6 +131,7 @@ def trim_args(retention: RetentionPolicy, step: int) -> list[int]:
         retention.max_age_seconds * 1000 if retention.max_age_seconds is not None else -1,
         1 if retention.allow_trimming_unconsumed else 0,
         step,
+        int(time.time() * 1000),  # used only when the ACL denies TIME
     ]
 
 
@@ -311,6 +313,10 @@ class Applier:
             if outcome == "wrongtype":
                 result.fail(Failure(WRONG_TYPE, f'key "{intent.stream}" holds a {reply[1]}, not a stream'))
                 return
+            if outcome == "nostream":
+                result.fail(Failure(TOPIC_NOT_READY, f'stream "{intent.stream}" does not exist: its Topic '
+                                                     f'({intent.topic.namespace}/{intent.topic.name}) creates it first'))
+                return
             if outcome != "created":
                 if p.create_at is not None:
                     result.outcome = CONFIGURED
@@ -369,7 +375,7 @@ class Applier:
             result.details = details
 
         args = [intent.group, reset_field(intent.stream, intent.group), reset.token, reset.target, reset.to, at,
-                RESET_COUNT_CAP, RESET_TOKENS_KEPT]
+                RESET_COUNT_CAP, RESET_TOKENS_KEPT, group_field(intent.stream, intent.group)]
         return Call(
             build=lambda pipe: RESET_GROUP.call(pipe, [intent.stream, self.registry_key], args),
             done=done,
@@ -510,11 +516,31 @@ class Applier:
         is deleted under deletionPolicy Delete in this same call (checked atomically)."""
         calls: list[Call] = []
         group_results = [self._delete_group(g, states[g.stream], calls) for g in groups]
+        intents_by_label = {g.label: g for g in groups}
+        self.run(calls)
+        # Only groups actually destroyed may go with their stream: one refused (ACL) keeps it.
         leaving: dict[str, list[str]] = {}
+        stuck: dict[str, Result] = {}
         for result in group_results:
-            if result.outcome == DELETED and result.group is not None:
+            if result.group is None:
+                continue
+            if result.outcome == DELETED:
                 leaving.setdefault(result.stream, []).append(result.group)
-        topic_results = [self._delete_topic(t, states[t.stream], leaving.get(t.stream, []), calls) for t in topics]
+            elif result.failure is not None and intents_by_label[result.label].deletion_policy == "Delete":
+                stuck.setdefault(result.stream, result)
+        calls = []
+        topic_results = []
+        for t in topics:
+            if t.stream in stuck and t.deletion_policy == "Delete":
+                # Its group is still there: keep the stream and the record, so a retry finishes.
+                blocked = stuck[t.stream]
+                assert blocked.failure is not None
+                result = _topic_result(t)
+                result.fail(Failure(blocked.failure.reason, f"{blocked.label} could not be deleted first, so the "
+                                    f"stream stays: {blocked.failure.message}"))
+                topic_results.append(result)
+                continue
+            topic_results.append(self._delete_topic(t, states[t.stream], leaving.get(t.stream, []), calls))
         self.run(calls)
         return [*group_results, *topic_results]
 

@@ -44,10 +44,10 @@ CLAIM_GROUP = LuaScript("claim_group", uses=("ids", "registry"))
 DELETE_STREAM = LuaScript("delete_stream", uses=("ids", "registry"))
 DELETE_GROUP = LuaScript("delete_group", uses=("ids", "registry"))
 CHECKPOINT = LuaScript("checkpoint", uses=("ids", "registry"))
-TRIM = LuaScript("trim", uses=("ids",))
-COUNT_AFTER = LuaScript("count_after")
-RESET_GROUP = LuaScript("reset_group", uses=("ids",))
-REMOVE_CONSUMERS = LuaScript("remove_consumers")
+TRIM = LuaScript("trim", uses=("ids", "registry"))
+COUNT_AFTER = LuaScript("count_after", uses=("ids",))
+RESET_GROUP = LuaScript("reset_group", uses=("ids", "registry"))
+REMOVE_CONSUMERS = LuaScript("remove_consumers", uses=("ids", "registry"))
 
 # The temporary group claim_topic.lua uses on a key that did not exist a moment ago.
 INIT_GROUP = "redistreams:init"

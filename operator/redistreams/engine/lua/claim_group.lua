@@ -11,7 +11,8 @@
 -- ARGV[7]  registry field of the epoch, ARGV[8] epoch to record when there is none
 -- ARGV[9]  registry field of the stream's Topic record, ARGV[10..12] the Topic the group declares
 -- Returns {'created', at}, {'adopted'|'exists', at}, {'conflict', raw record} (of the
--- group, or 'topic' and the Topic's when another Topic owns the stream) or {'wrongtype', type}.
+-- group, or 'topic' and the Topic's when another Topic owns the stream), {'nostream'}
+-- or {'wrongtype', type}.
 local stream, registry = KEYS[1], KEYS[2]
 local field, cluster, namespace, name, group, start = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
@@ -30,14 +31,15 @@ if topic_raw and not same_owner(decode_record(topic_raw), ARGV[10], ARGV[11], AR
   return {'conflict', topic_raw, 'topic'}
 end
 local kind = redis.call('TYPE', stream)['ok']
-if kind ~= 'none' and kind ~= 'stream' then
+if kind == 'none' then
+  -- The stream is its Topic's to create (and to record as created): a group never makes
+  -- it, or a Topic that failed would leave a stream nobody owns.
+  return {'nostream'}
+elseif kind ~= 'stream' then
   return {'wrongtype', kind}
 end
 
-local info = nil
-if kind == 'stream' then
-  info = group_info(stream, group)
-end
+local info = group_info(stream, group)
 if info then
   refused = denied({{'XPENDING', stream, group}})
   if refused then
@@ -53,34 +55,26 @@ if info then
   return {current and 'exists' or 'adopted', at}
 end
 
-refused = denied({{'XGROUP', 'CREATE', stream, group, '$', 'MKSTREAM'}, {'XINFO', 'STREAM', stream}})
+refused = denied({{'XGROUP', 'CREATE', stream, group, '$'}, {'XINFO', 'STREAM', stream}})
 if refused then
   return refused
 end
+local stream_info = redis.call('XINFO', 'STREAM', stream)
+local fields = {}
+for i = 1, #stream_info, 2 do
+  fields[stream_info[i]] = stream_info[i + 1]
+end
+-- ENTRIESREAD so that Redis reports a valid lag at once.
 local at
-if kind == 'none' then
-  redis.call('XGROUP', 'CREATE', stream, group, start, 'MKSTREAM')
+if start == '$' then
+  at = fields['last-generated-id']
+  redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'])
+elseif start == '0' then
   at = '0-0'
-  if start ~= '$' and start ~= '0' then
-    at = start
-  end
+  redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'] - fields['length'])
 else
-  local stream_info = redis.call('XINFO', 'STREAM', stream)
-  local fields = {}
-  for i = 1, #stream_info, 2 do
-    fields[stream_info[i]] = stream_info[i + 1]
-  end
-  -- ENTRIESREAD so that Redis reports a valid lag at once.
-  if start == '$' then
-    at = fields['last-generated-id']
-    redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'])
-  elseif start == '0' then
-    at = '0-0'
-    redis.call('XGROUP', 'CREATE', stream, group, at, 'ENTRIESREAD', fields['entries-added'] - fields['length'])
-  else
-    at = start
-    redis.call('XGROUP', 'CREATE', stream, group, at)
-  end
+  at = start
+  redis.call('XGROUP', 'CREATE', stream, group, at)
 end
 redis.call('HSET', registry, field, encode_record(cluster, namespace, name, true, at, at))
 redis.call('HSETNX', registry, ARGV[7], ARGV[8])

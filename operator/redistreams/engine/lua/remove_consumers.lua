@@ -11,6 +11,11 @@
 local key, group = KEYS[1], ARGV[1]
 local threshold = tonumber(ARGV[2])
 
+local refused = denied({{'XINFO', 'CONSUMERS', key, group}, {'XGROUP', 'DELCONSUMER', key, group, 'c'}})
+if refused then
+  return refused
+end
+
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', key, group)
 if not ok then
   return {}

@@ -11,11 +11,21 @@
 -- ARGV[6]  time of the reset, RFC 3339 (for the record)
 -- ARGV[7]  most entries counted to keep lag valid (keeps the call short)
 -- ARGV[8]  most earlier tokens remembered
+-- ARGV[9]  registry field of the group's ownership record: its recovery position follows
 -- Returns {'applied', id, entries-read or -1}, {'seen', recorded id}, {'nogroup', ''}
 -- or {<key type>, ''} when the key is not a stream.
 local key, registry = KEYS[1], KEYS[2]
 local group, field, token, target = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cap = tonumber(ARGV[7])
+
+-- The move and its record go together: a refused HSET after SETID would move the group
+-- again on the next apply.
+local refused = denied({{'HGET', registry, field}, {'TYPE', key}, {'XINFO', 'GROUPS', key},
+                        {'XINFO', 'STREAM', key}, {'XRANGE', key, '-', '+'}, {'XGROUP', 'SETID', key, group, '0'},
+                        {'HSET', registry, field, '1'}})
+if refused then
+  return refused
+end
 
 -- Earlier tokens are remembered too (a bounded number), so an applier still declaring
 -- an older token (a GitOps sync that lags the CLI) never moves the group back.
@@ -120,4 +130,10 @@ if #earlier > 0 then
   record['earlier'] = earlier
 end
 redis.call('HSET', registry, field, cjson.encode(record))
+-- A group re-created later must not skip what the reset asked to deliver again.
+local owner = decode_record(redis.call('HGET', registry, ARGV[9]))
+if owner and owner['at'] and compare(id, owner['at']) < 0 then
+  owner['at'] = id
+  redis.call('HSET', registry, ARGV[9], cjson.encode(owner))
+end
 return {'applied', id, entries_read}

@@ -5,6 +5,7 @@
 -- ARGV[2]  max age in milliseconds, or -1
 -- ARGV[3]  1 to allow trimming entries not yet delivered or acknowledged, else 0
 -- ARGV[4]  most entries removed by this call (keeps each call short)
+-- ARGV[5]  the caller's clock in milliseconds, for a user the ACL denies TIME
 -- Returns {removed, more (0|1), blocking group or '', 'pending'|'undelivered'|''}
 local key = KEYS[1]
 local max_length = tonumber(ARGV[1])
@@ -12,6 +13,11 @@ local max_age = tonumber(ARGV[2])
 local allow_unconsumed = ARGV[3] == '1'
 local step = tonumber(ARGV[4])
 
+local refused = denied({{'TYPE', key}, {'XLEN', key}, {'XRANGE', key, '-', '+'}, {'XINFO', 'GROUPS', key},
+                        {'XPENDING', key, 'g'}, {'XTRIM', key, 'MAXLEN', '0'}})
+if refused then
+  return refused
+end
 if redis.call('TYPE', key)['ok'] ~= 'stream' then
   return {0, 0, '', ''}
 end
@@ -30,10 +36,13 @@ if max_length >= 0 and length > max_length then
   wanted = math.min(length - max_length, step)
 end
 if max_age >= 0 and wanted < step then
-  local now = redis.call('TIME')
   -- Milliseconds since 1970 stay far below 2^53, so this arithmetic is exact; a max age
   -- beyond the epoch (cutoff <= 0) leaves nothing old enough.
-  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local now_ms = tonumber(ARGV[5])
+  if redis.acl_check_cmd('TIME') then
+    local now = redis.call('TIME')
+    now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  end
   if now_ms > max_age then
     wanted = math.max(wanted, count_before(string.format('%.0f', now_ms - max_age) .. '-0', step))
   end
