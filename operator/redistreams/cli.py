@@ -831,8 +831,9 @@ def _subscribe(settings: Settings, url: str, count: int, idle: float | None, no_
     shown = 0
     try:
         # Fetch no more than asked for: what is fetched and not printed would stay pending.
-        with sync.open_subscription(url, redis_url=settings.redis_url, create_group=False,
-                                    batch_size=min(count, 100) if count else 100) as subscription:
+        subscription = sync.open_subscription(url, redis_url=settings.redis_url, create_group=False,
+                                              timeout=settings.timeout, batch_size=min(count, 100) if count else 100)
+        try:
             while not count or shown < count:
                 batch = subscription.receive_batch(count - shown if count else 100, timeout=idle)
                 if not batch:
@@ -842,6 +843,12 @@ def _subscribe(settings: Settings, url: str, count: int, idle: float | None, no_
                 if not no_ack:
                     subscription.ack(*batch)
                 shown += len(batch)
+        finally:
+            unsent = subscription.shutdown(timeout=settings.timeout)
+        if unsent:
+            fail(f"{len(unsent)} messages were printed but Redis did not confirm their acknowledgement: they stay "
+                 f"pending and will be delivered again ({', '.join(unsent[:5])}{'…' if len(unsent) > 5 else ''})",
+                 EXIT_FAILED)
     except (URLError, ConnectionConfigError) as exc:
         fail(redact(str(exc)))
     except (PubSubError, ValueError) as exc:

@@ -39,7 +39,7 @@ RUNTIME_FIELDS = ("length", "lastGeneratedId", "entriesAdded", "groups", "lag", 
 @dataclass
 class OperatorConfig:
     cluster_id: str = "default"
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)  # may hold a password
     resync_interval: float = 60.0
     status_interval: float = 30.0  # runtime figures (length, lag…) are written at most this often
     retry_delay: float = 5.0
