@@ -574,8 +574,8 @@ class TopicStatus(_Status):
     groups: int | None = Field(None, ge=0, description="Consumer groups on the stream.")
     retention: RetentionStatus | None = Field(None, description="Continuous retention (operator).")
     registryEpoch: str | None = _registry_epoch()
-    streamKeptBy: list[Annotated[str, Field(max_length=GROUP_NAME_MAX)]] = Field(
-        default_factory=list, max_length=STATUS_LIST_MAX,
+    streamKeptBy: list[Annotated[str, Field(max_length=GROUP_NAME_MAX)]] | None = Field(
+        None, max_length=STATUS_LIST_MAX,
         description="On deletion with deletionPolicy Delete: groups that keep the stream in place "
         "because they are not being deleted themselves (at most 10).",
     )

@@ -175,7 +175,10 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
                                            "metadata": {"name": "t"},
                                            "spec": {"streamName": f"{watched}/t", "deletionPolicy": "Delete"}}).raise_for_status()
             cluster.post(f"{api}/consumergroups", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup",
-                                                   "metadata": {"name": "g"}, "spec": {"topicRef": {"name": "t"}}}).raise_for_status()
+                                                   "metadata": {"name": "g"},
+                                                   # Delete too: a Retain group would keep the Topic's stream.
+                                                   "spec": {"topicRef": {"name": "t"}, "deletionPolicy": "Delete"}}
+                         ).raise_for_status()
             wait_for(lambda: _ready(cluster, watched, "topics", "t") and _ready(cluster, watched, "consumergroups", "g"),
                      "Ready under the chart's identity", 60)
             assert [g["name"] for g in redis.client().xinfo_groups(f"{watched}/t")] == ["g"]

@@ -223,3 +223,28 @@ def test_names_that_are_not_utf8_break_nothing(cluster: Cluster, ns: str, redis:
     text = generate_latest(REGISTRY).decode()  # the whole scrape still works
     assert 'group="caf\\\\xe9-\\\\xff"' in text and 'consumer="w\\\\xff"' in text
     assert get(cluster, ns, "Topic", "orders")["status"]["conditions"]
+
+
+def test_a_refused_command_is_that_resources_failure_named(cluster: Cluster, ns: str) -> None:
+    """The operator's Redis user lacks XGROUP SETID (spec.reset) and TIME (optional)."""
+    server = RedisServer().start()
+    try:
+        server.client().execute_command("ACL", "SETUSER", "ops", "on", ">pw", "~*", "resetchannels", "+@all",
+                                        "-xgroup|setid", "-time")
+        secret(cluster, ns, "redis-ops", f"redis://ops:pw@127.0.0.1:{server.port}/0".encode())
+        create(cluster, ns, "Topic", "t", {"streamName": "t", "retention": {"maxAge": "1h"},
+                                           "connection": {"secretRef": {"name": "redis-ops"}}})
+        create(cluster, ns, "ConsumerGroup", "plain", {"topicRef": {"name": "t"}})
+        create(cluster, ns, "ConsumerGroup", "moved", {"topicRef": {"name": "t"}, "reset": {"token": "a", "to": "0"}})
+        for name in ("plain", "moved"):
+            wait_ready(cluster, ns, "ConsumerGroup", name)
+        cluster.request("PATCH", f"{API}/namespaces/{ns}/consumergroups/moved",
+                        {"spec": {"reset": {"token": "b", "to": "0"}}},
+                        content_type="application/merge-patch+json").raise_for_status()
+        body = wait_ready(cluster, ns, "ConsumerGroup", "moved", status="False", reason="PermissionDenied")
+        assert "'xgroup|setid'" in condition(body)["message"]
+        assert condition(get(cluster, ns, "Topic", "t"))["status"] == "True"
+        assert condition(get(cluster, ns, "ConsumerGroup", "plain"))["status"] == "True"
+        assert "pw@" not in condition(body)["message"]
+    finally:
+        server.close()
