@@ -21,14 +21,13 @@ local refused = denied({{'HGET', registry, field}, {'TYPE', stream}, {'XINFO', '
 if refused then
   return refused
 end
-local raw = redis.call('HGET', registry, field)
-local current = decode_record(raw)
-if raw and not same_owner(current, cluster, namespace, name) then
-  return {'conflict', raw}
+local current, taken = own_record(registry, field, cluster, namespace, name)
+if taken then
+  return {'conflict', taken}
 end
-local topic_raw = redis.call('HGET', registry, ARGV[9])
-if topic_raw and not same_owner(decode_record(topic_raw), ARGV[10], ARGV[11], ARGV[12]) then
-  return {'conflict', topic_raw, 'topic'}
+local _, topic_taken = own_record(registry, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+if topic_taken then
+  return {'conflict', topic_taken, 'topic'}
 end
 local kind = redis.call('TYPE', stream)['ok']
 if kind == 'none' then

@@ -15,10 +15,9 @@ local refused = denied({{'HGET', registry, field}, {'TYPE', stream}})
 if refused then
   return refused
 end
-local raw = redis.call('HGET', registry, field)
-local current = decode_record(raw)
-if raw and not same_owner(current, cluster, namespace, name) then
-  return {'conflict', raw}
+local current, taken = own_record(registry, field, cluster, namespace, name)
+if taken then
+  return {'conflict', taken}
 end
 local kind = redis.call('TYPE', stream)['ok']
 local outcome, created

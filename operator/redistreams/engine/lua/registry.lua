@@ -35,6 +35,16 @@ local function same_owner(record, cluster, namespace, name)
   return record and record['cluster'] == cluster and record['namespace'] == namespace and record['name'] == name
 end
 
+-- The record at ``field`` and nil, or nil and its raw text when another owner holds it.
+local function own_record(registry, field, cluster, namespace, name)
+  local raw = redis.call('HGET', registry, field)
+  local record = decode_record(raw)
+  if raw and not same_owner(record, cluster, namespace, name) then
+    return nil, raw
+  end
+  return record, nil
+end
+
 local function encode_record(cluster, namespace, name, created, start, at)
   local record = {cluster = cluster, namespace = namespace, name = name, created = created}
   if start then
