@@ -286,3 +286,27 @@ def test_claim_and_create_are_one_step_for_groups(redis_server: RedisServer) -> 
     assert record(r, group_field("orders", "billing"))["created"] is False
     Engine(redis_server.client()).delete([t], [g])
     assert [x["name"] for x in r.xinfo_groups("orders")] == ["billing"]
+
+
+def test_a_group_recreated_at_the_end_after_a_reset_is_moved_back(redis_server: RedisServer) -> None:
+    """The CLI (which cannot know) re-creates the group at "$" after a FLUSHALL, past what
+    publishers wrote since; the operator, remembering the old epoch, moves it back."""
+    r = redis_server.client()
+    engine = Engine(redis_server.client())
+    t, g = intents()
+    engine.reconcile([t], [g])
+    memory = Memory(epoch=decode_epoch(r.hget(REGISTRY, EPOCH_FIELD)))
+    r.flushall()
+    publish(r, 3, "first")  # before anyone looked
+    engine.reconcile([t], [g])  # the CLI: a new Redis as far as it can tell
+    publish(r, 2, "then")
+    t, g = intents(memory=memory)
+    plan = engine.plan([t], [g])
+    assert plan.groups[0].reset is not None and "moving it back to 0" in (plan.groups[0].lost or "")
+    results = engine.apply(plan)
+    assert results[1].reset_applied
+    assert undelivered(r) == [f"first-{i}" for i in range(3)] + ["then-0", "then-1"]
+    again = engine.plan([t], [g])  # status not updated yet: still once
+    assert again.groups[0].reset is not None
+    engine.apply(again)
+    assert undelivered(r) == []  # the token was recorded: not moved twice

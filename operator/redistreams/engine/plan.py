@@ -234,9 +234,28 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
         )
     if intent.reset is not None:
         _plan_reset(plan, intent.reset)
+    if plan.reset is None:
+        _plan_rewind(plan, current, topic)
     if intent.cleanup_idle_ms is not None:
         _plan_cleanup(plan, intent.cleanup_idle_ms)
     return plan
+
+
+def _plan_rewind(plan: GroupPlan, current: OwnerRecord | None, topic: TopicPlan | None) -> None:
+    """After Redis lost data, a group re-created since by someone who could not know (the
+    CLI at "$") may sit past entries published after the loss: it goes back to 0, once
+    per registry epoch, through the reset script (atomic, recorded)."""
+    state = plan.state
+    lost = data_lost(plan.intent.memory, state, current) or (topic.lost if topic is not None else None)
+    if not lost or current is None or not current.created or current.start is None or state.first_id is None:
+        return
+    if StreamId.parse(current.start) < StreamId.parse(state.first_id):
+        return  # created before every entry there now: it skipped nothing
+    plan.reset = ResetIntent(f"redis-reset:{state.registry_epoch}", "0", "0")
+    plan.redis_lost = True
+    plan.lost = (f"{lost}; the group was re-created since at {current.start}, past entries published after the "
+                 "loss: moving it back to 0, so none is skipped")
+    plan.notes.append(plan.lost)
 
 
 def _plan_recovery(plan: GroupPlan, current: OwnerRecord | None, topic: TopicPlan | None) -> None:
