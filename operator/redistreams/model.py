@@ -126,16 +126,37 @@ Duration = Annotated[
 ]
 
 
+# An entry ID's parts are unsigned 64-bit in Redis; the patterns admit any digits. Leading
+# zeros are allowed and mean the same number (to Python, to CEL's uint() and to Redis).
+ENTRY_ID_64_BITS = "both parts of an entry ID must fit in 64 bits"
+# A failed uint() conversion fails validation, so the API server refuses what the CLI does.
+ENTRY_ID_64_BITS_RULE = {
+    "rule": "!self.matches('^[0-9]+-[0-9]+$') || "
+            "(uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)",
+    "message": ENTRY_ID_64_BITS,
+}
+
+
+def _entry_id_fits(value: str) -> bool:
+    """False for an entry ID ``<ms>-<seq>`` with a part past 64 bits ($ and 0 pass)."""
+    return "-" not in value or all(int(part) <= U64_MAX for part in value.split("-"))
+
+
 def _check_start_id(value: str) -> str:
     if len(value) > START_ID_MAX or not re.fullmatch(START_ID_PATTERN, value):
         raise ValueError(f'invalid start ID "{value}" (use $, 0 or an entry ID <ms>-<seq>)')
+    if not _entry_id_fits(value):
+        raise ValueError(f'invalid start ID "{value}": {ENTRY_ID_64_BITS}')
     return value
 
 
 StartId = Annotated[
     str,
     AfterValidator(_check_start_id),
-    Field(json_schema_extra={"minLength": 1, "maxLength": START_ID_MAX, "pattern": START_ID_PATTERN}),
+    Field(json_schema_extra={
+        "minLength": 1, "maxLength": START_ID_MAX, "pattern": START_ID_PATTERN,
+        "x-kubernetes-validations": [ENTRY_ID_64_BITS_RULE],
+    }),
 ]
 
 DeletionPolicy = Literal["Retain", "Delete"]
@@ -163,8 +184,8 @@ def _check_reset_to(value: str) -> str:
             raise ValueError(f'{invalid}: not a valid date and time') from None
         if ms is None or ms < 0:
             raise ValueError(f'invalid reset target "{value}": times before 1970 have no entry IDs')
-    elif "-" in value and any(int(part) > U64_MAX for part in value.split("-")):
-        raise ValueError(f'invalid reset target "{value}": both parts of an entry ID must fit in 64 bits')
+    elif not _entry_id_fits(value):
+        raise ValueError(f'invalid reset target "{value}": {ENTRY_ID_64_BITS}')
     return value
 
 
@@ -178,9 +199,7 @@ ResetTarget = Annotated[
         "x-kubernetes-validations": [
             {"rule": "!self.contains('T') || timestamp(self) >= timestamp('1970-01-01T00:00:00Z')",
              "message": "must be a valid RFC 3339 time, not before 1970"},
-            {"rule": "!self.matches('^[0-9]+-[0-9]+$') || "
-                     "(uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)",
-             "message": "both parts of an entry ID must fit in 64 bits"},
+            ENTRY_ID_64_BITS_RULE,
         ],
     }),
 ]

@@ -305,6 +305,9 @@ EDGE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("group 256 characters", group({"topicRef": {"name": "t"}, "groupName": "g" * 256})),
     ("start 0-0", group({"topicRef": {"name": "t"}, "startId": "0-0"})),
     ("start largest ID", group({"topicRef": {"name": "t"}, "startId": LONG_ID})),
+    # leading zeros mean the same number to Python, CEL's uint() and Redis
+    ("start leading zeros", group({"topicRef": {"name": "t"}, "startId": "0001-01"})),
+    ("start leading zeros past 20 digits", group({"topicRef": {"name": "t"}, "startId": "0" * 19 + "18446744073709551615-0"})),
     ("delete policy", group({"topicRef": {"name": "t"}, "deletionPolicy": "Delete"})),
     # refused by both
     ("maxLength above int64", topic({"retention": {"maxLength": 2**63}})),
@@ -339,6 +342,10 @@ EDGE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("labels null", topic(labels=None)),
     # metadata is validated like the API server does
     ("start ID too long", group({"topicRef": {"name": "t"}, "startId": LONG_ID + "0"})),
+    # past 64 bits: the pattern admits them, CEL's uint() refuses them like the CLI
+    ("start ms past 64 bits", group({"topicRef": {"name": "t"}, "startId": "99999999999999999999999-0"})),
+    ("start seq past 64 bits", group({"topicRef": {"name": "t"}, "startId": "1-18446744073709551616"})),
+    ("start ms 2^64", group({"topicRef": {"name": "t"}, "startId": "18446744073709551616-0"})),
     ("label key with a space", topic(labels={"bad key": "x"})),
     ("unknown metadata field", topic(colour="red")),
 ]

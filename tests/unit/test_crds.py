@@ -132,6 +132,9 @@ def _rules(node: dict[str, Any]) -> dict[str, list[str]]:
     }
 
 
+ENTRY_ID_FITS = "!self.matches('^[0-9]+-[0-9]+$') || (uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)"
+
+
 def test_cel_rules_survive(generated: dict[str, dict[str, Any]]) -> None:
     topic = _rules(_root(generated["Topic"]))
     assert topic == {
@@ -146,9 +149,10 @@ def test_cel_rules_survive(generated: dict[str, dict[str, Any]]) -> None:
         "spec.topicRef": ["self == oldSelf"],
         "spec.groupName": ["self == oldSelf"],
         "spec.consumerCleanup.idleAfter": ["self.matches('[1-9]')"],
+        "spec.startId": [ENTRY_ID_FITS],
         "spec.reset.to": [
             "!self.contains('T') || timestamp(self) >= timestamp('1970-01-01T00:00:00Z')",
-            "!self.matches('^[0-9]+-[0-9]+$') || (uint(self.split('-')[0]) >= 0u && uint(self.split('-')[1]) >= 0u)",
+            ENTRY_ID_FITS,
         ],
     }
 
