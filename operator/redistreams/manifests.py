@@ -3,11 +3,17 @@
 Errors name the file, the document, the resource and the field, and every error in
 the input is reported at once. Documents of other kinds are skipped with a notice so a
 whole GitOps folder can be passed.
+
+Input may be hostile: it must be UTF-8, and each YAML document is composed into nodes and
+measured (nesting depth, alias expansion) before any Python objects are built from it, so
+an alias bomb or a deeply nested value is an input error, not a MemoryError or a
+RecursionError later on.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,13 +22,58 @@ from typing import IO, Any, Iterable
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import BaseConstructor, ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .model import API, API_GROUP, DEFAULT_NAMESPACE, RESOURCE_MODELS, ConsumerGroup, Resource, Topic
+from .printable import printable
 
 try:  # the C loader is much faster on big folders
-    _Loader: type = yaml.CSafeLoader
+    _SafeLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _SafeLoader = yaml.SafeLoader
+
+STDIN = "<stdin>"
+# Deepest nesting of collections in one document. Real manifests of any kind stay far below:
+# of ~19,000 YAML and JSON documents on a build machine the deepest (CRD schemas in
+# kube-openapi's test data) nest 34 levels, about 40 inside a CRD. Well under what recursive
+# consumers survive (PyYAML's dumper fails near 350 levels, pydantic's serialiser at 255).
+MAX_DEPTH = 100
+# Expanded node counts are capped here so a billion-laughs count stays a small integer.
+_COUNT_CAP = 10**12
+YAML_TAG = "tag:yaml.org,2002:"
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, with values that cannot be converted reported as YAML errors."""
+
+    def construct_undefined(self, node: Node) -> Any:
+        tag = "!!" + node.tag[len(YAML_TAG):] if node.tag.startswith(YAML_TAG) else node.tag
+        raise ConstructorError(None, None, f"unsupported tag {_short(tag)} (manifests are plain YAML)",
+                               node.start_mark)
+
+
+def _checked(construct: Any, what: str) -> Any:
+    """A scalar constructor that turns its conversion errors (a date like 2020-13-45, an
+    integer past Python's 4300-digit limit, ``!!int abc``) into a ConstructorError."""
+
+    def construct_checked(loader: Any, node: Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            if what == "integer" and len(node.value) > sys.get_int_max_str_digits() > 0:
+                problem = f"integer too large ({len(node.value)} digits)"
+            else:  # datetime's reasons ("month must be in 1..12") help; the others do not
+                detail = f": {exc}" if what == "timestamp" and isinstance(exc, ValueError) else ""
+                problem = f"invalid {what} {_quote(node.value)}{detail} (quote it to make it a string)"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
+
+    return construct_checked
+
+
+_Loader.add_constructor(None, _Loader.construct_undefined)
+for _tag, _what in (("int", "integer"), ("float", "number"), ("bool", "boolean"), ("timestamp", "timestamp")):
+    _Loader.add_constructor(YAML_TAG + _tag, _checked(_SafeLoader.yaml_constructors[YAML_TAG + _tag], _what))
 
 
 @dataclass(frozen=True)
@@ -69,6 +120,49 @@ class ManifestSet:
         return {(t.namespace, t.name): t for t in self.topics}
 
 
+# -- messages ------------------------------------------------------------------------
+
+_SHORT = 80  # longest value quoted in a message
+_LONG = 1000  # longest message; longer ones lose their middle
+# Characters that would corrupt or spoof a terminal line: controls, line separators, bidi
+# overrides, zero-width ones and the byte-order mark.
+_ESCAPES = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in [*range(0x20), *range(0x7F, 0xA0), 0xAD, 0x61C, *range(0x200B, 0x2010),
+              *range(0x2028, 0x202F), *range(0x2060, 0x2070), 0xFEFF]
+}
+
+
+def _clean(message: str) -> str:
+    """A message safe to print on one line: escapes for invisible characters, bounded length."""
+    message = printable(message).translate(_ESCAPES)
+    if len(message) > _LONG:
+        message = f"{message[:_LONG * 2 // 3]} … {message[-_LONG // 3:]}"
+    return message
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _SHORT else f"{text[:_SHORT]}… ({len(text)} characters)"
+
+
+def _quote(value: Any) -> str:
+    """A value from the input for a message: bounded, collections named, not shown."""
+    if isinstance(value, str):
+        return f'"{_short(value)}"'
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64 * 4:
+        return f"an integer of {value.bit_length()} bits"  # str() of it may be refused
+    if isinstance(value, bytes):
+        return f"binary data ({len(value)} bytes)"
+    if isinstance(value, (set, frozenset)):
+        return f"a set ({len(value)} items)"
+    dumped = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
+    return _short(dumped.strip().removesuffix("...").strip())
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
     for part in loc:
@@ -77,12 +171,6 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
-
-
-def _quote(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 _TYPE_WORDS = {
@@ -99,9 +187,12 @@ _TYPE_WORDS = {
 def describe_validation_error(err: dict[str, Any]) -> str:
     """One pydantic error as ``field: message`` in the API server's vocabulary."""
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    path = _field_path(loc)
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind == "invalid_key" or loc[-1:] == ("[key]",):
+        # A YAML key like 1, true or null; pydantic puts the key itself at the end of loc.
+        loc = loc[:-1] if kind == "invalid_key" else loc[:-2]
+        message = f"key {_quote(err.get('input'))} must be a string (quote it)"
+    elif kind == "extra_forbidden":
         message = "unknown field"
     elif kind == "missing":
         message = "required field is missing"
@@ -116,13 +207,161 @@ def describe_validation_error(err: dict[str, Any]) -> str:
         message = f"{err['msg'].replace('Input should be', 'must be')}, got {_quote(err.get('input'))}"
     else:
         message = err["msg"]
+    path = _field_path(loc)
     return f"{path}: {message}" if path else message
 
 
 def _resource_word(doc: dict[str, Any]) -> str:
+    kind = doc.get("kind")
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    return f'{doc.get("kind")} "{name}"' if isinstance(name, str) else str(doc.get("kind"))
+    what = kind if isinstance(kind, str) and kind else "document without kind" if kind is None else _quote(kind)
+    return f'{_short(what)} "{_short(name)}"' if isinstance(name, str) else _short(what)
+
+
+# -- text and YAML ----------------------------------------------------------------------
+
+
+class _NotUtf8(ValueError):
+    pass
+
+
+def _utf8(data: bytes | str) -> str:
+    """The text of a manifest, or _NotUtf8 saying where the first bad byte is."""
+    if isinstance(data, str):  # a text stream: back to bytes (undecodable ones were escaped)
+        try:
+            data = data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = data.encode("utf-8", "surrogatepass")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[line_start:exc.start].decode("utf-8")) + 1
+        hint = "; it looks like UTF-16 (save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise _NotUtf8(
+            f"not valid UTF-8 (line {line}, column {column}): cannot decode byte "
+            f"0x{data[exc.start]:02x} ({exc.reason}){hint}"
+        ) from None
+    # A byte-order mark may start any document (YAML 1.2), e.g. of files joined with cat.
+    return _LINE_BOM.sub("", text) if "\ufeff" in text else text
+
+
+_LINE_BOM = re.compile("^\ufeff", re.MULTILINE)
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """``invalid YAML (line L, column C): problem`` from any PyYAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if isinstance(exc, yaml.reader.ReaderError):
+        # libyaml reports a byte offset into the UTF-8 text, without line and column.
+        data = text.encode("utf-8", "surrogatepass")
+        start = data.rfind(b"\n", 0, exc.position) + 1
+        column = len(data[start:exc.position].decode("utf-8", "replace")) + 1
+        line = data.count(b"\n", 0, exc.position) + 1
+        where = f" (line {line}, column {column})"
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    else:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"invalid YAML{where}: {problem or exc}"
+
+
+def _where(node: Node) -> str:
+    return f"(line {node.start_mark.line + 1}, column {node.start_mark.column + 1})"
+
+
+def _children(node: Node) -> list[Node]:
+    if node.__class__ is MappingNode:
+        return [part for pair in node.value for part in pair]
+    return node.value if node.__class__ is SequenceNode else []
+
+
+def _too_deep(root: Node) -> Node | None:
+    """The first collection nested deeper than MAX_DEPTH in a tree (a document without
+    anchors); one pass over its collections, level by level."""
+    level = [root]
+    for _ in range(MAX_DEPTH):
+        below = []
+        for node in level:
+            if node.__class__ is MappingNode:
+                for key, value in node.value:
+                    if key.__class__ is not ScalarNode:
+                        below.append(key)
+                    if value.__class__ is not ScalarNode:
+                        below.append(value)
+            elif node.__class__ is SequenceNode:
+                below += [item for item in node.value if item.__class__ is not ScalarNode]
+        if not below:
+            return None
+        level = below
+    return level[0]
+
+
+def _excessive_aliasing(expanded: int, distinct: int) -> bool:
+    """go-yaml's rule (kubectl's YAML library): aliases may make up 99% of a document
+    of up to 400,000 nodes, falling to 10% from 4,000,000 nodes on."""
+    aliased = expanded - distinct
+    if aliased <= 100 or expanded <= 1000:
+        return False
+    low, high = 400_000, 4_000_000
+    allowed = 0.99 - 0.89 * (min(max(expanded, low), high) - low) / (high - low)
+    return aliased > allowed * expanded
+
+
+def _alias_problem(root: Node) -> str | None:
+    """Depth, expansion and recursion of a document whose aliases share nodes: one
+    post-order pass over its distinct nodes, the sizes of shared ones memoised."""
+    size: dict[int, int] = {}  # id(collection) -> nodes under it, aliases expanded
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    scalars: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if node.__class__ is ScalarNode:
+            scalars.add(key)
+            continue
+        children = _children(node)
+        if done:
+            open_.discard(key)
+            size[key] = min(_COUNT_CAP, 1 + sum(size.get(id(c), 1) for c in children))
+            height[key] = 1 + max((height.get(id(c), 0) for c in children), default=0)
+            if height[key] > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep {_where(node)}"
+            continue
+        if key in size:
+            continue  # shared, already measured
+        if key in open_:
+            return f"recursive alias {_where(node)}: a node contains an alias to itself"
+        open_.add(key)
+        stack.append((node, True))
+        stack += [(c, False) for c in children]
+    expanded, distinct = size.get(id(root), 1), len(size) + len(scalars)
+    if _excessive_aliasing(expanded, distinct):
+        count = f"more than {_COUNT_CAP:,}" if expanded >= _COUNT_CAP else f"{expanded:,}"
+        return f"excessive aliasing {_where(root)}: aliases expand its {distinct:,} nodes to {count}"
+    return None
+
+
+def _documents(text: str) -> Iterable[tuple[Node, str | None, _Loader]]:
+    """Each document's node, with what makes it unsafe to build (None if nothing)."""
+    loader = _Loader(text)
+    try:
+        end = 0
+        while loader.check_node():
+            node = loader.get_node()
+            start, end = end, node.end_mark.index
+            # No anchor, no alias: a tree, whose size the text already bounds.
+            if text.find("&", start, end) < 0:
+                deep = _too_deep(node)
+                yield node, deep and f"nested more than {MAX_DEPTH} levels deep {_where(deep)}", loader
+            else:
+                yield node, _alias_problem(node), loader
+    finally:
+        loader.dispose()
 
 
 def _iter_files(path: str) -> Iterable[Path]:
@@ -137,6 +376,9 @@ def _iter_files(path: str) -> Iterable[Path]:
         yield root
 
 
+# -- the loader ---------------------------------------------------------------------------
+
+
 class Loader:
     """Collects resources from many sources, then validates them as a set."""
 
@@ -144,41 +386,72 @@ class Loader:
         self.default_namespace = default_namespace
         self.result = ManifestSet()
 
-    def add_path(self, path: str, stdin: IO[str] | None = None) -> None:
+    def _error(self, message: str) -> None:
+        self.result.errors.append(_clean(message))
+
+    def _notice(self, message: str) -> None:
+        self.result.notices.append(_clean(message))
+
+    def add_path(self, path: str, stdin: IO[str] | IO[bytes] | None = None) -> None:
         if path == "-":
-            self.add_text((stdin or sys.stdin).read(), "<stdin>")
+            stream = stdin if stdin is not None else sys.stdin
+            try:  # the bytes, not the locale's decoding of them
+                data = getattr(stream, "buffer", stream).read()
+            except (OSError, AttributeError, ValueError) as exc:  # closed or missing stdin
+                self._error(f"{STDIN}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+                return
+            self.add_bytes(data, STDIN)
             return
         if not os.path.exists(path):
-            self.result.errors.append(f"{path}: no such file or directory")
+            self._error(f"{path}: no such file or directory")
             return
         found = False
         for file in _iter_files(path):
             found = True
             try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                self.result.errors.append(f"{file}: cannot read: {exc}")
+                data = file.read_bytes()
+            except OSError as exc:
+                self._error(f"{file}: cannot read: {exc.strerror or exc}")
                 continue
-            self.add_text(text, str(file))
+            self.add_bytes(data, str(file))
         if not found:
-            self.result.notices.append(f"{path}: no *.yaml or *.yml files found")
+            self._notice(f"{path}: no *.yaml or *.yml files found")
+
+    def add_bytes(self, data: bytes | str, name: str) -> None:
+        try:
+            text = _utf8(data)
+        except _NotUtf8 as exc:
+            self._error(f"{name}: {exc}")
+            return
+        self.add_text(text, name)
 
     def add_text(self, text: str, name: str) -> None:
         number = 0
         try:
-            for number, doc in enumerate(yaml.load_all(text, Loader=_Loader), start=1):
-                self._add_document(doc, Source(name, number))
+            for number, (node, problem, loader) in enumerate(_documents(text), start=1):
+                source = Source(name, number)
+                if problem:
+                    self._error(f"{source}: {problem}")
+                    continue
+                try:
+                    doc = loader.construct_document(node)
+                except yaml.YAMLError as exc:
+                    BaseConstructor.__init__(loader)  # drop the half-built document
+                    self._error(f"{source}: {_yaml_problem(exc, text)}")
+                    continue
+                self._add_document(doc, source)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.result.errors.append(f"{name}: document {number + 1}: invalid YAML{where}: {problem}")
+            # libyaml checks characters ahead of the parser: a document number would mislead.
+            where = "" if isinstance(exc, yaml.reader.ReaderError) else f" document {number + 1}:"
+            self._error(f"{name}:{where} {_yaml_problem(exc, text)}")
+        except RecursionError:  # pragma: no cover - only PyYAML's pure-Python composer recurses
+            self._error(f"{name}: document {number + 1}: nested too deeply")
 
     def _add_document(self, doc: Any, source: Source) -> None:
         if doc is None:
             return
         if not isinstance(doc, dict):
-            self.result.errors.append(f"{source}: expected a mapping with apiVersion and kind")
+            self._error(f"{source}: expected a mapping with apiVersion and kind, got {_quote(doc)}")
             return
         api_version, kind = doc.get("apiVersion"), doc.get("kind")
         if kind == "List" and api_version == "v1" and isinstance(doc.get("items"), list):
@@ -187,28 +460,28 @@ class Loader:
             return
         group = api_version.split("/")[0] if isinstance(api_version, str) and "/" in api_version else None
         if group != API_GROUP:
-            what = f'{kind} "{(doc.get("metadata") or {}).get("name")}"' if kind else "document without kind"
-            self.result.notices.append(f"skipping {what} ({api_version}) in {source}")
+            version = api_version if isinstance(api_version, str) else _quote(api_version)
+            self._notice(f"skipping {_resource_word(doc)} ({_short(version)}) in {source}")
             return
         if api_version != API:
-            self.result.errors.append(
-                f'{source}: {_resource_word(doc)}: apiVersion: unsupported version "{api_version}" '
+            self._error(
+                f"{source}: {_resource_word(doc)}: apiVersion: unsupported version {_quote(api_version)} "
                 f"(expected {API})"
             )
             return
         model = RESOURCE_MODELS.get(kind) if isinstance(kind, str) else None
         if model is None:
-            self.result.errors.append(
-                f'{source}: kind: unknown kind "{kind}" in {API_GROUP} (expected Topic or ConsumerGroup)'
-            )
+            problem = f"unknown kind {_quote(kind)} in {API_GROUP}" if isinstance(kind, str) or kind is None \
+                else f"must be a string, got {_quote(kind)}"
+            self._error(f"{source}: kind: {problem} (expected Topic or ConsumerGroup)")
             return
-        if isinstance(doc.get("metadata"), dict) and not doc["metadata"].get("namespace"):
+        if isinstance(doc.get("metadata"), dict) and doc["metadata"].get("namespace") in (None, ""):
             doc = {**doc, "metadata": {**doc["metadata"], "namespace": self.default_namespace}}
         try:
             resource = model.model_validate(doc)
         except ValidationError as exc:
             for err in exc.errors():
-                self.result.errors.append(f"{source}: {_resource_word(doc)}: {describe_validation_error(err)}")
+                self._error(f"{source}: {_resource_word(doc)}: {describe_validation_error(err)}")
             return
         self.result.resources.append(Loaded(resource, source))
 
@@ -226,7 +499,7 @@ class Loader:
             ident = (res.kind, res.namespace, res.name)
             where = f'{loaded.source}: {res.kind} "{res.name}"'
             if ident in seen:
-                result.errors.append(
+                self._error(
                     f"{where}: metadata.name: duplicate of the {res.kind} in namespace "
                     f'"{res.namespace}" at {seen[ident].source}'
                 )
@@ -235,7 +508,7 @@ class Loader:
             if isinstance(res, Topic):
                 other = streams.get(res.stream)
                 if other is not None:
-                    result.errors.append(
+                    self._error(
                         f'{where}: spec.streamName: stream "{res.stream}" is also declared by '
                         f'{other.resource.kind} "{other.resource.name}" at {other.source}'
                     )
@@ -244,14 +517,14 @@ class Loader:
             else:
                 topic = topics.get((res.namespace, res.spec.topicRef.name))
                 if topic is None:
-                    result.errors.append(
+                    self._error(
                         f'{where}: spec.topicRef.name: Topic "{res.spec.topicRef.name}" not found in '
                         f'namespace "{res.namespace}" among the given manifests'
                     )
                     continue
                 key = (topic.resource.stream, res.group)
                 if key in groups:
-                    result.errors.append(
+                    self._error(
                         f'{where}: spec.groupName: group "{res.group}" on stream "{key[0]}" is also '
                         f'declared by ConsumerGroup "{groups[key].resource.name}" at {groups[key].source}'
                     )
@@ -260,7 +533,9 @@ class Loader:
         return result
 
 
-def load(paths: list[str], default_namespace: str = DEFAULT_NAMESPACE, stdin: IO[str] | None = None) -> ManifestSet:
+def load(
+    paths: list[str], default_namespace: str = DEFAULT_NAMESPACE, stdin: IO[str] | IO[bytes] | None = None
+) -> ManifestSet:
     loader = Loader(default_namespace)
     for path in paths:
         loader.add_path(path, stdin=stdin)
