@@ -18,6 +18,7 @@ from redistreams.pubsub import (
     Message,
     PublishError,
     PubSubError,
+    URLError,
     open_subscription,
     open_topic,
     sync,
@@ -99,6 +100,23 @@ def test_redis_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
         run(lambda: open_topic("redis://t"))
     with pytest.raises(PubSubError, match="open subscription .*REDIS_URL environment variable not set"):
         run(lambda: open_subscription("redis://g?topic=t&consumer=c"))
+
+
+@pytest.mark.parametrize("bad", [
+    "redis://app:s3cret@orders?maxlen=ten",  # user:pw@ (Go ignores it: the server is REDIS_URL)
+    "redis://orders?password=s3cret&maxlen=-1",
+    "redis://app:s3cret@or%zzders",
+    "rediss://app:s3cret@orders",
+    "redis://billing?topic=t&consumer=c&password=s3cret",
+    "redis://:s3cret@billing?topic=t&consumer=c&autoclaim=soon",
+    "redis://billing?topic=t&password=s3cret",
+])
+def test_url_errors_never_show_a_credential(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # never reached: the URL is refused first
+    opener = open_subscription if "topic=" in bad else open_topic
+    with pytest.raises(URLError) as caught:
+        run(lambda: opener(bad))
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
 
 
 def test_go_redis_options_in_redis_url_are_accepted(redis_server: RedisServer, raw: redis.Redis) -> None:

@@ -73,6 +73,8 @@ class Proxy:
     passed on, and as soon as Redis answers, the client's connection is closed without
     the answer (the command ran; its reply is lost). ``hold(match)``: commands matching
     wait until the returned event is set (an ack on its way, not yet applied).
+    ``refuse(match)``: connections sending a command matching are closed before it
+    reaches Redis (it never ran), until ``refuse(None)``.
 
     Each Link sends one round trip at a time, so the first bytes back after a forwarded
     command are its reply."""
@@ -83,6 +85,7 @@ class Proxy:
         self._lose: Match | None = None
         self._once = True
         self._holds: list[tuple[Match, asyncio.Event]] = []
+        self._refuse: Match | None = None
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> str:
@@ -96,6 +99,9 @@ class Proxy:
     def lose_reply(self, match: Match, *, once: bool = True) -> None:
         self._lose, self._once = match, once
 
+    def refuse(self, match: Match | None) -> None:
+        self._refuse = match
+
     def hold(self, match: Match) -> asyncio.Event:
         release = asyncio.Event()
         self._holds.append((match, release))
@@ -107,6 +113,8 @@ class Proxy:
 
         async def upstream() -> None:
             while data := await client_r.read(65536):
+                if self._refuse is not None and self._refuse(data):
+                    return
                 for match, release in self._holds:
                     if match(data):
                         await release.wait()
@@ -227,7 +235,7 @@ def test_dead_letter_copy_failure_after_max_deliveries_keeps_the_entry(
     assert out["pending"] == 1  # the failed copy left it pending: not acknowledged, not lost
     assert out["failed"]["dead_letter_failed"] >= 5 and out["failed"]["dead_lettered"] == 0
     assert isinstance(out["error"], DeadLetterError) and list(out["error"].ids) == [out["poison"]]
-    expected = "WRONGTYPE" if how == "wrong-type" else "can't run this command"
+    expected = "WRONGTYPE" if how == "wrong-type" else "NOPERM this user has no permissions to run the 'xadd' command"
     assert expected in str(out["error"]) and expected in out["error"].ids[out["poison"]]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "dead-letter" in r.getMessage()]
     assert len(errors) == 1, "a permanent failure is logged once a minute, not on every attempt"
@@ -595,3 +603,112 @@ def test_shutdown_while_redis_is_down_is_bounded_and_reports_what_was_not_sent(m
     got = run(redelivered)
     assert in_id_order(m.id for m in got) == ids and all(m.redelivered for m in got)
     assert raw.xpending("d", "g")["pending"] == 0
+
+
+@pytest.mark.parametrize("facade", ["asyncio", "blocking"])
+def test_flush_while_redis_is_down_is_bounded_and_the_acks_go_later(make_redis: Any, facade: str) -> None:
+    server: RedisServer = make_redis("--appendonly", "yes", "--appendfsync", "always", persistence=True)
+    raw = server.client(decode_responses=False)
+    for i in range(3):
+        raw.xadd("f", {"headers": "null", "body": str(i)})
+    raw.xgroup_create("f", "g", "0")
+    sub_url = "redis://g?topic=f&consumer=c"
+
+    def timed(flush: Callable[[], Any]) -> tuple[float, str]:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as caught:
+            flush()
+        return time.monotonic() - started, str(caught.value)
+
+    if facade == "asyncio":
+        async def scenario() -> tuple[float, str, float]:
+            sub = await open_subscription(sub_url, redis_url=server.url, timeout=1)
+            sub.ack(*await sub.receive_batch(3, timeout=2))
+            await sub.flush()
+            server.stop()
+            sub.ack("0-1")  # anything: it cannot reach Redis
+            started = time.monotonic()
+            try:
+                await sub.flush(timeout=0.3)
+            except TimeoutError as exc:
+                explicit, text = time.monotonic() - started, str(exc)
+            started = time.monotonic()
+            try:
+                await sub.flush()  # the subscription's timeout by default
+            except TimeoutError:
+                default = time.monotonic() - started
+            server.start()
+            await sub.flush(timeout=10)  # confirmed once Redis answers
+            await sub.shutdown()
+            return explicit, text, default
+        explicit, text, default = run(scenario)
+    else:
+        sub = sync.open_subscription(sub_url, redis_url=server.url, timeout=1)
+        sub.ack(*sub.receive_batch(3, timeout=2))
+        sub.flush()
+        server.stop()
+        sub.ack("0-1")
+        explicit, text = timed(lambda: sub.flush(timeout=0.3))
+        default, _ = timed(sub.flush)
+        server.start()
+        sub.flush(timeout=10)
+        assert sub.shutdown() == []
+    assert 0.25 < explicit < 1.5 and 0.9 < default < 2.5
+    assert "did not confirm 1 acks/nacks within 0.3s" in text and "sent once it answers" in text
+    assert raw.xpending("f", "g")["pending"] == 0
+
+
+def test_an_entry_whose_ack_is_slow_is_not_reclaimed_by_another_consumer(redis_server: RedisServer,
+                                                                         raw: redis.Redis) -> None:
+    """Its ack keeps failing (never reaching Redis) longer than autoclaim: the lease is
+    renewed meanwhile, so no other consumer takes it and handles it a second time."""
+    entry_id = raw.xadd("slowack", {"headers": "null", "body": "x"}).decode()
+    raw.xgroup_create("slowack", "g", "0")
+
+    async def scenario() -> tuple[list[Any], int]:
+        proxy = Proxy(redis_server.port)
+        sub = await open_subscription("redis://g?topic=slowack&consumer=c&autoclaim=600ms",
+                                      redis_url=await proxy.start())
+        (message,) = await sub.receive_batch(1, timeout=2)
+        proxy.refuse(xack)
+        message.ack()
+        stolen: list[Any] = []
+        deadline = time.monotonic() + 1.8  # three times autoclaim
+        while time.monotonic() < deadline and not stolen:
+            reply = await asyncio.to_thread(raw.xautoclaim, "slowack", "g", "thief", 600, "0-0", justid=True)
+            stolen += reply  # JUSTID: the claimed IDs
+            await asyncio.sleep(0.05)
+        proxy.refuse(None)
+        await sub.flush(timeout=5)
+        await sub.shutdown()
+        await proxy.close()
+        return stolen, sub.stats["leases_renewed"]
+
+    stolen, renewed = run(scenario)
+    assert stolen == [] and renewed >= 3
+    assert raw.xpending("slowack", "g")["pending"] == 0 and entry_id
+
+
+@pytest.mark.parametrize("owner", ["c", "dead"])
+def test_a_full_page_ending_at_the_largest_entry_id(raw: redis.Redis, url: str, owner: str) -> None:
+    """The dead-letter script pages through pending entries: a page ending at the largest
+    ID has nothing after it (Redis refuses '(' in front of it)."""
+    largest = "18446744073709551615-18446744073709551615"
+    raw.xadd("edge", {"headers": "null", "body": "last"}, id=largest)
+    raw.xgroup_create("edge", "g", "0")
+    raw.xreadgroup("g", owner, {"edge": ">"})
+    if owner == "dead":
+        raw.xclaim("edge", "g", "dead", 0, [largest], idle=3_600_000, justid=True)
+
+    async def scenario() -> tuple[list[str], list[Any]]:
+        sub = await open_subscription("redis://g?topic=edge&consumer=c", dead_letter="edge.dead", batch_size=1,
+                                      reclaim_interval=0.05, block=0.1)
+        got = await sub.receive_batch(1, timeout=2)
+        sub.ack(*got)
+        more = await sub.receive_batch(1, timeout=0.5)  # pages again, from the start
+        await sub.shutdown()
+        return [m.id for m in got], more
+
+    got, more = run(scenario)
+    assert got == [largest] and more == []
+    assert raw.xpending("edge", "g")["pending"] == 0

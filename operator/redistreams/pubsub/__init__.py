@@ -14,6 +14,7 @@ Blocking code uses ``redistreams.pubsub.sync`` with the same names.
 """
 
 from .aio import (
+    AcknowledgeError,
     ConsumerInUseError,
     DeadLetter,
     DeadLetterError,
@@ -32,7 +33,8 @@ from .urls import URLError, parse_go_duration, parse_subscription_url, parse_top
 from .wire import encode_headers
 
 __all__ = [
-    "ConsumerInUseError", "DeadLetter", "DeadLetterError", "GroupDeletedError", "Message", "PubSubError", "PublishError", "ReceivedMessage",
-    "Subscription", "SubscriptionClosed", "Topic", "URLError", "encode_headers", "open_subscription", "open_topic",
-    "parse_go_duration", "parse_subscription_url", "parse_topic_url",
+    "AcknowledgeError", "ConsumerInUseError", "DeadLetter", "DeadLetterError", "GroupDeletedError", "Message",
+    "PubSubError", "PublishError", "ReceivedMessage", "Subscription", "SubscriptionClosed", "Topic", "URLError",
+    "encode_headers", "open_subscription", "open_topic", "parse_go_duration", "parse_subscription_url",
+    "parse_topic_url",
 ]

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from ..connection import redact
 from .link import TRANSIENT, Command, Link, make_pool, pool_like
@@ -58,6 +58,18 @@ class GroupDeletedError(PubSubError):
     def __init__(self, message: str, stream: str, group: str) -> None:
         super().__init__(message)
         self.stream, self.group = stream, group
+
+
+class AcknowledgeError(PubSubError):
+    """Redis refused acknowledgements, nacks or lease renewals (e.g. the ACL user lacks
+    XACK or XCLAIM). The entries concerned stay pending and are delivered again; ``ids``
+    lists those whose ack or nack was refused. Raised by ``receive`` and ``flush`` from
+    then on: handing out messages that cannot be acknowledged would only multiply
+    redeliveries. Grant the command and reopen the subscription."""
+
+    def __init__(self, message: str, command: str, ids: list[str]) -> None:
+        super().__init__(message)
+        self.command, self.ids = command, ids
 
 
 class DeadLetterError(PubSubError):
@@ -241,6 +253,12 @@ class Topic:
         commands = [c for item in batch for c in item.commands]
         try:
             replies = await self._round_trip(commands)
+        except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(PublishError(
+                        f"publish to {self.stream}: no message stored: {exc}", [None] * len(item.commands)))
+            return
         except Exception as exc:  # noqa: BLE001 - handed to every waiting sender
             for item in batch:
                 if not item.future.done():
@@ -415,7 +433,10 @@ class Subscription:
         self._renew_after = max(0.1, spec.autoclaim / 3)
         self._buffer: deque[ReceivedMessage] = deque()
         self._fetch_lock = asyncio.Lock()
-        self._outstanding: dict[str, float] = {}  # delivered, not yet acknowledged -> when
+        self._outstanding: dict[str, float] = {}  # delivered, not yet acknowledged -> lease taken
+        self._acking: dict[str, float] = {}  # acknowledged, not yet confirmed by Redis -> lease taken
+        self._refused: dict[str, None] = {}  # acks and nacks Redis refused (in order): still pending
+        self._ack_failure: AcknowledgeError | None = None
         self._acks: list[str] = []
         self._nacks: list[str] = []
         self._malformed: list[str] = []  # entries to move to the dead-letter stream
@@ -431,6 +452,9 @@ class Subscription:
         self._create_from = spec.start  # where a group never seen is created; "0" once its stream was reset
         self._failure: PubSubError | None = None  # raised by every receive from then on
         self._dead_letter_log = _Throttled()
+        self._refusal_log = _Throttled()
+        self._create_refused = ""  # why XGROUP CREATE was refused, for the waiting message
+        self._evalsha = True  # False once EVALSHA was refused: EVAL alone is enough
         self._closed = False
         self._key = (server, spec.stream, spec.group, spec.consumer)
         self._loop = asyncio.get_running_loop()
@@ -454,6 +478,10 @@ class Subscription:
                 log.debug("subscription %s: XGROUP CREATECONSUMER: %s", self._name, reply)
             if not self.spec.noack:
                 self._renew_task = asyncio.create_task(self._renew_leases())
+        except ResponseError as exc:  # refused while connecting (e.g. SELECT)
+            _in_use.discard(self._key)
+            await self._pool.disconnect()
+            raise PubSubError(f"open subscription {self._name}: {exc}") from None
         except BaseException:
             _in_use.discard(self._key)
             await self._pool.disconnect()
@@ -470,10 +498,11 @@ class Subscription:
         if text.startswith("BUSYGROUP"):
             self._group_known = True
             return False
-        if text.startswith("NOPERM"):
+        if isinstance(reply, NoPermissionError):  # redis-py strips the NOPERM code from the text
             # Allowed to read but not to create: fine when the group was provisioned
             # (the operator or `redistreams apply`); a missing group shows up at the first read.
             log.debug("subscription %s: cannot create the group (%s); assuming it exists", self._name, text)
+            self._create_refused = f" (creating it was refused: {text})"
             return None
         if text.startswith("WRONGTYPE"):
             raise PubSubError(f"subscription {self._name}: key {self.stream!r} exists and is not a stream")
@@ -575,12 +604,15 @@ class Subscription:
 
     async def _fetch(self, count: int, block: float) -> list[ReceivedMessage]:
         try:
-            messages = await self._fetch_step(count, block)
-        except ResponseError as exc:
-            if not _group_gone(str(exc)):
-                raise PubSubError(f"subscription {self._name}: {exc}") from None
-            await self._group_lost(block)
-            return []
+            try:
+                messages = await self._fetch_step(count, block)
+            except ResponseError as exc:
+                if not _group_gone(str(exc)):
+                    raise
+                await self._group_lost(block)
+                return []
+        except ResponseError as exc:  # refused (NOPERM names the command), WRONGTYPE…
+            raise PubSubError(f"subscription {self._name}: {exc}") from None
         self._group_known = True
         return messages
 
@@ -602,8 +634,8 @@ class Subscription:
         if not self._group_known:
             # Not there yet (not provisioned), or lost with its stream and not ours to create.
             if not (self._create_group and await self._ensure_group(self._create_from) is not None):
-                log.warning("subscription %s: group %r does not exist; waiting for it to be created",
-                            self._name, self.group)
+                log.warning("subscription %s: group %r does not exist; waiting for it to be created%s",
+                            self._name, self.group, self._create_refused)
                 await asyncio.sleep(min(block, 1.0))
             return
         exists, state = await self._stream_state()
@@ -827,7 +859,11 @@ class Subscription:
             return
         ids = [m if isinstance(m, str) else m.id for m in messages]
         for entry_id in ids:
-            self._outstanding.pop(entry_id, None)
+            since = self._outstanding.pop(entry_id, None)
+            if since is not None:
+                # The lease is renewed until Redis confirms the ack: another consumer must
+                # not reclaim, and handle again, an entry whose ack is only slow.
+                self._acking[entry_id] = since
         self.stats["acked"] += len(ids)
         self._queue_acks(ids)
 
@@ -850,8 +886,26 @@ class Subscription:
         if self._control_task is None:
             self._control_task = self._loop.create_task(self._flush_control())
 
-    async def flush(self) -> None:
-        """Wait until every acknowledgement and nack so far has reached Redis."""
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every acknowledgement and nack so far has reached Redis, at most
+        ``timeout`` seconds (default: the subscription's ``timeout``).
+
+        Raises ``TimeoutError`` when Redis did not confirm them in time (down or
+        unreachable: they stay queued and are sent once it answers), and
+        ``AcknowledgeError`` once Redis refused any (they stay pending in Redis).
+        """
+        limit = self.timeout if timeout is None else max(0.0, timeout)
+        try:
+            async with asyncio.timeout(limit):
+                await self._settled()
+        except TimeoutError:
+            waiting = len(self._acks) + len(self._nacks)
+            raise TimeoutError(f"subscription {self._name}: Redis did not confirm {waiting} acks/nacks within "
+                               f"{limit:g}s; they stay queued and are sent once it answers") from None
+        if self._ack_failure is not None:
+            raise self._ack_failure
+
+    async def _settled(self) -> None:
         while self._control_task is not None:
             await asyncio.shield(self._control_task)
 
@@ -861,14 +915,19 @@ class Subscription:
             while self._acks or self._nacks or self._malformed:
                 acks, nacks, malformed = self._acks[:_MAX_TRIP], self._nacks[:_MAX_TRIP], self._malformed[:_MAX_TRIP]
                 commands: list[Command] = []
+                sent: list[tuple[str, str, list[str]]] = []  # command, what it does, its IDs
                 if acks:
                     commands.append(("XACK", self.stream, self.group, *acks))
+                    sent.append(("XACK", f"acknowledging {len(acks)} entries", acks))
                 if nacks:
                     commands.append(("XCLAIM", self.stream, self.group, self.consumer, 0, *nacks,
                                      "IDLE", max(_NACK_IDLE_MS, self._autoclaim_ms), "JUSTID"))
+                    sent.append(("XCLAIM", f"nacking {len(nacks)} entries", nacks))
                 try:
-                    if commands:
-                        await self._control.call(commands)
+                    try:
+                        replies = await self._control.call(commands)
+                    except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
+                        replies = [exc] * len(commands)
                     if malformed:
                         await self._move_malformed(malformed)
                 except TRANSIENT as exc:
@@ -877,7 +936,12 @@ class Subscription:
                     attempt += 1
                     continue
                 attempt = 0
+                for (command, purpose, ids), reply in zip(sent, replies):
+                    if isinstance(reply, ResponseError):
+                        self._refusal(command, purpose, ids, reply, unconfirmed=True)
                 del self._acks[:len(acks)], self._nacks[:len(nacks)], self._malformed[:len(malformed)]
+                for entry_id in acks:
+                    self._acking.pop(entry_id, None)
                 if self._drain_from is not None:
                     self._settled_while_draining.update(acks, nacks, malformed)
                 if nacks:
@@ -885,6 +949,30 @@ class Subscription:
                     self._next_reclaim, self._reclaim_from = 0.0, "0-0"
         finally:
             self._control_task = None
+
+    def _refusal(self, command: str, purpose: str, ids: list[str], error: ResponseError, *,
+                 unconfirmed: bool) -> None:
+        """Redis refused an ack, nack or lease renewal. With the group gone there is nothing
+        to settle (reading deals with it). Otherwise (NOPERM…) the entries stay pending and
+        are delivered again, and receiving stops: every message handed out from then on
+        would come back too."""
+        text = str(error)
+        if _group_gone(text):
+            log.debug("subscription %s: %s: %s", self._name, purpose, text)
+            return
+        for entry_id in ids:
+            self._acking.pop(entry_id, None)
+        refused = [entry_id for entry_id in ids if entry_id not in self._refused] if unconfirmed else []
+        self._refused.update(dict.fromkeys(refused))
+        if self._ack_failure is None:
+            self._ack_failure = AcknowledgeError(
+                f"subscription {self._name}: Redis refused {command} ({purpose}): {text}. Those entries stay pending "
+                f"and are delivered again (to this consumer name when it reopens, or to another consumer after "
+                f"autoclaim); receiving stops: grant the command and reopen the subscription", command, [])
+            if self._failure is None:
+                self._failure = self._ack_failure
+        self._ack_failure.ids.extend(refused)
+        self._refusal_log.error("subscription %s: Redis refused %s (%s): %s", self._name, command, purpose, text)
 
     async def _move_malformed(self, ids: list[str]) -> None:
         assert self.dead_letter is not None
@@ -904,31 +992,53 @@ class Subscription:
     async def _script(self, keys: list[str], args: list[Any], link: Link | None = None) -> Any:
         link = link or self._read
         try:
-            return await link.call_one("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
+            if self._evalsha:
+                try:
+                    return await link.call_one("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+                except NoScriptError:
+                    pass
+                except NoPermissionError as exc:
+                    if "'evalsha'" not in str(exc):
+                        raise
+                    self._evalsha = False  # EVAL alone will do: the script is sent each time
             return await link.call_one("EVAL", _SCRIPT, len(keys), *keys, *args)
+        except NoPermissionError as exc:
+            if "one of the keys" in str(exc):  # Redis does not say which
+                raise NoPermissionError(f"{exc}: {', '.join(repr(k) for k in keys)}") from None
+            raise
 
     async def _renew_leases(self) -> None:
-        """Keep messages a slow handler still holds from being reclaimed by other consumers."""
+        """Keep messages a slow handler still holds, and those whose ack Redis has not
+        confirmed yet, from being reclaimed by other consumers."""
         min_idle_ms = int(self._renew_after * 1000)
         while True:
             await asyncio.sleep(self._renew_after / 2)
             cutoff = time.monotonic() - self._renew_after
             stale = [entry_id for entry_id, since in self._outstanding.items() if since <= cutoff]
+            stale += [entry_id for entry_id, since in self._acking.items() if since <= cutoff]
             if not stale:
                 continue
             try:
                 for start in range(0, len(stale), _MAX_TRIP):
                     chunk = stale[start:start + _MAX_TRIP]
-                    await self._control.call([("XCLAIM", self.stream, self.group, self.consumer, min_idle_ms,
-                                               *chunk, "JUSTID")])
-                now = time.monotonic()
-                for entry_id in stale:
-                    if entry_id in self._outstanding:
-                        self._outstanding[entry_id] = now
-                self.stats["leases_renewed"] += len(stale)
+                    (reply,) = await self._control.call([("XCLAIM", self.stream, self.group, self.consumer,
+                                                          min_idle_ms, *chunk, "JUSTID")])
+                    if isinstance(reply, ResponseError):
+                        raise reply
             except TRANSIENT as exc:
                 log.warning("subscription %s: renewing leases: %s", self._name, exc)
+                continue
+            except ResponseError as exc:
+                self._refusal("XCLAIM", f"renewing the leases of {len(stale)} entries", stale, exc, unconfirmed=False)
+                if _group_gone(str(exc)):
+                    continue
+                return  # refused: asking again every tick would change nothing
+            now = time.monotonic()
+            for entry_id in stale:
+                for leases in (self._outstanding, self._acking):
+                    if entry_id in leases:
+                        leases[entry_id] = now
+            self.stats["leases_renewed"] += len(stale)
 
     # -- closing ---------------------------------------------------------------------
 
@@ -938,11 +1048,11 @@ class Subscription:
         acknowledgements and nacks are sent, then the connections close. Messages handed
         out and not acknowledged stay pending and are redelivered later.
 
-        Returns the IDs whose ack or nack Redis did not confirm in time (Redis down or
-        unreachable; also logged as a warning). Nothing is lost: unless Redis applied
-        the command just before the connection failed, those entries stay pending and
-        are delivered again, to this consumer name when it next opens or to another
-        consumer after ``autoclaim``.
+        Returns the IDs whose ack or nack Redis did not confirm in time or refused (Redis
+        down or unreachable, no XACK/XCLAIM permission; also logged as a warning). Nothing
+        is lost: unless Redis applied the command just before the connection failed,
+        those entries stay pending and are delivered again, to this consumer name when it
+        next opens or to another consumer after ``autoclaim``.
         """
         if self._closed:
             return []
@@ -956,7 +1066,7 @@ class Subscription:
                         self._buffer.clear()
                     if unread:
                         self.nack(*unread)
-                    await self.flush()
+                    await self._settled()
             except TimeoutError:
                 pass
             unsent = await self._abandon_control()
@@ -979,15 +1089,17 @@ class Subscription:
             await self._pool.disconnect()
 
     async def _abandon_control(self) -> list[str]:
-        """Stop sending acks and nacks; returns the IDs not confirmed by Redis."""
+        """Stop sending acks and nacks; returns the IDs not confirmed by Redis (refused or unsent)."""
         task = self._control_task
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        unsent = list(dict.fromkeys([*self._acks, *self._nacks]))
+        unsent = list(dict.fromkeys([*self._refused, *self._acks, *self._nacks]))
         self._acks.clear()
         self._nacks.clear()
         self._malformed.clear()  # still pending: moved when next claimed
+        self._acking.clear()
+        self._refused.clear()
         return unsent
 
     async def __aenter__(self) -> Subscription:

@@ -82,8 +82,9 @@ class Subscription:
     def nack(self, *messages: ReceivedMessage | str) -> None:
         self._subscription.nack(*messages)
 
-    def flush(self) -> None:
-        _run(self._subscription.flush())
+    def flush(self, timeout: float | None = None) -> None:
+        """Bounded like ``aio.Subscription.flush`` (TimeoutError, AcknowledgeError)."""
+        _run(self._subscription.flush(timeout))
 
     def shutdown(self, timeout: float | None = None) -> list[str]:
         """Bounded like ``aio.Subscription.shutdown``; returns the IDs whose ack or nack

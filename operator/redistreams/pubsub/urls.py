@@ -12,12 +12,15 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..connection import redact
+
 DEFAULT_AUTOCLAIM = 30 * 60.0  # seconds; the Go driver's default
 DEFAULT_FROM = "0"  # the Go driver's default start when it creates the group
 
 
 class URLError(ValueError):
-    """A topic or subscription URL the Go driver would refuse too."""
+    """A topic or subscription URL the Go driver would refuse too. Its message shows the
+    URL with any credential in it (``user:pw@``, ``?password=``) masked."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,14 @@ def parse_topic_url(url: str) -> TopicURL:
     maxlen = 0
     for key, value in params.items():
         if key != "maxlen":
-            raise URLError(f"open topic {url}: invalid query parameter {key!r}")
+            raise URLError(f"open topic {redact(url)}: invalid query parameter {key!r}")
         if not re.fullmatch(r"[+-]?\d+", value):
-            raise URLError(f"open topic {url}: invalid query parameter 'maxlen': {value!r} is not an integer")
+            raise URLError(f"open topic {redact(url)}: invalid query parameter 'maxlen': {value!r} is not an integer")
         maxlen = int(value)
         if maxlen < 0:
-            raise URLError(f"open topic {url}: invalid query parameter 'maxlen': must not be negative")
+            raise URLError(f"open topic {redact(url)}: invalid query parameter 'maxlen': must not be negative")
     if not name:
-        raise URLError(f"open topic {url}: undefined host/path topic name")
+        raise URLError(f"open topic {redact(url)}: undefined host/path topic name")
     return TopicURL(stream=name, maxlen=maxlen)
 
 
@@ -57,25 +60,25 @@ def parse_subscription_url(url: str) -> SubscriptionURL:
     allowed = {"topic", "from", "consumer", "autoclaim", "noack"}
     for key in params:
         if key not in allowed:
-            raise URLError(f"open subscription {url}: invalid query parameter {key!r}")
+            raise URLError(f"open subscription {redact(url)}: invalid query parameter {key!r}")
     consumer = params.get("consumer", "")
     if not consumer:
-        raise URLError(f"open subscription {url}: undefined 'consumer' parameter")
+        raise URLError(f"open subscription {redact(url)}: undefined 'consumer' parameter")
     autoclaim = DEFAULT_AUTOCLAIM
     if params.get("autoclaim"):
         try:
             autoclaim = parse_go_duration(params["autoclaim"])
         except ValueError as exc:
-            raise URLError(f"open subscription {url}: bad autoclaim: {exc}") from None
+            raise URLError(f"open subscription {redact(url)}: bad autoclaim: {exc}") from None
         if autoclaim <= 0:
             # Go would pass 0 on and fall back to its default; a negative idle is meaningless.
             autoclaim = DEFAULT_AUTOCLAIM
     if not group:
-        raise URLError(f"open subscription {url}: undefined host/path group name")
+        raise URLError(f"open subscription {redact(url)}: undefined host/path group name")
     stream = params.get("topic", "")
     if not stream:
         # Go would create a stream named "" here; that is never what anyone meant.
-        raise URLError(f"open subscription {url}: undefined 'topic' parameter")
+        raise URLError(f"open subscription {redact(url)}: undefined 'topic' parameter")
     return SubscriptionURL(
         group=group, stream=stream, consumer=consumer,
         start=params.get("from") or DEFAULT_FROM, autoclaim=autoclaim, noack="noack" in params,
@@ -85,11 +88,11 @@ def parse_subscription_url(url: str) -> SubscriptionURL:
 def _split(url: str, what: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     if parts.scheme != "redis":
-        raise URLError(f"open {what} {url}: unsupported scheme {parts.scheme!r} (want 'redis')")
+        raise URLError(f"open {what} {redact(url)}: unsupported scheme {parts.scheme!r} (want 'redis')")
     # Go's url.URL.Host keeps case and port but not user info; the name is path.Join(host, path).
     host = parts.netloc.rpartition("@")[2]
     if "%" in host:
-        raise URLError(f"open {what} {url}: invalid URL escape in {host!r}")
+        raise URLError(f"open {what} {redact(url)}: invalid URL escape in {host!r}")
     name = _go_path_join(host, unquote(parts.path))
     params: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

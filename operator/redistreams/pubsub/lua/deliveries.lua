@@ -8,18 +8,50 @@
 --                 {id, error, id, error, ...} of entries that could not be dead-lettered}
 -- move:  ARGV[2] group, ARGV[3] consumer, ARGV[4] reason, ARGV[5..] ids still pending to consumer
 --        returns {moved ids, ids of deleted entries, {id, error, ...} not moved}
-local stream, dlq, mode = KEYS[1], KEYS[2], ARGV[1]
+local stream, dlq, mode, group = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+
+-- The largest entry ID: nothing comes after it, and Redis refuses '(' in front of it.
+local MAX_ID = '18446744073709551615-18446744073709551615'
 
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
 
+-- Redis keeps what a script wrote before a command failed, and inside a script its ACL
+-- error does not name the command. So every command of a path is checked before the
+-- first write, and a refusal is answered as Redis answers it outside scripts.
+local function refused(command)
+  if redis.acl_check_cmd(unpack(command)) then return nil end
+  return "NOPERM this user has no permissions to run the '" .. string.lower(command[1]) ..
+    "' command or to access the key '" .. command[2] .. "'"
+end
+
+local function first_refused(commands)
+  for _, command in ipairs(commands) do
+    local text = refused(command)
+    if text then return text end
+  end
+  return nil
+end
+
+-- What a move needs beyond reading: checked once, at the first move. A refusal fails the
+-- moves only (the entries stay pending); claiming goes on.
+local move_refused
+local function check_move()
+  if move_refused == nil then
+    move_refused = first_refused({{'XADD', dlq, '*', 'f', 'v'}, {'XACK', stream, group, '0-1'}}) or false
+  end
+  return move_refused
+end
+
 -- Copies the entry byte for byte (headers, body and any other field), then acknowledges it.
 -- The copy goes first and through pcall: Redis does not undo a script's earlier writes when a
 -- later command fails, so acknowledging first would lose the entry whenever the copy fails
--- (no XADD permission, a dead-letter key of another type). Returns 'moved', 'gone' (deleted
--- while pending) or the error text, in which case the entry is still pending.
-local function move(group, id, reason, deliveries)
+-- (a dead-letter key of another type). Returns 'moved', 'gone' (deleted while pending) or the
+-- error text, in which case the entry is still pending.
+local function move(id, reason, deliveries)
+  local denied = check_move()
+  if denied then return denied end
   local entry = redis.call('XRANGE', stream, id, id)
   if #entry == 0 then
     redis.call('XACK', stream, group, id)
@@ -51,17 +83,24 @@ local function record(id, outcome)
   end
 end
 
+local reading = {{'XPENDING', stream, group}, {'XRANGE', stream, '-', '+'}}
+
 if mode == 'move' then
-  local group, consumer, reason = ARGV[2], ARGV[3], ARGV[4]
+  local denied = first_refused(reading)
+  if denied then return redis.error_reply(denied) end
+  local consumer, reason = ARGV[3], ARGV[4]
   for i = 5, #ARGV do
     local id = ARGV[i]
     local info = redis.call('XPENDING', stream, group, id, id, 1, consumer)
-    if #info == 1 then record(id, move(group, id, reason, info[1][4])) end
+    if #info == 1 then record(id, move(id, reason, info[1][4])) end
   end
   return {moved, gone, errors}
 end
 
-local group, consumer, min_idle, start, count = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local consumer, min_idle, start, count = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+reading[#reading + 1] = {'XCLAIM', stream, group, consumer, '0', '0-1'}
+local denied = first_refused(reading)
+if denied then return redis.error_reply(denied) end
 local max_deliveries, owner = tonumber(ARGV[7]), ARGV[8]
 local skip = {}
 for i = 9, #ARGV do skip[ARGV[i]] = true end
@@ -78,7 +117,7 @@ for _, p in ipairs(pending) do
     -- held by the caller: neither handed out again nor dead-lettered under its feet
   elseif max_deliveries > 0 and deliveries >= max_deliveries then
     -- Not claimed when the move fails: over its limit, it must not reach the application again.
-    record(id, move(group, id, 'delivered ' .. deliveries .. ' times without acknowledgement', deliveries))
+    record(id, move(id, 'delivered ' .. deliveries .. ' times without acknowledgement', deliveries))
   else
     claim[#claim + 1] = id
   end
@@ -94,5 +133,5 @@ if #claim > 0 then
   end
 end
 local next_start = ''
-if #pending == count then next_start = '(' .. pending[#pending][1] end
+if #pending == count and pending[#pending][1] ~= MAX_ID then next_start = '(' .. pending[#pending][1] end
 return {next_start, claimed, moved, gone, errors}
