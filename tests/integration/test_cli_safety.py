@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from redis_server import RedisServer, free_port
 from test_apply import group, topic, write
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LATIN1 = b"caf\xe9"  # not UTF-8
 STRAY = b"q-\xff\xfe"
