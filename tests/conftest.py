@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import redis
 
 from redis_server import RedisServer
 
@@ -22,6 +23,19 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> redis.Redis:
+    """A client that keeps replies as bytes (message bodies are binary)."""
+    return redis_server.client(decode_responses=False)
+
+
+@pytest.fixture
+def url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The server's URL, also as REDIS_URL (the client reads it, like the Go driver)."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    return redis_server.url
 
 
 @pytest.fixture

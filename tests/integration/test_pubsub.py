@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis
 
+from pubsub_support import run
 from redis_server import RedisServer
 from redistreams.pubsub import (
     ConsumerInUseError,
@@ -23,21 +23,6 @@ from redistreams.pubsub import (
     open_topic,
     sync,
 )
-
-
-def run(factory: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(asyncio.wait_for(factory(), 60))
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> redis.Redis:
-    return redis_server.client(decode_responses=False)
-
-
-@pytest.fixture
-def url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    return redis_server.url
 
 
 def test_entries_are_written_as_the_go_driver_writes_them(url: str, raw: redis.Redis) -> None:

@@ -8,12 +8,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
+from pubsub_support import run
 from redis_server import RedisServer
 from redistreams.pubsub import (
     DeadLetterError,
@@ -23,21 +24,6 @@ from redistreams.pubsub import (
     open_topic,
     sync,
 )
-
-
-def run(factory: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(asyncio.wait_for(factory(), 60))
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> redis.Redis:
-    return redis_server.client(decode_responses=False)
-
-
-@pytest.fixture
-def url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    return redis_server.url
 
 
 def in_id_order(ids: Any) -> list[str]:
