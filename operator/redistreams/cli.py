@@ -815,12 +815,8 @@ def _check_group(settings: Settings, stream: str, group: str, consumer: str) -> 
 
 def _remove_own_consumer(settings: Settings, stream: str, group: str, name: str) -> None:
     """A debugging session leaves no consumer behind unless it holds pending entries."""
-    from .engine.scripts import REMOVE_CONSUMERS
-
     try:
-        client = RedisTarget(settings.redis_url, socket_timeout=settings.timeout).client()
-        # consumerCleanup's script: removed only if it holds nothing, checked atomically.
-        client.eval(REMOVE_CONSUMERS.source, 1, wire(stream), wire(group), 0, wire(name))
+        settings.engine().remove_consumer(stream, group, name)
     except Exception:  # noqa: BLE001 - best effort; the consumer is harmless
         pass
 

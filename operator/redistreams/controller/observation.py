@@ -233,7 +233,7 @@ async def _observe_source(state: State, reconciler: Reconciler, source: Source,
         await asyncio.to_thread(engine.checkpoint, states, checkpoints)
         metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
         metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
-    db = f"db{engine.client.connection_pool.connection_kwargs.get('db', 0)}"
+    db = engine.db_label
     failures = {s.failure.reason for s in states.values() if s.failure}
     for reason in failures:
         metrics.ERRORS.labels("observe", reason).inc()
@@ -253,7 +253,7 @@ async def _observe_source(state: State, reconciler: Reconciler, source: Source,
             continue
         todo.append(Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked))
     trims.append((engine, todo))
-    return engine.observer.consumers_skipped
+    return engine.consumers_skipped
 
 
 def _needing_repair(topic: Declared, stream: StreamState, groups: list[tuple[Declared, str]]) -> set[Key]:
@@ -283,7 +283,7 @@ async def _retain(engine: Engine, todo: list[Trimming], config: Any, lock: async
         batch = active[:budget]
         async with lock:
             trips, writes = engine.stats.round_trips, engine.stats.writes
-            steps: list[TrimStep] = await asyncio.to_thread(engine.applier.trim_round, [t.intent for t in batch])
+            steps: list[TrimStep] = await asyncio.to_thread(engine.trim_round, [t.intent for t in batch])
             metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
             metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
         budget -= len(batch)

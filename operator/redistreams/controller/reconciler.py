@@ -190,7 +190,7 @@ class Reconciler:
                 raise (exc.about(source.secret) if source.secret else exc) from None
             engine = self._engines[source] = Engine(client, target=source.secret or target.display,
                                                     registry_key=self.registry_key)
-        engine.applier.trim_on_apply = self.trim_on_apply
+        engine.trim_on_apply = self.trim_on_apply
         return engine
 
     def redis_work(self) -> tuple[int, int]:

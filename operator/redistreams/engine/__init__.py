@@ -77,6 +77,26 @@ class Engine:
         self.observer = Observer(self.io, registry_key, chunk_size)
         self.applier = Applier(self.io, registry_key, trim_step=trim_step)
 
+    @property
+    def trim_on_apply(self) -> bool:
+        """Whether apply runs retention to the end (the CLI) or leaves it to trim_round
+        steps (the operator's bounded observation pass)."""
+        return self.applier.trim_on_apply
+
+    @trim_on_apply.setter
+    def trim_on_apply(self, value: bool) -> None:
+        self.applier.trim_on_apply = value
+
+    @property
+    def db_label(self) -> str:
+        """The database as redis_exporter labels it ("db0")."""
+        return f"db{self.client.connection_pool.connection_kwargs.get('db', 0)}"
+
+    @property
+    def consumers_skipped(self) -> int:
+        """Groups the last observe left without per-consumer detail (too many consumers)."""
+        return self.observer.consumers_skipped
+
     # -- observation --------------------------------------------------------------
 
     def observe(
@@ -157,6 +177,15 @@ class Engine:
             if position is not None and position != record.at:
                 positions.append((stream, group, owner, position))
         return self.applier.checkpoint(positions) if positions else 0
+
+    def trim_round(self, topics: list[TopicIntent], per_pipeline: int = 50) -> list[TrimStep]:
+        """One bounded retention step per Topic (see Applier.trim_round)."""
+        return self.applier.trim_round(topics, per_pipeline)
+
+    def remove_consumer(self, stream: str, group: str, consumer: str) -> bool:
+        """Removes one consumer if it holds no pending entry (checked atomically, like
+        spec.consumerCleanup). True when it was removed."""
+        return self.applier.remove_consumer(stream, group, consumer)
 
     def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
         with _collector_paused(len(topics) + len(groups)):

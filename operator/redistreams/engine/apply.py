@@ -460,6 +460,16 @@ class Applier:
             self.run([trim_call(p, r) for p, r in pending])
             pending = more
 
+    def remove_consumer(self, stream: str, group: str, consumer: str) -> bool:
+        removed: list[bool] = []
+
+        def done(reply: Any) -> None:
+            removed.extend(outcome == "removed" for _, outcome, _, _ in reply)
+
+        self.run([Call(build=lambda pipe: REMOVE_CONSUMERS.call(pipe, [stream], [group, 0, consumer]),
+                       done=done, fail=lambda _: None, script=REMOVE_CONSUMERS)])
+        return any(removed)
+
     def trim_round(self, topics: list[TopicIntent], per_pipeline: int = 50) -> list[TrimStep]:
         """One step of retention per stream. Redis runs a client's pipeline without
         serving others in between, so pipelines stay short (per_pipeline steps, each
