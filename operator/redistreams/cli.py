@@ -24,11 +24,10 @@ from rich.table import Table
 from . import __version__
 from .connection import ConnectionConfigError, RedisTarget, default_url, redact
 from .engine import Engine, ObservationError, Result, StreamState, intents_from
-from .engine.observe import wire
 from .engine.plan import GroupPlan, Plan, TopicPlan, plan_details
 from .manifests import ManifestSet, load
 from .model import API, DEFAULT_NAMESPACE, format_duration, parse_duration
-from .printable import printable, printable_tree
+from .printable import printable, printable_tree, wire
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 

@@ -30,3 +30,13 @@ def printable_tree(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [printable_tree(v) for v in value]
     return value
+
+
+def wire(value: Any) -> Any:
+    """A name as Redis has it: the original bytes when it is not UTF-8, else unchanged."""
+    if value.__class__ is str and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value

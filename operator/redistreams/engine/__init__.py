@@ -16,7 +16,8 @@ import redis.exceptions as rex
 from .apply import Applier, Result, TrimStep
 from .errors import Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
-from .observe import ObservationError, Observer, Pipeliner, Stats, wire
+from ..printable import wire
+from .observe import ObservationError, Observer, Pipeliner, Stats
 from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
 from .state import GroupState, StreamState

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import redis
 import redis.exceptions as rex
 
+from ..printable import wire
 from .errors import Failure, describe
 from .ids import StreamId
 from .ownership import EPOCH_FIELD, OwnerRecord, decode_epoch, ResetRecord, group_field, reset_field, topic_field
@@ -59,17 +60,6 @@ class Pipeliner:
         self.stats.writes += writes
         as_sent(pipe.command_stack)
         return pipe.execute(raise_on_error=False)
-
-
-def wire(value: Any) -> Any:
-    """A name as Redis has it: names read from Redis that are not UTF-8 arrive here with
-    lone surrogates (``surrogateescape``), which redis-py's hiredis packer refuses."""
-    if value.__class__ is str and not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape")
-    return value
 
 
 def as_sent(stack: list[Any]) -> None:
