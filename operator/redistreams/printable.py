@@ -1,10 +1,10 @@
-"""Names from Redis made safe to print, serialise and label.
+"""Names from Redis that are not UTF-8: shown safely, sent back exactly.
 
 Redis keys, group and consumer names are bytes. Clients here decode them with
-``surrogateescape``, so a name that is not UTF-8 survives the round trip back to Redis
-unchanged but holds lone surrogates, which no terminal, JSON document, Kubernetes
-object or Prometheus exposition can carry. Every output path passes names through
-``printable``: invalid bytes are shown as ``\\xff`` escapes, everything else as is.
+``surrogateescape``, so a name that is not UTF-8 holds lone surrogates, which no
+terminal, JSON document, Kubernetes object or Prometheus exposition can carry and which
+redis-py's hiredis packer refuses to send. Every output path passes names through
+``printable`` (invalid bytes shown as ``\\xNN``), every command through ``wire``.
 """
 
 from __future__ import annotations

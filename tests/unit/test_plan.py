@@ -132,7 +132,7 @@ def test_retention_blocked_by_undelivered_and_pending() -> None:
     state = stream(length=10, first_id="1-0", last_generated_id="10-0", groups={"busy": pending})
     plan = make_plan([topic(retention)], [], {"orders": state})
     assert not plan.topics[0].trim
-    assert 'group "busy": 3 entries delivered but not acknowledged' in plan.topics[0].notes[-1]
+    assert 'group "busy": entries delivered but not acknowledged (3 pending)' in plan.topics[0].notes[-1]
     partly = GroupState("ok", last_delivered_id="4-0")
     state = stream(length=10, first_id="1-0", last_generated_id="10-0", groups={"ok": partly})
     assert make_plan([topic(retention)], [], {"orders": state}).topics[0].trim

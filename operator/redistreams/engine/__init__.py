@@ -13,13 +13,15 @@ from typing import Iterable, Iterator
 import redis
 import redis.exceptions as rex
 
-from .apply import Applier, Result, TrimStep
+from .apply import Applier, Result
 from .errors import Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
 from ..printable import wire
-from .observe import ObservationError, Observer, Pipeliner, Stats
+from .observe import ObservationError, Observer
 from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
+from .pipeline import Pipeliner, Stats
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
+from .retention import TrimStep
 from .state import GroupState, StreamState
 
 __all__ = [

@@ -7,16 +7,14 @@ sends nothing.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-import redis.exceptions as rex
-
-from .errors import CONFLICT, REDIS_ERROR, TOPIC_NOT_READY, WRONG_TYPE, Failure, describe, is_connection_problem
+from .errors import CONFLICT, REDIS_ERROR, TOPIC_NOT_READY, WRONG_TYPE, Failure
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
-from .observe import Pipeliner
+from .pipeline import Call, Pipeliner, run_calls
+from .retention import Trimmer, TrimStep, blocked_text
 from .ownership import (
     EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, new_epoch, reset_field, topic_field,
 )
@@ -25,7 +23,6 @@ from .plan import (
 )
 from .scripts import (
     CHECKPOINT, CLAIM_GROUP, CLAIM_TOPIC, DELETE_GROUP, DELETE_STREAM, INIT_GROUP, REMOVE_CONSUMERS, RESET_GROUP,
-    TRIM, LuaScript,
 )
 from .state import ConsumerState, StreamState
 
@@ -114,88 +111,20 @@ def _group_result(intent: GroupIntent) -> Result:
     )
 
 
-@dataclass
-class TrimStep:
-    """One retention step of one stream (at most trim_step entries, one Lua call)."""
-
-    removed: int = 0
-    more: bool = False  # the step was full: call again
-    blocker: str | None = None  # the group holding entries back, if any
-    reason: str | None = None  # "pending" or "undelivered"
-    failure: Failure | None = None
-
-
-def trim_args(retention: RetentionPolicy, step: int) -> list[int]:
-    return [
-        retention.max_length if retention.max_length is not None else -1,
-        retention.max_age_seconds * 1000 if retention.max_age_seconds is not None else -1,
-        1 if retention.allow_trimming_unconsumed else 0,
-        step,
-        int(time.time() * 1000),  # used only when the ACL denies TIME
-    ]
-
-
-@dataclass
-class Call:
-    """One command in a pipeline, with what to do with its reply."""
-
-    build: Callable[[Any], None]
-    done: Callable[[Any], None]
-    fail: Callable[[Failure], None]
-    write: bool = True
-    script: LuaScript | None = None
-
-
 class Applier:
     def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
         self.io = io
         self.registry_key = registry_key
         self.epoch = new_epoch()  # recorded only where the registry has none; fresh per apply
-        self.trim_step = trim_step
         self.chunk = chunk
+        self.trimmer = Trimmer(io, trim_step, chunk)
         # The operator trims in its own bounded loop (trim_round), not while applying.
         self.trim_on_apply = True
 
     # -- plumbing -----------------------------------------------------------------
 
     def run(self, calls: list[Call]) -> None:
-        """Runs calls in pipelines of bounded size. A lost connection fails the rest."""
-        dead: Failure | None = None
-        for start in range(0, len(calls), self.chunk):
-            chunk = calls[start : start + self.chunk]
-            if dead is not None:
-                for call in chunk:
-                    call.fail(dead)
-                continue
-            scripts = list(dict.fromkeys(c.script for c in chunk if c.script is not None))
-
-            def build(pipe: Any) -> None:
-                for script in scripts:
-                    script.load(pipe)
-                for call in chunk:
-                    call.build(pipe)
-
-            try:
-                replies = self.io.run(build, writes=sum(c.write for c in chunk))
-            except (rex.ConnectionError, rex.TimeoutError, rex.AuthenticationError) as exc:
-                dead = describe(exc, self.io.target)
-                for call in chunk:
-                    call.fail(dead)
-                continue
-            load_failures = {}
-            for script, reply in zip(scripts, replies):
-                if isinstance(reply, Exception):
-                    load_failures[script] = describe(reply, self.io.target)
-            for call, reply in zip(chunk, replies[len(scripts) :]):
-                if call.script in load_failures:
-                    call.fail(load_failures[call.script])
-                elif isinstance(reply, Exception):
-                    failure = describe(reply, self.io.target)
-                    call.fail(failure)
-                    if is_connection_problem(failure):
-                        dead = failure
-                else:
-                    call.done(reply)
+        run_calls(self.io, calls, self.chunk)
 
     # -- apply ----------------------------------------------------------------------
 
@@ -420,45 +349,20 @@ class Applier:
         ]
 
     def _trim(self, trims: list[tuple[TopicPlan, Result]]) -> None:
-        pending = trims
-        while pending:
-            more: list[tuple[TopicPlan, Result]] = []
-
-            def trim_call(p: TopicPlan, result: Result) -> Call:
-                retention = p.intent.retention
-                assert retention is not None
-                args = trim_args(retention, self.trim_step)
-
-                def done(reply: Any) -> None:
-                    removed, again, blocker, why = int(reply[0]), int(reply[1]), reply[2], reply[3]
-                    result.trimmed += removed
-                    if again:
-                        more.append((p, result))
-                        return
-                    result.details = [d for d in result.details if not d.startswith("trim ")]
-                    if result.trimmed:
-                        result.details.append(f"trimmed {plural(result.trimmed, 'entry', 'entries')} ({retention.describe()})")
-                    if blocker:
-                        g = p.state.groups.get(blocker)
-                        what = (
-                            "entries delivered but not acknowledged"
-                            if why == "pending"
-                            else "entries not yet delivered to it"
-                        )
-                        note = f'retention blocked by group "{blocker}": {what}'
-                        if why == "pending" and g is not None:
-                            note += f" ({g.pending} pending)"
-                        result.details.append(note)
-
-                return Call(
-                    build=lambda pipe: TRIM.call(pipe, [p.intent.stream], args),
-                    done=done,
-                    fail=result.fail,
-                    script=TRIM,
-                )
-
-            self.run([trim_call(p, r) for p, r in pending])
-            pending = more
+        totals = self.trimmer.to_end([(p.intent.stream, _policy(p.intent)) for p, _ in trims])
+        for (p, result), total in zip(trims, totals):
+            if total.failure is not None:
+                result.fail(total.failure)
+                continue
+            retention = p.intent.retention
+            assert retention is not None
+            result.trimmed += total.removed
+            result.details = [d for d in result.details if not d.startswith("trim ")]
+            if result.trimmed:
+                result.details.append(f"trimmed {plural(result.trimmed, 'entry', 'entries')} ({retention.describe()})")
+            if total.blocker and total.reason:
+                group = p.state.groups.get(total.blocker)
+                result.details.append(blocked_text(total.blocker, total.reason, group.pending if group else None))
 
     def remove_consumer(self, stream: str, group: str, consumer: str) -> bool:
         removed: list[bool] = []
@@ -471,29 +375,7 @@ class Applier:
         return any(removed)
 
     def trim_round(self, topics: list[TopicIntent], per_pipeline: int = 50) -> list[TrimStep]:
-        """One step of retention per stream. Redis runs a client's pipeline without
-        serving others in between, so pipelines stay short (per_pipeline steps, each
-        at most trim_step entries); callers pause between rounds and cap the rounds."""
-        steps = [TrimStep() for _ in topics]
-
-        def call(intent: TopicIntent, step: TrimStep) -> Call:
-            assert intent.retention is not None
-            args = trim_args(intent.retention, self.trim_step)
-
-            def done(reply: Any) -> None:
-                step.removed, step.more = int(reply[0]), bool(int(reply[1]))
-                step.blocker, step.reason = (reply[2] or None), (reply[3] or None)
-
-            def fail(failure: Failure) -> None:
-                step.failure = failure
-
-            return Call(build=lambda pipe: TRIM.call(pipe, [intent.stream], args), done=done, fail=fail,
-                        script=TRIM)
-
-        calls = [call(t, s) for t, s in zip(topics, steps)]
-        for start in range(0, len(calls), per_pipeline):
-            self.run(calls[start : start + per_pipeline])
-        return steps
+        return self.trimmer.round([(t.stream, _policy(t)) for t in topics], per_pipeline)
 
     def checkpoint(self, positions: list[tuple[str, str, Owner, str]], per_call: int = 500) -> int:
         """Moves the recovery positions of group records: (stream, group, owner, position).
@@ -672,6 +554,11 @@ def kept_text(groups: list[str], state: StreamState) -> str:
     return (f"stream left in place: {plural(len(groups), 'group')} on it "
             f"{'is' if len(groups) == 1 else 'are'} not being deleted: {', '.join(reasons)}; "
             "deletionPolicy Delete removes a stream only together with all of its groups")
+
+
+def _policy(intent: TopicIntent) -> RetentionPolicy:
+    assert intent.retention is not None, "only Topics with retention are trimmed"
+    return intent.retention
 
 
 def _now() -> str:

@@ -8,15 +8,13 @@ pending entry of groups with pending entries, and exact lag where Redis reports 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-import redis
 import redis.exceptions as rex
 
-from ..printable import wire
 from .errors import Failure, describe
 from .ids import StreamId
+from .pipeline import Pipeliner
 from .ownership import EPOCH_FIELD, OwnerRecord, decode_epoch, ResetRecord, group_field, reset_field, topic_field
 from .scripts import COUNT_AFTER
 from .state import ConsumerState, GroupState, StreamState
@@ -27,48 +25,6 @@ LAG_COUNT_CAP = 100_000
 CONSUMER_DETAIL_CAP = 100
 # spec.consumerCleanup needs the consumers of its groups; beyond this many it waits (plan says so).
 CLEANUP_CONSUMER_CAP = 10_000
-
-
-@dataclass
-class Stats:
-    """Work done against Redis, for benchmarks and for the no-op guarantee."""
-
-    round_trips: int = 0
-    commands: int = 0
-    writes: int = 0
-
-    def reset(self) -> None:
-        self.round_trips = self.commands = self.writes = 0
-
-
-class Pipeliner:
-    """Runs non-transactional pipelines and keeps Stats."""
-
-    def __init__(self, client: redis.Redis, stats: Stats, target: str = "") -> None:
-        self.client = client
-        self.stats = stats
-        self.target = target
-
-    def run(self, build: Callable[[Any], None], *, writes: int = 0) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        build(pipe)
-        size = len(pipe.command_stack)
-        if not size:
-            return []
-        self.stats.round_trips += 1
-        self.stats.commands += size
-        self.stats.writes += writes
-        as_sent(pipe.command_stack)
-        return pipe.execute(raise_on_error=False)
-
-
-def as_sent(stack: list[Any]) -> None:
-    """Every queued command with its names as Redis has them (see ``wire``)."""
-    for index, (args, options) in enumerate(stack):
-        for arg in args:
-            if arg.__class__ is str and not arg.isascii():
-                stack[index] = (tuple(wire(a) for a in args), options)
-                break
 
 
 class ObservationError(Exception):

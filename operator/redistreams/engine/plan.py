@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..model import format_duration
 from .errors import CONFLICT, WRONG_TYPE, Failure
 from .ids import StreamId
+from . import retention
 from .intents import GroupIntent, Memory, Owner, ResetIntent, TopicIntent
 from .ownership import OwnerRecord, ResetRecord
 from .state import ConsumerState, GroupState, StreamState
@@ -164,33 +165,10 @@ def plan_topic(intent: TopicIntent, state: StreamState) -> TopicPlan:
 
 
 def _plan_retention(plan: TopicPlan) -> None:
-    retention, state = plan.intent.retention, plan.state
-    assert retention is not None
-    if state.length == 0 or state.first_id is None:
-        return
-    reasons = []
-    if retention.max_length is not None and state.length > retention.max_length:
-        reasons.append(f"{state.length - retention.max_length} entries over maxLength {retention.max_length}")
-    if retention.max_age_seconds is not None and state.server_time_ms is not None:
-        cutoff = state.server_time_ms - retention.max_age_seconds * 1000
-        if StreamId.parse(state.first_id).ms < cutoff:
-            reasons.append(f"entries older than maxAge {format_duration(retention.max_age_seconds)}")
-    if not reasons:
-        return
-    bound = None if retention.allow_trimming_unconsumed else state.safe_bound()
-    if bound is not None and StreamId.parse(state.first_id) >= bound[0]:
-        plan.notes.append(_blocked_note(state, bound[1], bound[2]))
-        plan.retention_blocked = (bound[1], bound[2])
-        return
-    plan.trim = True
-    plan.notes.append("trim " + " and ".join(reasons))
-
-
-def _blocked_note(state: StreamState, group: str, reason: str) -> str:
-    g = state.groups.get(group)
-    if reason == "pending" and g is not None:
-        return f'retention blocked by group "{group}": {g.pending} entries delivered but not acknowledged'
-    return f'retention blocked by group "{group}": entries not yet delivered to it'
+    assert plan.intent.retention is not None
+    decision = retention.decide(plan.intent.retention, plan.state)
+    plan.trim, plan.retention_blocked = decision.trim, decision.blocked
+    plan.notes.extend(decision.notes)
 
 
 def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None) -> GroupPlan:
