@@ -8,9 +8,9 @@ sends nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from ..units import rfc3339
 from .errors import CONFLICT, REDIS_ERROR, TOPIC_NOT_READY, WRONG_TYPE, Failure
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
 from .pipeline import Call, Pipeliner, run_calls
@@ -562,4 +562,4 @@ def _policy(intent: TopicIntent) -> RetentionPolicy:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339()
