@@ -44,7 +44,7 @@ def run_operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, con
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from redistreams.controller.handlers import OperatorConfig
+    from redistreams.controller.runtime import OperatorConfig
 
     config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
                             retry_delay=1.0)

@@ -23,7 +23,7 @@ API = "/apis/redistreams.dev/v1alpha1"
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from redistreams.controller.handlers import OperatorConfig
+    from redistreams.controller.runtime import OperatorConfig
 
     # As the chart's ServiceAccount: the observation pass needs no extra permission.
     config = OperatorConfig(cluster_id="e2e-obs", redis_url=redis.url, resync_interval=5.0, status_interval=1.0,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from redistreams.controller.handlers import OperatorConfig
+    from redistreams.controller.runtime import OperatorConfig
 
     config = OperatorConfig(cluster_id="e2e-safety", redis_url=redis.url, resync_interval=300.0, status_interval=1.0,
                             retry_delay=1.0, observe_interval=1.0)

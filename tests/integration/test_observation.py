@@ -10,7 +10,7 @@ import time
 import pytest
 
 from redis_server import RedisServer
-from redistreams.controller.observation import stream_rows
+from redistreams.controller.samples import stream_rows
 from redistreams.engine import Engine, Owner, RetentionPolicy, TopicIntent
 
 pytestmark = pytest.mark.integration

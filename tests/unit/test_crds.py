@@ -265,7 +265,7 @@ def test_status_runtime_fields(generated: dict[str, dict[str, Any]]) -> None:
 
 def test_every_status_field_the_operator_writes_is_declared() -> None:
     """Undeclared status fields are pruned by the API server without a word."""
-    from redistreams.controller.handlers import RUNTIME_FIELDS
+    from redistreams.controller.runtime import RUNTIME_FIELDS
 
     declared = set(TopicStatus.model_fields) | set(ConsumerGroupStatus.model_fields)
     assert set(RUNTIME_FIELDS) <= declared

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redistreams.controller.conditions import Outcome
-from redistreams.controller.handlers import build_status, status_changed
+from redistreams.controller.runtime import build_status, status_changed
 from redistreams.controller.reconciler import Computed, Declared, Reconciler, _scrubbed
 from redistreams.engine import Failure, Memory, Result
 

@@ -9,10 +9,10 @@ condition's status changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from ..engine.errors import CLUSTER_NODE, CONFLICT, WRONG_TYPE
+from ..units import rfc3339
 
 # Reasons the operator adds to the engine's (RedisUnavailable, PermissionDenied, …).
 PROVISIONING = "Provisioning"
@@ -41,7 +41,7 @@ class Outcome:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339()
 
 
 def _condition(kind: str, status: str, reason: str, message: str, generation: int | None,

@@ -8,7 +8,9 @@ from typing import Any
 
 import kopf
 
-from .handlers import OperatorConfig, register
+from .. import metrics
+from .handlers import register
+from .runtime import OperatorConfig
 
 
 def build(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -32,9 +34,7 @@ def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, ver
         metrics_port: int = 0) -> None:
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     if metrics_port:
-        from ..metrics import serve
-
-        serve(metrics_port)
+        metrics.serve(metrics_port)
     kopf.run(**operator_kwargs(config, namespaces, liveness))
 
 

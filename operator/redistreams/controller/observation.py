@@ -1,11 +1,15 @@
 """The observation pass: every --observe-interval, one pipelined read of every Topic's
-stream (groups, oldest pending entry, consumers) feeds the stream metrics; then each
-Topic's retention runs in bounded steps.
+stream (groups, oldest pending entry, consumers) feeds the stream metrics, finds data
+Redis lost, moves recovery checkpoints; then each Topic's retention runs in bounded steps.
 
 Retention here never goes past the safe point (trim.lua decides it atomically), removes
 at most trim_step entries per Lua call, sends short pipelines with a pause between
 rounds, and stops at a per-pass step budget: a huge backlog is worked off over several
 passes instead of in one long burst. Only streams this operator owns are trimmed.
+
+A pass: ``_by_connection`` (Topics grouped by Redis, one Secret read per Secret),
+``_observe_connection`` for each (metrics, ``_needing_repair``, ``_trimming``), then
+``_retain`` (rounds of steps) and ``_record_retention`` (status.retention and Events).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -23,17 +28,21 @@ from pydantic import ValidationError
 from .. import metrics
 from ..connection import ConnectionConfigError
 from ..engine import Engine, Owner, StreamState, TopicIntent, TrimStep
-from ..engine.ids import StreamId
 from ..engine.intents import topic_intent
 from ..engine.plan import data_lost, plan_topic
+from ..engine.retention import PENDING
 from ..model import Topic
 from ..printable import printable
+from ..units import rfc3339
+from .queue import request_reconcile
 from .reconciler import Declared, Key, Reconciler, Source
-
-if TYPE_CHECKING:
-    from .handlers import State
+from .runtime import OperatorConfig, RetentionMemo, State, patch_status
+from .samples import ready_rows, stream_rows
 
 log = logging.getLogger("redistreams.operator")
+
+Item = tuple[Key, Declared, Topic]  # a Topic to observe: its key, latest body and model
+Groups = dict[str, list[tuple[Declared, str]]]  # stream -> its live ConsumerGroups and their group names
 
 
 @dataclass
@@ -50,96 +59,66 @@ class Trimming:
 
 
 @dataclass
-class RetentionMemo:
-    """What status.retention says (as last written by us, or as first read): the
-    watch may still deliver bodies older than our last write, so they are not trusted."""
+class _Pass:
+    """What one pass gathers over all connections."""
 
-    written: dict[str, Any]
-    total: int = 0
-    last_trimmed: int | None = None
-    last_time: str | None = None
-
-
-@dataclass
-class Observation:
-    """Per-operator memory of the observation loop."""
-
-    memos: dict[Key, RetentionMemo] = field(default_factory=dict)
+    rows: dict[Any, list[metrics.Row]]
+    trims: list[tuple[Engine, list[Trimming]]] = field(default_factory=list)
+    repair: set[Key] = field(default_factory=set)
+    skipped: int = 0  # groups left without per-consumer detail
 
 
-def _ms(entry_id: str | None) -> float | None:
-    return None if not entry_id else float(StreamId.parse(entry_id).ms)
-
-
-def stream_rows(state: StreamState, db: str, namespace: str, topic: str) -> list[metrics.Row]:
-    """Exporter-style samples for one observed stream (nothing for a missing one)."""
-    if not state.exists or state.failure:
-        return []
-    s = (db, state.key, namespace, topic)
-    rows: list[metrics.Row] = [
-        ("redis_stream_length", s, state.length),
-        ("redis_stream_groups", s, len(state.groups)),
-        ("redis_stream_last_generated_id", s, _ms(state.last_generated_id) or 0.0),
-    ]
-    for name, value in (("redis_stream_radix_tree_keys", state.radix_tree_keys),
-                        ("redis_stream_radix_tree_nodes", state.radix_tree_nodes),
-                        ("redis_stream_first_entry_id", _ms(state.first_id)),
-                        ("redis_stream_last_entry_id", _ms(state.last_id)),
-                        ("redis_stream_max_deleted_entry_id", _ms(state.max_deleted_id)),
-                        ("redis_stream_entries_added", state.entries_added)):
-        if value is not None:
-            rows.append((name, s, value))
-    first = StreamId.parse(state.first_id) if state.first_id else None
-    for g in state.groups.values():
-        gl = (db, state.key, g.name, namespace, topic)
-        rows += [
-            ("redis_stream_group_consumers", gl, g.consumers),
-            ("redis_stream_group_messages_pending", gl, g.pending),
-            ("redis_stream_group_last_delivered_id", gl, _ms(g.last_delivered_id) or 0.0),
-            ("redis_stream_group_lag_valid", gl, 0 if g.lag is None else 1),
-        ]
-        if g.lag is not None:  # NULL lag: no sample, never a misleading 0
-            rows.append(("redis_stream_group_lag", gl, g.lag))
-        if g.entries_read is not None:
-            rows.append(("redis_stream_group_entries_read", gl, g.entries_read))
-        if g.pending and g.oldest_pending_idle_ms is not None:
-            rows.append(("redistreams_stream_group_oldest_pending_seconds", gl, g.oldest_pending_idle_ms / 1000))
-            if g.oldest_pending_id is not None:
-                below = first is None or StreamId.parse(g.oldest_pending_id) < first
-                rows.append(("redistreams_stream_group_pending_below_first_entry", gl, 1 if below else 0))
-        for c in g.consumer_states or ():
-            cl = (db, state.key, g.name, c.name, namespace, topic)
-            rows += [
-                ("redis_stream_group_consumer_messages_pending", cl, c.pending),
-                ("redis_stream_group_consumer_idle_seconds", cl, c.idle_ms / 1000),
-            ]
-            if c.inactive_ms is not None:
-                rows.append(("redistreams_stream_group_consumer_inactive_seconds", cl, c.inactive_ms / 1000))
-    return rows
-
-
-def _ready_rows(objects: dict[Key, Declared]) -> dict[Any, list[metrics.Row]]:
-    out: dict[Any, list[metrics.Row]] = {}
-    for key, declared in objects.items():
-        conditions = {c.get("type"): c.get("status") for c in declared.status.get("conditions") or []}
-        if "Ready" in conditions:  # Unknown until the first reconcile: no sample yet
-            out[("ready", key)] = [("redistreams_resource_ready", key, 1 if conditions["Ready"] == "True" else 0)]
-    return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+async def observe_loop(state: State) -> None:
+    """Every --observe-interval, one observation pass (the first one soon after start)."""
+    delay = min(state.config.observe_interval, 2.0)
+    while True:
+        await asyncio.sleep(delay)
+        delay = state.config.observe_interval
+        try:
+            await observe_once(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the loop must survive anything
+            metrics.ERRORS.labels("observe", "Exception").inc()
+            log.exception("observation pass failed; will try again")
 
 
 async def observe_once(state: State) -> None:
     """One pass: observe every Topic's stream, publish metrics, run retention."""
-    from .handlers import _reconciler
-
-    reconciler = _reconciler(state)
-    config = state.config
-    memo: Observation = state.observation
+    reconciler = state.get_reconciler()
     started = time.monotonic()
-    topics: list[tuple[Key, Declared, Topic]] = []
+    by_connection = await _by_connection(reconciler, _topics(reconciler))
+    gathered = _Pass(ready_rows(reconciler.objects))
+    for source, items in by_connection.items():
+        # One connection's trouble (a malformed URL, odd data) stays that connection's.
+        try:
+            await _observe_connection(state, source, items, gathered)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the other connections go on
+            metrics.ERRORS.labels("observe", type(exc).__name__).inc()
+            log.exception("observing %d Topics failed", len(items))
+    # Redis lost data, or a group we made is gone: repaired now, not at the next resync.
+    for key in gathered.repair:
+        request_reconcile(state, key)
+
+    metrics.CONSUMERS_SKIPPED.set(gathered.skipped)
+    for engine, todo in gathered.trims:
+        await _retain(engine, todo, state.config, reconciler.lock)
+        gathered.rows.update(_blocked_rows(todo))
+    metrics.SNAPSHOT.replace_all(gathered.rows)
+    for gone in [k for k in state.retention if k not in reconciler.objects]:
+        del state.retention[gone]
+    for _, todo in gathered.trims:
+        for t in todo:
+            await _record_retention(state, t)
+    metrics.OBSERVE_SECONDS.observe(time.monotonic() - started)
+    metrics.OBSERVE_LAST.set(time.time())
+
+
+# -- which streams, on which connection --------------------------------------------
+
+def _topics(reconciler: Reconciler) -> list[Item]:
+    """The Topics to observe: valid ones not being deleted."""
+    topics: list[Item] = []
     for key, declared in list(reconciler.objects.items()):
         if key[0] != "Topic" or declared.body["metadata"].get("deletionTimestamp"):
             continue
@@ -149,10 +128,14 @@ async def observe_once(state: State) -> None:
             continue
         assert isinstance(model, Topic)
         topics.append((key, declared, model))
+    return topics
 
-    # Connections: one Secret read per distinct Secret per pass.
+
+async def _by_connection(reconciler: Reconciler, topics: list[Item]) -> dict[Source, list[Item]]:
+    """Topics grouped by Redis connection, reading each distinct Secret once. A Topic whose
+    Secret cannot be read is left out: its status says why."""
     sources: dict[tuple[str, str, str], Source | None] = {}
-    by_source: dict[Source, list[tuple[Key, Declared, Topic]]] = {}
+    by_source: dict[Source, list[Item]] = {}
     for key, declared, model in topics:
         ref = model.spec.connection.secretRef if model.spec.connection else None
         cache_key = (model.namespace, ref.name, ref.key) if ref else ("", "", "")
@@ -166,94 +149,68 @@ async def observe_once(state: State) -> None:
         source = sources[cache_key]
         if source is not None:
             by_source.setdefault(source, []).append((key, declared, model))
-
-    rows: dict[Any, list[metrics.Row]] = _ready_rows(reconciler.objects)
-    trims: list[tuple[Engine, list[Trimming]]] = []
-    skipped = 0
-    repair: set[Key] = set()
-    for source, items in by_source.items():
-        # One connection's trouble (a malformed URL, odd data) stays that connection's.
-        try:
-            skipped += await _observe_source(state, reconciler, source, items, rows, trims, repair)
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the other connections go on
-            metrics.ERRORS.labels("observe", type(exc).__name__).inc()
-            log.exception("observing %d Topics failed", len(items))
-    if repair:
-        # Redis lost data, or a group we made is gone: repaired now, not at the next resync.
-        from .handlers import request_reconcile
-
-        for key in repair:
-            request_reconcile(state, key)
-
-    metrics.CONSUMERS_SKIPPED.set(skipped)
-    for engine, todo in trims:
-        await _retain(engine, todo, config, reconciler.lock)
-        for t in todo:
-            if t.blocked:
-                rows[("blocked", t.key)] = [("redistreams_retention_blocked",
-                                             (t.key[1], t.key[2], t.blocked[0], t.blocked[1]), 1)]
-    metrics.SNAPSHOT.replace_all(rows)
-    for gone in [k for k in memo.memos if k not in reconciler.objects]:
-        del memo.memos[gone]
-    for _, todo in trims:
-        for t in todo:
-            await _record_retention(state, reconciler, t, memo)
-    metrics.OBSERVE_SECONDS.observe(time.monotonic() - started)
-    metrics.OBSERVE_LAST.set(time.time())
+    return by_source
 
 
-async def _observe_source(state: State, reconciler: Reconciler, source: Source,
-                          items: list[tuple[Key, Declared, Topic]], rows: dict[Any, list[metrics.Row]],
-                          trims: list[tuple[Engine, list[Trimming]]], repair: set[Key]) -> int:
-    """Observes one connection's streams: metrics, loss detection, recovery checkpoints
-    and the retention to run. Returns how many groups got no consumer detail."""
-    config = state.config
-    try:
-        engine = reconciler.engine(source)
-    except ConnectionConfigError:
-        metrics.ERRORS.labels("observe", "InvalidSpec").inc()
-        return 0
-    intents = [topic_intent(model, config.cluster_id) for _, _, model in items]
-    keys = [i.stream for i in intents]
-    groups: dict[str, list[tuple[Declared, str]]] = {}
+def _live_groups(reconciler: Reconciler, items: list[Item], intents: list[TopicIntent]) -> Groups:
+    """Per stream, the ConsumerGroups naming its Topic that are neither paused nor being deleted."""
+    groups: Groups = {}
     for (key, _, _), intent in zip(items, intents):
         for g in reconciler.groups_of(key):
             if not g.paused and not g.body["metadata"].get("deletionTimestamp"):
                 spec = g.body.get("spec") or {}
                 groups.setdefault(intent.stream, []).append((g, spec.get("groupName") or g.key[2]))
-    owner_groups = {stream: [name for _, name in found] for stream, found in groups.items()}
+    return groups
+
+
+# -- one connection ---------------------------------------------------------------
+
+async def _observe_connection(state: State, source: Source, items: list[Item], gathered: _Pass) -> None:
+    """Observes one connection's streams: metrics, loss detection, recovery checkpoints
+    and the retention to run."""
+    reconciler = state.get_reconciler()
+    cluster_id = state.config.cluster_id
+    try:
+        engine = reconciler.engine(source)
+    except ConnectionConfigError:
+        metrics.ERRORS.labels("observe", "InvalidSpec").inc()
+        return
+    intents = [topic_intent(model, cluster_id) for _, _, model in items]
+    keys = [i.stream for i in intents]
+    groups = _live_groups(reconciler, items, intents)
+    owner_groups = {stream: [name for _, name in members] for stream, members in groups.items()}
     # Under the reconciler's lock: one engine pass at a time, so each pass's Redis
     # figures (the resync's log line) stay its own.
     async with reconciler.lock:
-        trips, writes = engine.stats.round_trips, engine.stats.writes
-        states = await asyncio.to_thread(engine.observe, keys, owner_groups=owner_groups, detail_keys=keys,
-                                         consumer_keys=keys)
-        checkpoints = [(stream, name, Owner(config.cluster_id, g.key[1], g.key[2]))
-                       for stream, found in groups.items() for g, name in found]
-        await asyncio.to_thread(engine.checkpoint, states, checkpoints)
-        metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
-        metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
+        with _counted(engine):
+            states = await asyncio.to_thread(engine.observe, keys, owner_groups=owner_groups, detail_keys=keys,
+                                             consumer_keys=keys)
+            checkpoints = [(stream, name, Owner(cluster_id, g.key[1], g.key[2]))
+                           for stream, members in groups.items() for g, name in members]
+            await asyncio.to_thread(engine.checkpoint, states, checkpoints)
     db = engine.db_label
-    failures = {s.failure.reason for s in states.values() if s.failure}
-    for reason in failures:
+    for reason in {s.failure.reason for s in states.values() if s.failure}:
         metrics.ERRORS.labels("observe", reason).inc()
     todo: list[Trimming] = []
     for (key, declared, _), intent in zip(items, intents):
         stream = states[intent.stream]
-        rows[("topic", key)] = stream_rows(stream, db, key[1], key[2])
+        gathered.rows[("topic", key)] = stream_rows(stream, db, key[1], key[2])
         if not stream.failure:
-            repair.update(_needing_repair(declared, stream, groups.get(intent.stream, [])))
-        if intent.retention is None or declared.paused or not stream.exists or stream.failure:
-            continue
-        owner = stream.topic_owner
-        if owner is None or owner.owner != intent.owner:
-            continue  # not ours (yet): the reconcile claims it or reports the conflict
-        plan = plan_topic(intent, stream)
-        if plan.failure:
-            continue
-        todo.append(Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked))
-    trims.append((engine, todo))
-    return engine.consumers_skipped
+            gathered.repair.update(_needing_repair(declared, stream, groups.get(intent.stream, [])))
+        trimming = _trimming(key, declared, intent, stream)
+        if trimming is not None:
+            todo.append(trimming)
+    gathered.trims.append((engine, todo))
+    gathered.skipped += engine.consumers_skipped
+
+
+@contextmanager
+def _counted(engine: Engine) -> Iterator[None]:
+    """Adds the Redis work done inside to the operator's counters."""
+    trips, writes = engine.stats.round_trips, engine.stats.writes
+    yield
+    metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
+    metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
 
 
 def _needing_repair(topic: Declared, stream: StreamState, groups: list[tuple[Declared, str]]) -> set[Key]:
@@ -274,7 +231,23 @@ def _needing_repair(topic: Declared, stream: StreamState, groups: list[tuple[Dec
     return found
 
 
-async def _retain(engine: Engine, todo: list[Trimming], config: Any, lock: asyncio.Lock) -> None:
+def _trimming(key: Key, declared: Declared, intent: TopicIntent, stream: StreamState) -> Trimming | None:
+    """The retention to run on an observed stream; None without retention, for a paused
+    Topic, a missing or failing stream, or one that is not ours."""
+    if intent.retention is None or declared.paused or not stream.exists or stream.failure:
+        return None
+    owner = stream.topic_owner
+    if owner is None or owner.owner != intent.owner:
+        return None  # not ours (yet): the reconcile claims it or reports the conflict
+    plan = plan_topic(intent, stream)
+    if plan.failure:
+        return None
+    return Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked)
+
+
+# -- retention --------------------------------------------------------------------
+
+async def _retain(engine: Engine, todo: list[Trimming], config: OperatorConfig, lock: asyncio.Lock) -> None:
     """Round-robin steps over the streams that need trimming, within the pass budget;
     reconciles may run between rounds."""
     active = [t for t in todo if t.wanted]
@@ -282,10 +255,8 @@ async def _retain(engine: Engine, todo: list[Trimming], config: Any, lock: async
     while active and budget > 0:
         batch = active[:budget]
         async with lock:
-            trips, writes = engine.stats.round_trips, engine.stats.writes
-            steps: list[TrimStep] = await asyncio.to_thread(engine.trim_round, [t.intent for t in batch])
-            metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
-            metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
+            with _counted(engine):
+                steps: list[TrimStep] = await asyncio.to_thread(engine.trim_round, [t.intent for t in batch])
         budget -= len(batch)
         for t, step in zip(batch, steps):
             if step.failure is not None:
@@ -301,20 +272,23 @@ async def _retain(engine: Engine, todo: list[Trimming], config: Any, lock: async
             await asyncio.sleep(config.retention_pause)  # let other clients' commands in
 
 
-async def _record_retention(state: State, reconciler: Any, t: Trimming, observation: Observation) -> None:
+def _blocked_rows(todo: list[Trimming]) -> dict[Any, list[metrics.Row]]:
+    """redistreams_retention_blocked for the Topics a group holds back."""
+    return {("blocked", t.key): [("redistreams_retention_blocked", (t.key[1], t.key[2], *t.blocked), 1)]
+            for t in todo if t.blocked}
+
+
+async def _record_retention(state: State, t: Trimming) -> None:
     """status.retention on change (a new blocker at once, counts at most every
     --status-interval) and one Event per blocked/unblocked transition."""
+    reconciler = state.get_reconciler()
     declared = reconciler.objects.get(t.key)
     if declared is None or t.failure:
         return
-    memo = observation.memos.get(t.key)
-    if memo is None:
-        seen = {k: v for k, v in (declared.status.get("retention") or {}).items() if v is not None}
-        memo = observation.memos[t.key] = RetentionMemo(
-            seen, int(seen.get("trimmedTotal") or 0), seen.get("lastTrimmed"), seen.get("lastTrimTime"))
+    memo = _retention_memo(state, declared)
     if t.removed:
         memo.total += t.removed
-        memo.last_trimmed, memo.last_time = t.removed, _now()
+        memo.last_trimmed, memo.last_time = t.removed, rfc3339()
     previous = memo.written
     desired: dict[str, Any] = {
         "trimmedTotal": memo.total or previous.get("trimmedTotal"),  # no write just to say 0
@@ -330,31 +304,30 @@ async def _record_retention(state: State, reconciler: Any, t: Trimming, observat
     due = time.monotonic() - state.last_status_write.get(t.key, 0) >= state.config.status_interval
     if not changed or not (transition or due) or reconciler.kube is None:
         return
-    from .handlers import patch_status
-
-    if not await patch_status(state, reconciler, declared, {"retention": desired}):
+    if not await patch_status(state, declared, {"retention": desired}):
         return  # the next pass tries again
     memo.written = {k: v for k, v in desired.items() if v is not None}
-    if transition and t.blocked:
+    if transition:
+        _post_retention_event(declared.body, t)
+
+
+def _retention_memo(state: State, declared: Declared) -> RetentionMemo:
+    """Ours, or taken from status.retention the first time the Topic is seen."""
+    memo = state.retention.get(declared.key)
+    if memo is None:
+        seen = {k: v for k, v in (declared.status.get("retention") or {}).items() if v is not None}
+        memo = state.retention[declared.key] = RetentionMemo(
+            seen, int(seen.get("trimmedTotal") or 0), seen.get("lastTrimmed"), seen.get("lastTrimTime"))
+    return memo
+
+
+def _post_retention_event(body: Any, t: Trimming) -> None:
+    """RetentionBlocked or RetentionUnblocked (kopf needs only our slim body's metadata)."""
+    if t.blocked:
         group, why = t.blocked
-        what = "entries delivered but not acknowledged" if why == "pending" else "entries not yet delivered to it"
-        kopf.warn(declared.body, reason="RetentionBlocked",
+        what = "entries delivered but not acknowledged" if why == PENDING else "entries not yet delivered to it"
+        kopf.warn(body, reason="RetentionBlocked",
                   message=f'retention of stream "{t.intent.stream}" is held back by group "{group}": {what}')
-    elif transition:
-        kopf.info(declared.body, reason="RetentionUnblocked",
+    else:
+        kopf.info(body, reason="RetentionUnblocked",
                   message=f'retention of stream "{t.intent.stream}" is no longer held back')
-
-
-async def observe_loop(state: State) -> None:
-    """Every --observe-interval, one observation pass (the first one soon after start)."""
-    delay = min(state.config.observe_interval, 2.0)
-    while True:
-        await asyncio.sleep(delay)
-        delay = state.config.observe_interval
-        try:
-            await observe_once(state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the loop must survive anything
-            metrics.ERRORS.labels("observe", "Exception").inc()
-            log.exception("observation pass failed; will try again")

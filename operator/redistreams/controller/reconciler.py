@@ -24,6 +24,7 @@ from ..engine.plan import GroupPlan, TopicPlan, consumer_idle_ms
 from ..engine.state import ConsumerState
 from ..manifests import describe_validation_error
 from ..model import CONSUMER_NAME_MAX, STATUS_LIST_MAX, ConsumerGroup, Topic
+from ..units import from_ms, rfc3339
 from .conditions import (
     GROUP_READY, INVALID_SPEC, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
 )
@@ -522,7 +523,7 @@ def _day2_fields(plan: GroupPlan, result: Result, old: dict[str, Any]) -> dict[s
         if plan.existing is not None:  # the count observed before the removal
             fields["consumers"] = max(plan.existing.consumers - len(result.consumers_removed), 0)
         cleanup["lastRemoved"] = [_short(n) for n in result.consumers_removed[:STATUS_LIST_MAX]]
-        cleanup["lastRemovedTime"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cleanup["lastRemovedTime"] = rfc3339()
     else:
         cleanup.update({k: previous[k] for k in ("lastRemoved", "lastRemovedTime") if previous.get(k)})
     fields["consumerCleanup"] = cleanup
@@ -535,5 +536,4 @@ def _short(name: str) -> str:
 
 def _idle_since(consumer: ConsumerState, now_ms: int) -> str:
     """To the minute, so that it reads the same on every pass while the consumer stays idle."""
-    since = datetime.fromtimestamp((now_ms - consumer_idle_ms(consumer)) / 1000, timezone.utc)
-    return since.strftime("%Y-%m-%dT%H:%M:00Z")
+    return rfc3339(from_ms(now_ms - consumer_idle_ms(consumer)), to_minute=True)

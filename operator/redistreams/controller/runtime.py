@@ -1,0 +1,210 @@
+"""What the handlers, the work queue, the resync and the observation pass share: the
+operator's configuration, its State (one per operator, kept in kopf's memo), status
+writes and Events.
+
+Status goes through one helper (``patch_status``); routine Events trail status writes
+(``post_events``): kubectl wait, Argo CD and Flux read status, so during a burst the API
+server's time goes to status first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .. import metrics
+from ..printable import printable, printable_tree
+from .conditions import conditions, same_conditions
+from .reconciler import Computed, Declared, Key, Reconciler
+
+log = logging.getLogger("redistreams.operator")
+
+PLURALS = {"Topic": "topics", "ConsumerGroup": "consumergroups"}
+# Figures that change with traffic: written at most every status_interval.
+RUNTIME_FIELDS = ("length", "lastGeneratedId", "entriesAdded", "groups", "lag", "lagExact", "pending",
+                  "consumers", "lastDeliveredId")
+
+ANNOUNCE_LULL = 5.0  # seconds without status writes before routine events go out
+ANNOUNCE_MAX_DELAY = 60.0
+
+
+@dataclass
+class OperatorConfig:
+    cluster_id: str = "default"
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)  # may hold a password
+    resync_interval: float = 60.0
+    status_interval: float = 30.0  # runtime figures (length, lag…) are written at most this often
+    retry_delay: float = 5.0
+    # Metrics and continuous retention: one observation pass this often (0: off; then
+    # retention runs, unbounded, with each reconcile instead).
+    observe_interval: float = 30.0
+    retention_steps_per_pass: int = 1000  # Lua steps of <= 1000 entries each, over all Topics
+    retention_pause: float = 0.02  # between rounds of steps, so other clients' commands get in
+
+
+@dataclass
+class RetentionMemo:
+    """What a Topic's status.retention says (as last written by us, or as first read):
+    the watch may still deliver bodies older than our last write, so they are not trusted."""
+
+    written: dict[str, Any]
+    total: int = 0
+    last_trimmed: int | None = None
+    last_time: str | None = None
+
+
+@dataclass
+class State:
+    """Kept in kopf's memo: one per operator."""
+
+    config: OperatorConfig
+    reconciler: Reconciler | None = None  # made at login, with its credentials
+    last_status_write: dict[Key, float] = field(default_factory=dict)
+    last_any_status_write: float = 0.0
+    task: asyncio.Task[None] | None = None  # the resync loop
+    observe_task: asyncio.Task[None] | None = None
+    retention: dict[Key, RetentionMemo] = field(default_factory=dict)
+    # The work queue (see queue.py).
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    in_flight: set[Key] = field(default_factory=set)
+    again: set[Key] = field(default_factory=set)
+    topic_wait: dict[Key, float] = field(default_factory=dict)  # new groups whose Topic is not seen yet
+    # Routine events waiting for a lull in status writes (see post_events).
+    announcements: list[tuple[Any, str, str]] = field(default_factory=list)
+    announcements_since: float = 0.0
+    announcer: asyncio.Task[None] | None = None
+
+    def get_reconciler(self) -> Reconciler:
+        """The Reconciler; made without Kubernetes credentials when login gave none we can
+        reuse (tests)."""
+        if self.reconciler is None:
+            self.reconciler = Reconciler(cluster_id=self.config.cluster_id, default_url=self.config.redis_url)
+        return self.reconciler
+
+
+# -- status ---------------------------------------------------------------------------
+
+def build_status(declared: Declared, computed: Computed) -> dict[str, Any]:
+    status = dict(computed.fields)
+    status["observedGeneration"] = declared.generation
+    status["conditions"] = conditions(computed.outcome, declared.generation, declared.status.get("conditions"))
+    return status
+
+
+def status_changed(declared: Declared, status: dict[str, Any], *, runtime: bool) -> bool:
+    old = declared.status
+    if old.get("observedGeneration") != status.get("observedGeneration"):
+        return True
+    if not same_conditions(old.get("conditions"), status.get("conditions")):
+        return True
+    keys = set(status) - {"conditions", "observedGeneration"} - (set() if runtime else set(RUNTIME_FIELDS))
+    return any(old.get(k) != status.get(k) for k in keys)
+
+
+async def write_status(state: State, declared: Declared, computed: Computed, *, runtime: bool = True) -> bool:
+    """Writes status if it changed (runtime figures only when ``runtime``), then its Events."""
+    reconciler = state.get_reconciler()
+    status = build_status(declared, computed)
+    if reconciler.kube is None or not status_changed(declared, status, runtime=runtime):
+        return False
+    if not await patch_status(state, declared, status):
+        return False
+    post_events(state, declared.body, computed)
+    return True
+
+
+async def patch_status(state: State, declared: Declared, status: dict[str, Any]) -> bool:
+    """Merge-patch status; our own view and the write clock follow at once, so the next
+    pass does not write the same again. False (logged, counted) when the API refused."""
+    kube = state.get_reconciler().kube
+    assert kube is not None
+    try:
+        await kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], printable_tree(status))
+    except Exception as exc:  # noqa: BLE001 - a later pass tries again
+        metrics.ERRORS.labels("status", type(exc).__name__).inc()
+        log.warning("cannot write status of %s/%s: %s", declared.kind.lower(), declared.key[2], exc)
+        return False
+    metrics.STATUS_WRITES.labels(declared.kind).inc()
+    declared.body["status"] = {**declared.status, **status}
+    state.last_status_write[declared.key] = state.last_any_status_write = time.monotonic()
+    return True
+
+
+# -- Events ---------------------------------------------------------------------------
+
+def post_events(state: State, body: Any, computed: Computed) -> None:
+    """Warnings and repairs at once; routine Created/Configured after a lull in status writes."""
+    result = computed.result
+    if computed.reset:
+        kopf.warn(body, reason="RedisReset", message=printable(computed.reset))
+    if result is None:
+        if computed.outcome.ready is False:
+            kopf.warn(body, reason=computed.outcome.reason, message=printable(computed.outcome.message))
+        return
+    if result.failure is not None:
+        kopf.warn(body, reason=result.failure.reason, message=printable(result.failure.message))
+    elif computed.drift and not result.failure:
+        kopf.info(body, reason="DriftRepaired",
+                  message=printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
+    elif result.reset_applied or result.consumers_removed:
+        # spec.reset and spec.consumerCleanup moved or removed something: their own reasons, at once.
+        if result.reset_applied:
+            kopf.info(body, reason="PositionReset",
+                      message=printable("; ".join(d for d in result.details if d.startswith("moved group"))))
+        if result.consumers_removed:
+            kopf.info(body, reason="ConsumersRemoved",
+                      message=printable("; ".join(d for d in result.details if d.startswith(("removed ", "kept ")))))
+    elif result.outcome in ("created", "configured"):
+        _announce(state, body, result.outcome.capitalize(),
+                  printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
+
+
+def _announce(state: State, body: Any, reason: str, message: str) -> None:
+    if not state.announcements:
+        state.announcements_since = time.monotonic()
+    state.announcements.append((body, reason, message))
+    if state.announcer is None:
+        state.announcer = asyncio.get_running_loop().create_task(_announce_when_quiet(state))
+
+
+async def _announce_when_quiet(state: State) -> None:
+    """Posts the waiting events once status writes pause (or they waited long enough)."""
+    try:
+        while state.announcements:
+            now = time.monotonic()
+            if now - state.last_any_status_write < ANNOUNCE_LULL and \
+                    now - state.announcements_since < ANNOUNCE_MAX_DELAY:
+                await asyncio.sleep(ANNOUNCE_LULL / 2)
+                continue
+            batch, state.announcements = state.announcements, []
+            state.announcements_since = time.monotonic()
+            for body, reason, message in batch:
+                kopf.info(body, reason=reason, message=message)
+            await asyncio.sleep(0)
+    finally:
+        state.announcer = None
+
+
+# -- memory ---------------------------------------------------------------------------
+
+def give_back_memory() -> None:
+    """After a burst, return freed heap pages to the system: CPython's allocator keeps
+    them otherwise, and the operator's RSS would stay at its peak for good."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+try:
+    _LIBC: Any = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    _LIBC.malloc_trim  # glibc only
+except (OSError, AttributeError):
+    _LIBC = None
