@@ -9,7 +9,7 @@ keywords plus CEL rules in ``x-kubernetes-validations``).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +39,7 @@ RESET_TOKEN_MAX = 128
 U64_MAX = 2**64 - 1
 INT64_MAX = 2**63 - 1
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_PART = re.compile(r"([0-9]+)([dhms])")
 

@@ -148,7 +148,8 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         if result is None:
             return
         if result.failure is not None:
-            if is_connection_problem(result.failure) or result.failure.reason in ("ReadOnlyReplica", "PermissionDenied"):
+            retry = ("ReadOnlyReplica", "PermissionDenied")
+            if is_connection_problem(result.failure) or result.failure.reason in retry:
                 # Nothing was released: retried until Redis lets us, or someone says to skip.
                 raise kopf.TemporaryError(
                     f"{printable(result.failure.message)}; to delete without cleaning up Redis, annotate "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +26,12 @@ from ..manifests import describe_validation_error
 from ..model import CONSUMER_NAME_MAX, STATUS_LIST_MAX, ConsumerGroup, Topic
 from ..units import from_ms, rfc3339
 from .conditions import (
-    GROUP_READY, INVALID_SPEC, SECRET_NOT_FOUND, STREAM_READY, TOPIC_NOT_FOUND, Outcome,
+    GROUP_READY,
+    INVALID_SPEC,
+    SECRET_NOT_FOUND,
+    STREAM_READY,
+    TOPIC_NOT_FOUND,
+    Outcome,
 )
 from .kube import KubeAPI
 
@@ -69,8 +74,8 @@ class Declared:
         if not isinstance(epoch, str):
             return None
         last = self.status.get("lastDeliveredId")
-        position = last if self.status.get("pending") == 0 and isinstance(last, str) and ENTRY_ID.fullmatch(last) else None
-        return Memory(epoch, position)
+        safe = self.status.get("pending") == 0 and isinstance(last, str) and ENTRY_ID.fullmatch(last)
+        return Memory(epoch, last if safe else None)
 
     def model(self) -> Topic | ConsumerGroup:
         data = {k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.body}
@@ -175,8 +180,8 @@ class Reconciler:
         try:
             url = await self.kube.secret_value(topic.namespace, ref.name, ref.key)
         except UnicodeDecodeError:
-            raise ConnectionConfigError("the value is not UTF-8 text", message=f"{secret}: the value is not UTF-8 text") \
-                from None
+            problem = "the value is not UTF-8 text"
+            raise ConnectionConfigError(problem, message=f"{secret}: {problem}") from None
         return None if url is None else Source(url, secret)
 
     def engine(self, source: Source) -> Engine:
@@ -264,7 +269,8 @@ class Reconciler:
             if url is None:
                 ref = model.spec.connection.secretRef if model.spec.connection else None
                 what = f'Secret "{ref.name}" with key "{ref.key}"' if ref else "connection"
-                computed[key] = Computed(Outcome(False, SECRET_NOT_FOUND, f"{what} not found in namespace {model.namespace}"))
+                missing = f"{what} not found in namespace {model.namespace}"
+                computed[key] = Computed(Outcome(False, SECRET_NOT_FOUND, missing))
                 return None
             topic_models[key] = model
             urls[key] = url
@@ -324,7 +330,8 @@ class Reconciler:
             except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported per resource
                 log.exception("reconciling %d resources on %s failed", len(topics) + len(groups), engine.target)
                 metrics.ERRORS.labels("reconcile", type(exc).__name__).inc()
-                failure = Outcome(False, "InternalError", f"reconcile failed: {type(exc).__name__}; see the operator log")
+                failure = Outcome(False, "InternalError",
+                                  f"reconcile failed: {type(exc).__name__}; see the operator log")
                 batch = {key: Computed(failure) for key, *_ in [*topics, *groups]}
             if source.secret:
                 batch = {key: _scrubbed(c, source.url) for key, c in batch.items()}
@@ -443,8 +450,8 @@ def _scrubbed(computed: Computed, url: str) -> Computed:
     outcome = replace(computed.outcome, message=clean(computed.outcome.message))
     result = computed.result
     if result is not None:
-        result = replace(result, details=[clean(d) for d in result.details],
-                         failure=replace(result.failure, message=clean(result.failure.message)) if result.failure else None)
+        failure = replace(result.failure, message=clean(result.failure.message)) if result.failure else None
+        result = replace(result, details=[clean(d) for d in result.details], failure=failure)
     return replace(computed, outcome=outcome, result=result)
 
 
@@ -512,7 +519,7 @@ def _day2_fields(plan: GroupPlan, result: Result, old: dict[str, Any]) -> dict[s
             fields["consumerCleanup"] = None  # cleanup switched off: a merge patch null drops it
         return fields
     previous = old.get("consumerCleanup") or {}
-    now_ms = plan.state.server_time_ms or int(datetime.now(timezone.utc).timestamp() * 1000)
+    now_ms = plan.state.server_time_ms or int(datetime.now(UTC).timestamp() * 1000)
     cleanup: dict[str, Any] = {
         "removed": int(previous.get("removed") or 0) + len(result.consumers_removed),
         "retainedCount": len(result.consumers_kept),

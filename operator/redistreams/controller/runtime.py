@@ -205,6 +205,7 @@ def give_back_memory() -> None:
 
 try:
     _LIBC: Any = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
-    _LIBC.malloc_trim  # glibc only
-except (OSError, AttributeError):
+except OSError:
+    _LIBC = None
+if not hasattr(_LIBC, "malloc_trim"):  # glibc only
     _LIBC = None

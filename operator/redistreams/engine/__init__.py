@@ -7,16 +7,16 @@ redis-py client (whatever the topology) and intents (what should exist).
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import redis
 import redis.exceptions as rex
 
+from ..printable import wire
 from .apply import Applier, Result
 from .errors import Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
-from ..printable import wire
 from .observe import ObservationError, Observer
 from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
 from .pipeline import Pipeliner, Stats

@@ -7,22 +7,44 @@ sends nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..units import rfc3339
 from .errors import CONFLICT, REDIS_ERROR, TOPIC_NOT_READY, WRONG_TYPE, Failure
 from .intents import GroupIntent, Owner, RetentionPolicy, TopicIntent
-from .pipeline import Call, Pipeliner, run_calls
-from .retention import Trimmer, TrimStep, blocked_text
 from .ownership import (
-    EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, new_epoch, reset_field, topic_field,
+    EPOCH_FIELD,
+    OwnerRecord,
+    ResetRecord,
+    decode_epoch,
+    group_field,
+    new_epoch,
+    reset_field,
+    topic_field,
 )
+from .pipeline import Call, Pipeliner, run_calls
 from .plan import (
-    GroupPlan, Plan, TopicPlan, consumer_dict, consumer_notes, describe_owner, plural, reset_text,
+    GroupPlan,
+    Plan,
+    TopicPlan,
+    consumer_dict,
+    consumer_notes,
+    describe_owner,
+    plural,
+    reset_text,
 )
+from .retention import Trimmer, TrimStep, blocked_text
 from .scripts import (
-    CHECKPOINT, CLAIM_GROUP, CLAIM_TOPIC, DELETE_GROUP, DELETE_STREAM, INIT_GROUP, REMOVE_CONSUMERS, RESET_GROUP,
+    CHECKPOINT,
+    CLAIM_GROUP,
+    CLAIM_TOPIC,
+    DELETE_GROUP,
+    DELETE_STREAM,
+    INIT_GROUP,
+    REMOVE_CONSUMERS,
+    RESET_GROUP,
 )
 from .state import ConsumerState, StreamState
 
@@ -155,7 +177,7 @@ class Applier:
         trims = [(p, r) for p, r in zip(plan.topics, topic_results) if p.trim and r.ok]
         if not self.trim_on_apply:
             trims = []
-            for p, r in zip(plan.topics, topic_results):
+            for r in topic_results:
                 r.details = [d for d in r.details if not d.startswith("trim ")]
         self.run(calls)
         self.run(fixups)
@@ -243,8 +265,9 @@ class Applier:
                 result.fail(Failure(WRONG_TYPE, f'key "{intent.stream}" holds a {reply[1]}, not a stream'))
                 return
             if outcome == "nostream":
-                result.fail(Failure(TOPIC_NOT_READY, f'stream "{intent.stream}" does not exist: its Topic '
-                                                     f'({intent.topic.namespace}/{intent.topic.name}) creates it first'))
+                topic = f"{intent.topic.namespace}/{intent.topic.name}"
+                result.fail(Failure(TOPIC_NOT_READY,
+                                    f'stream "{intent.stream}" does not exist: its Topic ({topic}) creates it first'))
                 return
             if outcome != "created":
                 if p.create_at is not None:

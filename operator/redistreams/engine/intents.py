@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..model import ConsumerGroup, PositionReset, Topic, parse_duration, reset_target_ms
 from .ids import StreamId

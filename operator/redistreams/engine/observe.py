@@ -8,14 +8,16 @@ pending entry of groups with pending entries, and exact lag where Redis reports 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
 
 import redis.exceptions as rex
 
 from .errors import Failure, describe
 from .ids import StreamId
+from .ownership import EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, reset_field, topic_field
 from .pipeline import Pipeliner
-from .ownership import EPOCH_FIELD, OwnerRecord, decode_epoch, ResetRecord, group_field, reset_field, topic_field
 from .scripts import COUNT_AFTER
 from .state import ConsumerState, GroupState, StreamState
 
@@ -96,19 +98,7 @@ class Observer:
             resets = [(key, g) for key in chunk for g in dict.fromkeys(reset_groups.get(key, ()))]
 
             ask_time = not time_asked
-
-            def first(pipe: Any) -> None:
-                for key in chunk:
-                    pipe.xinfo_stream(key)
-                    pipe.xinfo_groups(key)
-                if fields:
-                    pipe.hmget(self.registry_key, [f for _, _, f in fields] + [EPOCH_FIELD])
-                if resets:
-                    pipe.hmget(self.registry_key, [reset_field(k, g) for k, g in resets])
-                if ask_time:
-                    pipe.time()
-
-            replies = self._run(first)
+            replies = self._run(partial(self._first_pass, chunk, fields, resets, ask_time))
             if ask_time:
                 time_asked = True
                 server_time = _server_time(replies.pop())
@@ -129,6 +119,20 @@ class Observer:
                         states[key].failure = states[key].failure or describe(reset_reply, self.io.target)
             self._second_pass(chunk, states, details, exact_lag, consumers, cleanup)
         return states
+
+    def _first_pass(self, chunk: list[str], fields: list[tuple[str, str | None, str]],
+                    resets: list[tuple[str, str]], ask_time: bool, pipe: Any) -> None:
+        """Per stream XINFO STREAM and GROUPS, the ownership records and the epoch, the
+        reset records asked for, and TIME once."""
+        for key in chunk:
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+        if fields:
+            pipe.hmget(self.registry_key, [f for _, _, f in fields] + [EPOCH_FIELD])
+        if resets:
+            pipe.hmget(self.registry_key, [reset_field(k, g) for k, g in resets])
+        if ask_time:
+            pipe.time()
 
     def _run(self, build: Callable[[Any], None]) -> list[Any]:
         try:
@@ -173,7 +177,8 @@ class Observer:
             group.lag_exact = group.lag is not None and group.lag <= state.length
         return state
 
-    def _apply_owners(self, states: dict[str, StreamState], fields: list[tuple[str, str | None, str]], reply: Any) -> None:
+    def _apply_owners(self, states: dict[str, StreamState], fields: list[tuple[str, str | None, str]],
+                      reply: Any) -> None:
         if isinstance(reply, Exception):
             failure = describe(reply, self.io.target)
             if failure.reason == "WrongType":

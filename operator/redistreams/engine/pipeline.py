@@ -6,8 +6,10 @@ countable (Stats), and names that are not UTF-8 go back to Redis as the bytes it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 import redis
 import redis.exceptions as rex
@@ -82,15 +84,8 @@ def run_calls(io: Pipeliner, calls: list[Call], chunk: int = 5000) -> None:
                 call.fail(dead)
             continue
         scripts = list(dict.fromkeys(c.script for c in part if c.script is not None))
-
-        def build(pipe: Any) -> None:
-            for script in scripts:
-                script.load(pipe)
-            for call in part:
-                call.build(pipe)
-
         try:
-            replies = io.run(build, writes=sum(c.write for c in part))
+            replies = io.run(partial(_queue, scripts, part), writes=sum(c.write for c in part))
         except (rex.ConnectionError, rex.TimeoutError, rex.AuthenticationError) as exc:
             dead = describe(exc, io.target)
             for call in part:
@@ -110,3 +105,10 @@ def run_calls(io: Pipeliner, calls: list[Call], chunk: int = 5000) -> None:
                     dead = failure
             else:
                 call.done(reply)
+
+
+def _queue(scripts: list[LuaScript], calls: list[Call], pipe: Any) -> None:
+    for script in scripts:
+        script.load(pipe)
+    for call in calls:
+        call.build(pipe)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import format_duration
+from . import retention
 from .errors import CONFLICT, WRONG_TYPE, Failure
 from .ids import StreamId
-from . import retention
 from .intents import GroupIntent, Memory, Owner, ResetIntent, TopicIntent
 from .ownership import OwnerRecord, ResetRecord
 from .state import ConsumerState, GroupState, StreamState

@@ -473,7 +473,8 @@ class Subscription:
                 await self._ensure_group(self.spec.start)
             await self._observe()
             # Consumers otherwise appear only with their first delivery; make this one visible now.
-            reply = (await self._control.call([("XGROUP", "CREATECONSUMER", self.stream, self.group, self.consumer)]))[0]
+            create = ("XGROUP", "CREATECONSUMER", self.stream, self.group, self.consumer)
+            reply = (await self._control.call([create]))[0]
             if isinstance(reply, ResponseError):
                 log.debug("subscription %s: XGROUP CREATECONSUMER: %s", self._name, reply)
             if not self.spec.noack:
@@ -547,7 +548,8 @@ class Subscription:
             raise TimeoutError(f"no message on {self._name} within {timeout}s")
         return batch[0]
 
-    async def receive_batch(self, max_messages: int | None = None, timeout: float | None = None) -> list[ReceivedMessage]:
+    async def receive_batch(self, max_messages: int | None = None,
+                            timeout: float | None = None) -> list[ReceivedMessage]:
         """Up to ``max_messages`` messages as soon as at least one is there; [] after ``timeout``."""
         return await self._receive(max_messages or self.batch_size, timeout)
 
@@ -824,7 +826,8 @@ class Subscription:
         """Account for a dead-letter move: {id, error, …} pairs that failed stay pending."""
         self.stats["dead_lettered"] += len(moved)
         if errors:
-            self._dead_letter_failed({i.decode(): e.decode(errors="replace") for i, e in zip(errors[::2], errors[1::2])})
+            pairs = zip(errors[::2], errors[1::2])
+            self._dead_letter_failed({i.decode(): e.decode(errors="replace") for i, e in pairs})
         elif moved:
             self.dead_letter_error = None
 
@@ -1133,7 +1136,8 @@ async def open_subscription(url: str, *, redis_url: str | None = None, client: a
     if isinstance(dead_letter, str):
         dead_letter = DeadLetter(dead_letter, max_deliveries)
     if dead_letter and spec.noack:
-        raise PubSubError(f"open subscription {redact(url)}: a dead-letter stream needs acknowledgements (drop 'noack')")
+        raise PubSubError(
+            f"open subscription {redact(url)}: a dead-letter stream needs acknowledgements (drop 'noack')")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if block <= 0:
