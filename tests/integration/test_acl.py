@@ -84,6 +84,7 @@ def done_or_refused(result, missing: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", DOCUMENTED)
 def test_apply_status_delete_without_one_command(cli, redis_server: RedisServer, tmp_path: Path, missing: str) -> None:
     r = redis_server.client()

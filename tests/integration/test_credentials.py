@@ -130,6 +130,7 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["userinfo", "query", "percent-encoded-userinfo", "percent-encoded-query",
                                   "unix-query"])
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -151,6 +152,7 @@ def test_other_userinfo_forms(server: RedisServer, manifests: Path, form: str, c
     assert result.returncode in COMMANDS[command][1], (form, command, result.stderr)
 
 
+@pytest.mark.slow
 def test_redis_url_from_the_environment(server: RedisServer, manifests: Path) -> None:
     for form, url in wrong_urls(server).items():
         for command in ("apply", "pub", "sub-peek"):

@@ -205,6 +205,7 @@ def granted(dead_letter: bool) -> list[str]:
     return list(dict.fromkeys(CONSUMER + OPTIONAL + (DEAD_LETTER if dead_letter else [])))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", [pytest.param((mode, command), id=f"{mode}-{command}")
                                      for mode in ("plain", "dead-letter")
                                      for command in granted(mode == "dead-letter")])
