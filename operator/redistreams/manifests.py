@@ -115,6 +115,14 @@ class ManifestSet:
         """The Topic a group refers to (validated to exist by Loader.finish)."""
         return self._topics_by_name[(group.namespace, group.spec.topicRef.name)]
 
+    def streams(self) -> dict[str, list[str]]:
+        """Every stream key the manifests declare, with the names of the groups declared
+        on it (Topics in order first, then their groups in order)."""
+        declared: dict[str, list[str]] = {t.stream: [] for t in self.topics}
+        for group in self.groups:
+            declared.setdefault(self.topic_for(group).stream, []).append(group.group)
+        return declared
+
     @cached_property
     def _topics_by_name(self) -> dict[tuple[str, str], Topic]:
         return {(t.namespace, t.name): t for t in self.topics}

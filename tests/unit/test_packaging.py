@@ -19,5 +19,5 @@ def test_wheel_contains_the_lua_scripts(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     scripts = {p.name for p in (ROOT / "operator/redistreams/engine/lua").glob("*.lua")}
     assert scripts and {f"redistreams/engine/lua/{s}" for s in scripts} <= names
-    assert "redistreams/cli.py" in names and "redistreams/py.typed" in names
+    assert "redistreams/cli/__init__.py" in names and "redistreams/py.typed" in names
     assert not any(n.startswith(("tests/", "operator/")) for n in names)

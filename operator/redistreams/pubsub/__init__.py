@@ -10,7 +10,8 @@ asyncio::
         handle(message)
         message.ack()
 
-Blocking code uses ``redistreams.pubsub.sync`` with the same names.
+Blocking code uses ``redistreams.pubsub.sync`` with the same names; ``peek`` reads a
+stream without a group (debugging).
 """
 
 from .aio import (
@@ -29,6 +30,7 @@ from .aio import (
     open_subscription,
     open_topic,
 )
+from .peek import peek
 from .urls import URLError, parse_go_duration, parse_subscription_url, parse_topic_url
 from .wire import encode_headers
 
@@ -36,5 +38,5 @@ __all__ = [
     "AcknowledgeError", "ConsumerInUseError", "DeadLetter", "DeadLetterError", "GroupDeletedError", "Message",
     "PubSubError", "PublishError", "ReceivedMessage", "Subscription", "SubscriptionClosed", "Topic", "URLError",
     "encode_headers", "open_subscription", "open_topic", "parse_go_duration", "parse_subscription_url",
-    "parse_topic_url",
+    "parse_topic_url", "peek",
 ]

@@ -1,0 +1,55 @@
+"""operator: run the Kubernetes operator. The only command that loads the controller
+(and kopf), inside the command, so every other command starts without them."""
+
+from __future__ import annotations
+
+import click
+
+from .options import CLUSTER_ID, duration_option
+from .output import fail
+
+OFF = ("0", "off")  # --observe-interval values that turn observation off
+
+
+@click.command("operator")
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Watch only this namespace (repeatable). Default: all namespaces.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Watch all namespaces (the default).")
+@click.option("--redis-url", metavar="URL", help="Default Redis (default: $REDIS_URL).")
+@click.option("--cluster-id", envvar="REDISTREAMS_CLUSTER_ID", default=CLUSTER_ID, show_default=True,
+              help="Owner identity of this cluster in Redis' ownership records.")
+@click.option("--resync-interval", default="60s", show_default=True, help="Drift check period (±10% jitter).")
+@click.option("--status-interval", default="30s", show_default=True,
+              help="Write changing figures (length, lag…) to status at most this often.")
+@click.option("--observe-interval", default="30s", show_default=True,
+              help="Read every Topic's stream for metrics and apply retention in bounded steps this often "
+                   "(off: no stream metrics; retention then runs with each reconcile).")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="Liveness endpoint URL, or empty to disable.")
+@click.option("--metrics-port", type=int, default=8081, show_default=True,
+              help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool, redis_url: str | None,
+                     cluster_id: str, resync_interval: str, status_interval: str, observe_interval: str,
+                     liveness: str, metrics_port: int, log_format: str, verbose: bool) -> None:
+    """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
+    from ..connection import ConnectionConfigError, RedisTarget, default_url
+    from ..controller.main import run
+    from ..controller.runtime import OperatorConfig
+
+    if all_namespaces and namespaces:
+        fail("give either --namespace or --all-namespaces")
+    config = OperatorConfig(
+        cluster_id=cluster_id,
+        redis_url=redis_url or ctx.find_root().params.get("redis_url") or default_url(),
+        resync_interval=duration_option(resync_interval),
+        status_interval=duration_option(status_interval),
+        observe_interval=0.0 if observe_interval in OFF else duration_option(observe_interval),
+    )
+    try:  # an unusable default URL is a start-up error, not a status on every Topic
+        RedisTarget(config.redis_url).client()
+    except ConnectionConfigError as exc:
+        fail(str(exc))
+    run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port)
