@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .units import DURATION_MAX, DURATION_PATTERN, parse_duration
+
 API_GROUP = "redistreams.dev"
 API_VERSION = "v1alpha1"
 API = f"{API_GROUP}/{API_VERSION}"
@@ -23,7 +25,6 @@ DEFAULT_NAMESPACE = "default"
 # Patterns are RE2-compatible (the API server uses Go regexps) and mean the same in Python.
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 START_ID_PATTERN = r"^(\$|0|[0-9]+-[0-9]+)$"
 # RFC 3339 with seconds and an explicit offset (Z or +hh:mm), as Kubernetes writes times.
 RFC3339_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
@@ -33,41 +34,12 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 STREAM_NAME_MAX = 1024
 GROUP_NAME_MAX = 256
-DURATION_MAX = 32
 START_ID_MAX = 41  # "<ms>-<seq>", both 64-bit unsigned
 RESET_TOKEN_MAX = 128
 U64_MAX = 2**64 - 1
 INT64_MAX = 2**63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration such as ``90s``, ``15m``, ``36h``, ``7d`` or ``1h30m``."""
-    if (
-        not isinstance(text, str)
-        or not text
-        or len(text) > DURATION_MAX
-        or not re.fullmatch(DURATION_PATTERN, text)
-        or not re.search(r"[1-9]", text)
-    ):
-        raise ValueError(f'invalid duration "{text}" (use e.g. 90s, 15m, 36h, 7d, 1h30m)')
-    return sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration, for display (``3723`` -> ``1h2m3s``)."""
-    seconds = int(seconds)
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit, size in _DURATION_UNITS.items():
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 def _null_is_absent(data: Any) -> Any:

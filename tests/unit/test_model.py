@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from redistreams.manifests import load
-from redistreams.model import ConsumerGroup, Topic, format_duration, parse_duration
+from redistreams.model import ConsumerGroup, Topic
+from redistreams.units import format_duration, parse_duration
 
 CORPUS = Path(__file__).parent / "corpus"
 BAD = sorted((CORPUS / "bad").glob("*.yaml"))

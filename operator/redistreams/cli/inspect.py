@@ -96,7 +96,7 @@ def _watch(observe: Callable[[], list[dict[str, Any]]], interval: float, output:
     from rich.console import Group
     from rich.live import Live
 
-    from ..model import format_duration
+    from ..units import format_duration
 
     console = stdout_console()
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import DEFAULT_CLUSTER_ID, DEFAULT_REGISTRY_KEY
 from ..printable import printable
 
 if TYPE_CHECKING:
@@ -23,9 +24,7 @@ if TYPE_CHECKING:
 # out, missing), 2 invalid input or an error before anything was done.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
-# engine.ownership.DEFAULT_REGISTRY_KEY, written out so that --help loads no engine.
-REGISTRY_KEY = "redistreams:owners"
-CLUSTER_ID = "default"
+REGISTRY_KEY, CLUSTER_ID = DEFAULT_REGISTRY_KEY, DEFAULT_CLUSTER_ID
 REDIS_TIMEOUT = 10.0  # seconds
 
 
@@ -128,7 +127,7 @@ def manifest_command(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def duration_option(value: str) -> float:
     """Seconds from a duration such as 90s or 5m; a usage error (exit 2) otherwise."""
-    from ..model import parse_duration
+    from ..units import parse_duration
 
     try:
         return float(parse_duration(value))

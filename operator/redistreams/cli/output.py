@@ -153,7 +153,7 @@ def status_tables(entries: list[dict[str, Any]]) -> Any:
     from rich.console import Group
     from rich.table import Table
 
-    from ..model import format_duration
+    from ..units import format_duration
 
     def table(columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
         made = Table(box=None, pad_edge=False, header_style="bold")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import metrics
+from .. import DEFAULT_REGISTRY_KEY, metrics
 from ..connection import ConnectionConfigError, RedisTarget, redact, secret_parts
 from ..engine import Engine, Memory, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
@@ -107,7 +107,7 @@ class Computed:
 
 class Reconciler:
     def __init__(self, *, cluster_id: str, default_url: str, kube: KubeAPI | None = None,
-                 registry_key: str = "redistreams:owners") -> None:
+                 registry_key: str = DEFAULT_REGISTRY_KEY) -> None:
         self.cluster_id = cluster_id
         self.default_url = default_url
         self.kube = kube

@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from .. import metrics
+from .. import DEFAULT_CLUSTER_ID, metrics
 from ..printable import printable, printable_tree
 from .conditions import conditions, same_conditions
 from .reconciler import Computed, Declared, Key, Reconciler
@@ -38,7 +38,7 @@ ANNOUNCE_MAX_DELAY = 60.0
 
 @dataclass
 class OperatorConfig:
-    cluster_id: str = "default"
+    cluster_id: str = DEFAULT_CLUSTER_ID
     redis_url: str = field(default="redis://localhost:6379/0", repr=False)  # may hold a password
     resync_interval: float = 60.0
     status_interval: float = 30.0  # runtime figures (length, lag…) are written at most this often

@@ -13,12 +13,13 @@ from contextlib import contextmanager
 import redis
 import redis.exceptions as rex
 
+from .. import DEFAULT_REGISTRY_KEY
 from ..printable import wire
 from .apply import Applier, Result
 from .errors import Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
 from .observe import ObservationError, Observer
-from .ownership import DEFAULT_REGISTRY_KEY, OwnerRecord
+from .ownership import OwnerRecord
 from .pipeline import Pipeliner, Stats
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
 from .retention import TrimStep

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..model import ConsumerGroup, PositionReset, Topic, parse_duration, reset_target_ms
+from ..model import ConsumerGroup, PositionReset, Topic, reset_target_ms
+from ..units import format_duration, parse_duration
 from .ids import StreamId
 
 
@@ -32,8 +33,6 @@ class RetentionPolicy:
     allow_trimming_unconsumed: bool = False
 
     def describe(self) -> str:
-        from ..model import format_duration
-
         limits = []
         if self.max_length is not None:
             limits.append(f"maxLength {self.max_length}")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from .intents import Owner
 
-DEFAULT_REGISTRY_KEY = "redistreams:owners"
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import format_duration
+from ..units import format_duration
 from . import retention
 from .errors import CONFLICT, WRONG_TYPE, Failure
 from .ids import StreamId

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import format_duration
+from ..units import format_duration
 from .errors import Failure
 from .ids import StreamId
 from .intents import RetentionPolicy
