@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import yaml
 from pydantic import ValidationError
