@@ -296,6 +296,12 @@ def _printable(text: str) -> str:
 # -- checking -----------------------------------------------------------------------
 
 
+def _parse_url(url: str) -> dict[str, Any]:
+    """redis-py's reading of a URL: the keyword arguments its pool would get."""
+    kwargs: dict[str, Any] = rconn.parse_url(url)  # type: ignore[no-untyped-call]  # untyped in redis-py
+    return kwargs
+
+
 def _checked(url: object) -> str:
     """The URL as redis-py should get it, or ConnectionConfigError saying what is wrong."""
     if not isinstance(url, str):
@@ -322,11 +328,11 @@ def _checked(url: object) -> str:
     except ValueError as exc:
         raise ConnectionConfigError(_split_problem(str(exc)), url) from None
     try:
-        ours = rconn.parse_url(cleaned)
+        ours = _parse_url(cleaned)
     except ValueError as exc:
         raise ConnectionConfigError(_parse_problem(str(exc)), url) from None
     try:
-        masked = rconn.parse_url(_without_go_params(_mask(url)))
+        masked = _parse_url(_without_go_params(_mask(url)))
     except ValueError:
         masked = None
     if masked is None or _public(masked) != _public(ours):
@@ -451,7 +457,7 @@ def _keywords(cls: type) -> frozenset[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
-            names.update(inspect.signature(klass.__init__).parameters)
+            names.update(inspect.signature(vars(klass)["__init__"]).parameters)
     return frozenset(names - {"self", "args", "kwargs"})
 
 

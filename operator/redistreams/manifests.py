@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from yaml.constructor import BaseConstructor, ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -30,9 +31,10 @@ from .model import API, API_GROUP, DEFAULT_NAMESPACE, RESOURCE_MODELS, ConsumerG
 from .printable import printable
 
 try:  # the C loader is much faster on big folders
-    _SafeLoader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _SafeLoader = yaml.SafeLoader
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    # the same safe constructors and interface, over the pure-Python parser
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 STDIN = "<stdin>"
 # Deepest nesting of collections in one document. Real manifests of any kind stay far below:
@@ -45,7 +47,7 @@ _COUNT_CAP = 10**12
 YAML_TAG = "tag:yaml.org,2002:"
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+class _Loader(_SafeLoader):
     """The safe loader, with values that cannot be converted reported as YAML errors."""
 
     def construct_undefined(self, node: Node) -> Any:
@@ -193,7 +195,7 @@ _TYPE_WORDS = {
 }
 
 
-def describe_validation_error(err: dict[str, Any]) -> str:
+def describe_validation_error(err: ErrorDetails) -> str:
     """One pydantic error as ``field: message`` in the API server's vocabulary."""
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind = err["type"]
@@ -238,10 +240,11 @@ class _NotUtf8(ValueError):
 def _utf8(data: bytes | str) -> str:
     """The text of a manifest, or _NotUtf8 saying where the first bad byte is."""
     if isinstance(data, str):  # a text stream: back to bytes (undecodable ones were escaped)
+        text_in = data
         try:
-            data = data.encode("utf-8", "surrogateescape")
+            data = text_in.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
-            data = data.encode("utf-8", "surrogatepass")
+            data = text_in.encode("utf-8", "surrogatepass")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -362,11 +365,13 @@ def _documents(text: str) -> Iterable[tuple[Node, str | None, _Loader]]:
         end = 0
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node: a document follows
             start, end = end, node.end_mark.index
             # No anchor, no alias: a tree, whose size the text already bounds.
             if text.find("&", start, end) < 0:
                 deep = _too_deep(node)
-                yield node, deep and f"nested more than {MAX_DEPTH} levels deep {_where(deep)}", loader
+                too_deep = None if deep is None else f"nested more than {MAX_DEPTH} levels deep {_where(deep)}"
+                yield node, too_deep, loader
             else:
                 yield node, _alias_problem(node), loader
     finally:
@@ -501,7 +506,8 @@ class Loader:
         streams: dict[str, Loaded] = {}
         groups: dict[tuple[str, str], Loaded] = {}
         topics = {
-            (r.resource.namespace, r.resource.name): r for r in result.resources if isinstance(r.resource, Topic)
+            (r.resource.namespace, r.resource.name): r.resource for r in result.resources
+            if isinstance(r.resource, Topic)
         }
         for loaded in result.resources:
             res = loaded.resource
@@ -531,7 +537,7 @@ class Loader:
                         f'namespace "{res.namespace}" among the given manifests'
                     )
                     continue
-                key = (topic.resource.stream, res.group)
+                key = (topic.stream, res.group)
                 if key in groups:
                     self._error(
                         f'{where}: spec.groupName: group "{res.group}" on stream "{key[0]}" is also '

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from .units import DURATION_MAX, DURATION_PATTERN, parse_duration
 
@@ -49,8 +50,9 @@ def _null_is_absent(data: Any) -> Any:
     return data
 
 
-def _string_rule(pattern: str | None, max_length: int, describe: str) -> Any:
-    """A string checked by our own validator (clear messages) and published to the schema."""
+def _string_rule(pattern: str | None, max_length: int, describe: str) -> tuple[AfterValidator, FieldInfo]:
+    """The metadata of a string checked by our own validator (clear messages) and published
+    to the schema; unpacked into a module-level ``Annotated`` so type checkers see a ``str``."""
     compiled = re.compile(pattern) if pattern else None
 
     def check(value: str) -> str:
@@ -65,16 +67,17 @@ def _string_rule(pattern: str | None, max_length: int, describe: str) -> Any:
     schema: dict[str, Any] = {"minLength": 1, "maxLength": max_length}
     if pattern:
         schema["pattern"] = pattern
-    return Annotated[str, AfterValidator(check), Field(json_schema_extra=schema)]
+    field: FieldInfo = Field(json_schema_extra=schema)
+    return AfterValidator(check), field
 
 
-DnsSubdomain = _string_rule(
-    DNS_SUBDOMAIN_PATTERN, 253, "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.')"
-)
-DnsLabel = _string_rule(DNS_LABEL_PATTERN, 63, "must be a lowercase DNS label (a-z, 0-9, '-')")
-StreamName = _string_rule(None, STREAM_NAME_MAX, "a Redis key")
-GroupName = _string_rule(None, GROUP_NAME_MAX, "a consumer group name")
-SecretKey = _string_rule(SECRET_KEY_PATTERN, 253, "must consist of letters, digits, '-', '_' or '.'")
+DnsSubdomain = Annotated[
+    str, *_string_rule(DNS_SUBDOMAIN_PATTERN, 253, "must be a lowercase DNS subdomain (a-z, 0-9, '-', '.')")
+]
+DnsLabel = Annotated[str, *_string_rule(DNS_LABEL_PATTERN, 63, "must be a lowercase DNS label (a-z, 0-9, '-')")]
+StreamName = Annotated[str, *_string_rule(None, STREAM_NAME_MAX, "a Redis key")]
+GroupName = Annotated[str, *_string_rule(None, GROUP_NAME_MAX, "a consumer group name")]
+SecretKey = Annotated[str, *_string_rule(SECRET_KEY_PATTERN, 253, "must consist of letters, digits, '-', '_' or '.'")]
 
 
 def _check_duration(value: str) -> str:
@@ -175,9 +178,10 @@ ResetTarget = Annotated[
         ],
     }),
 ]
-ResetToken = _string_rule(
-    RESET_TOKEN_PATTERN, RESET_TOKEN_MAX, "must consist of letters, digits, '-', '_', '.', ':' or '/'"
-)
+ResetToken = Annotated[
+    str,
+    *_string_rule(RESET_TOKEN_PATTERN, RESET_TOKEN_MAX, "must consist of letters, digits, '-', '_', '.', ':' or '/'"),
+]
 
 
 class _Spec(BaseModel):

@@ -53,7 +53,7 @@ def _condition(kind: str, status: str, reason: str, message: str, generation: in
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": timestamp if changed else old.get("lastTransitionTime", timestamp),
+        "lastTransitionTime": timestamp if changed or old is None else old.get("lastTransitionTime", timestamp),
     }
     if generation is not None:
         condition["observedGeneration"] = generation
@@ -64,7 +64,8 @@ def conditions(outcome: Outcome, generation: int | None, previous: list[dict[str
                timestamp: str | None = None) -> list[dict[str, Any]]:
     """The full conditions list (merge patches replace lists, so always all of it)."""
     timestamp = timestamp or now()
-    before = {c.get("type"): c for c in previous or [] if isinstance(c, dict)}
+    # Only typed conditions can be the previous Ready, Reconciling or Stalled.
+    before = {c["type"]: c for c in previous or [] if isinstance(c, dict) and isinstance(c.get("type"), str)}
     ready = "Unknown" if outcome.ready is None else ("True" if outcome.ready else "False")
     reconciling = outcome.ready is None or (outcome.ready is False and not outcome.stalled)
     stalled = outcome.stalled

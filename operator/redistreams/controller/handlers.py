@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import kopf
 
@@ -48,7 +48,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         quiet.addFilter(_QuietWatch())
 
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         settings.persistence.finalizer = f"{API_GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
@@ -90,13 +90,22 @@ def _deletes_data(spec: Any, **_: Any) -> bool:
     return (spec or {}).get("deletionPolicy") == "Delete"
 
 
+class _ResourceSelector(TypedDict):
+    """The resource arguments shared by a kind's kopf handlers."""
+
+    group: str
+    version: str
+    plural: str
+    registry: kopf.OperatorRegistry
+
+
 def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> None:
     """Level-based, like controller-runtime: an object whose status.observedGeneration
     lags its generation is reconciled; no kopf diff-base or progress annotations, so a
     new object costs one status write. Only deletionPolicy: Delete objects carry a
     finalizer (their cleanup must not be missed); Retain objects are released when
     their deletion is seen."""
-    resource = dict(group=API_GROUP, version=API_VERSION, plural=plural, registry=registry)
+    resource = _ResourceSelector(group=API_GROUP, version=API_VERSION, plural=plural, registry=registry)
 
     @kopf.on.event(**resource, id=WATCH_HANDLER)
     async def watch(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -126,7 +135,7 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
             request_reconcile(state, declared.key)
 
     @kopf.on.delete(**resource, when=_deletes_data)
-    async def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         state: State = memo.state
         declared = Declared(kind, dict(body))
         annotations = body["metadata"].get("annotations") or {}

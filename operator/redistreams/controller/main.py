@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -38,7 +39,7 @@ def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, ver
     kopf.run(**operator_kwargs(config, namespaces, liveness))
 
 
-def run_in_thread(config: OperatorConfig, namespaces: list[str] = (), liveness: str | None = None
+def run_in_thread(config: OperatorConfig, namespaces: Sequence[str] = (), liveness: str | None = None
                   ) -> tuple[threading.Thread, threading.Event, threading.Event]:
     """For tests and embedding: returns (thread, ready, stop)."""
     ready, stop = threading.Event(), threading.Event()

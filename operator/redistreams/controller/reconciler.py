@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +62,8 @@ class Declared:
 
     @property
     def generation(self) -> int | None:
-        return self.body["metadata"].get("generation")
+        generation: int | None = self.body["metadata"].get("generation")  # the API server's integer
+        return generation
 
     @property
     def paused(self) -> bool:
@@ -114,7 +116,7 @@ class Reconciler:
         self.registry_key = registry_key
         self.objects: dict[Key, Declared] = {}
         self._groups_by_topic: dict[Key, set[Key]] = {}
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[Source, Engine] = {}
         self.lock = asyncio.Lock()  # one engine pass at a time keeps Redis traffic ordered
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -123,7 +125,7 @@ class Reconciler:
 
     # -- the watch feeds this -------------------------------------------------------
 
-    def remember(self, kind: str, body: dict[str, Any]) -> Declared:
+    def remember(self, kind: str, body: Mapping[str, Any]) -> Declared:
         """Keeps only what reconciling needs: managedFields and others' annotations
         (last-applied-configuration…) would triple the memory per object."""
         meta = body["metadata"]
@@ -301,10 +303,10 @@ class Reconciler:
                 continue
             topic_model = await topic_ready(topic_decl.key)
             if topic_model is None:
-                failure = computed.get(topic_decl.key)
+                topic_failed = computed.get(topic_decl.key)
                 computed[key] = Computed(Outcome(
-                    False, failure.outcome.reason if failure else TOPIC_NOT_FOUND,
-                    f"topic/{topic_decl.key[2]}: {failure.outcome.message if failure else 'not ready'}"))
+                    False, topic_failed.outcome.reason if topic_failed else TOPIC_NOT_FOUND,
+                    f"topic/{topic_decl.key[2]}: {topic_failed.outcome.message if topic_failed else 'not ready'}"))
                 continue
             if declared.paused:
                 continue
@@ -315,12 +317,13 @@ class Reconciler:
             groups.append((key, group, topic_model))
 
         for source, (topics, groups) in batches.items():
+            batch_keys = [k for k, _ in topics] + [k for k, _, _ in groups]
             # One connection's problem (a malformed URL, a bug on odd data) is the failure
             # of that connection's resources only, never of the whole pass.
             try:
                 engine = self.engine(source)
             except ConnectionConfigError as exc:
-                for key, *_ in [*topics, *groups]:
+                for key in batch_keys:
                     computed[key] = Computed(Outcome(False, INVALID_SPEC, str(exc)))
                 continue
             trips, writes = engine.stats.round_trips, engine.stats.writes
@@ -332,7 +335,7 @@ class Reconciler:
                 metrics.ERRORS.labels("reconcile", type(exc).__name__).inc()
                 failure = Outcome(False, "InternalError",
                                   f"reconcile failed: {type(exc).__name__}; see the operator log")
-                batch = {key: Computed(failure) for key, *_ in [*topics, *groups]}
+                batch = {key: Computed(failure) for key in batch_keys}
             if source.secret:
                 batch = {key: _scrubbed(c, source.url) for key, c in batch.items()}
             computed.update(batch)
@@ -414,6 +417,7 @@ class Reconciler:
                 if stream and intent.stream != stream:  # delete where it was made
                     intent = replace(intent, stream=stream)
             else:  # the Topic went first: the stream is known from status
+                assert stream is not None  # no Topic and no stream returned above
                 intent = GroupIntent(model.label, Owner(self.cluster_id, model.namespace, model.name),
                                      Owner(self.cluster_id, model.namespace, model.spec.topicRef.name),
                                      stream, model.group, model.spec.startId, model.spec.deletionPolicy)

@@ -7,7 +7,7 @@ sends nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,10 +360,13 @@ class Applier:
                 notes = consumer_notes("removed", removed)
                 result.details = notes + details
 
+        def build(chunk: list[str]) -> Callable[[Any], None]:  # one closure per chunk
+            return lambda pipe: REMOVE_CONSUMERS.call(
+                pipe, [intent.stream], [intent.group, intent.cleanup_idle_ms, *chunk])
+
         return [
             Call(
-                build=lambda pipe, chunk=chunk: REMOVE_CONSUMERS.call(
-                    pipe, [intent.stream], [intent.group, intent.cleanup_idle_ms, *chunk]),
+                build=build(chunk),
                 done=done,
                 fail=result.fail,
                 script=REMOVE_CONSUMERS,

@@ -8,7 +8,8 @@ pending entry of groups with pending entries, and exact lag where Redis reports 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from functools import partial
 from typing import Any
 
@@ -67,13 +68,13 @@ class Observer:
         self,
         keys: Iterable[str],
         *,
-        owner_groups: dict[str, Iterable[str]] | None = None,
+        owner_groups: Mapping[str, Iterable[str]] | None = None,
         detail_keys: Iterable[str] = (),
         exact_lag: bool = False,
         owners: bool = True,
         consumer_keys: Iterable[str] = (),
-        reset_groups: dict[str, Iterable[str]] | None = None,
-        cleanup_groups: dict[str, Iterable[str]] | None = None,
+        reset_groups: Mapping[str, Iterable[str]] | None = None,
+        cleanup_groups: Mapping[str, Iterable[str]] | None = None,
     ) -> dict[str, StreamState]:
         """State of each stream key. Raises ObservationError if Redis cannot be reached.
 
@@ -201,8 +202,8 @@ class Observer:
                 states[key].group_owners[group] = record
 
     def _second_pass(self, chunk: list[str], states: dict[str, StreamState], details: set[str], exact_lag: bool,
-                     consumers: set[str] = frozenset(),  # type: ignore[assignment]
-                     cleanup: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
+                     consumers: AbstractSet[str] = frozenset(),
+                     cleanup: AbstractSet[tuple[str, str]] = frozenset()) -> None:
         calls: list[tuple[str, str, str | None]] = []  # (kind, key, group)
 
         def build(pipe: Any) -> None:
@@ -247,14 +248,17 @@ class Observer:
                 continue
             if kind == "type":
                 state.type = reply
-            elif kind == "pending" and reply:
+                continue
+            if group is None:
+                continue  # a script load: nothing to record
+            if kind == "pending" and reply:
                 entry = reply[0]
-                g = state.groups[group]  # type: ignore[index]
+                g = state.groups[group]
                 g.oldest_pending_id = entry["message_id"]
                 g.oldest_pending_idle_ms = int(entry["time_since_delivered"])
                 g.oldest_pending_deliveries = int(entry["times_delivered"])
             elif kind == "consumers":
-                state.groups[group].consumer_states = [  # type: ignore[index]
+                state.groups[group].consumer_states = [
                     ConsumerState(
                         name=c["name"],
                         pending=int(c["pending"]),
@@ -264,7 +268,7 @@ class Observer:
                     for c in reply
                 ]
             elif kind == "count":
-                g = state.groups[group]  # type: ignore[index]
+                g = state.groups[group]
                 g.lag = int(reply)
                 g.lag_exact = int(reply) < LAG_COUNT_CAP
 

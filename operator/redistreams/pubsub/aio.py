@@ -205,7 +205,7 @@ class Topic:
 
     def _command(self, message: Message | bytes | str) -> Command:
         if not isinstance(message, Message):
-            message = Message(message)
+            message = Message(encode_body(message))  # Message's body is bytes: converted as it would
         return self._prefix + (HEADERS, encode_headers(message.metadata), BODY, message.body)
 
     async def send(self, message: Message | bytes | str) -> str:

@@ -93,7 +93,8 @@ class Link:
 
     async def _get(self) -> aredis.Connection:
         if self._connection is None:
-            connection = await self.pool.get_connection()
+            # untyped in redis-py's asyncio ConnectionPool
+            connection: aredis.Connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 if self.name:
                     await connection.send_command("CLIENT", "SETNAME", self.name, check_health=False)

@@ -74,6 +74,8 @@ def decode_fields(flat: list[bytes] | None) -> Decoded | None:
     """
     if not flat:
         return None
+    raw: bytes | None
+    body: bytes | None
     if len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:  # what we and Go write
         raw, body = flat[1], flat[3]
     elif len(flat) == 4 and flat[0] == BODY and flat[2] == HEADERS:
