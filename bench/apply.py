@@ -1,19 +1,12 @@
 """Apply 10,000 Topics x 3 ConsumerGroups; compare the engine's Redis phase with a raw
 redis-py pipeline that issues the same commands, measured in the same run.
 
-    python bench/apply.py [--topics 10000] [--groups 3] [--rounds 3]
+    python -m bench.apply [--topics 10000] [--groups 3] [--rounds 3]
 
 Prints figures; asserts nothing about time.
 """
 
 from __future__ import annotations
-
-import sys
-
-# bench/operator.py is named like the standard library's `operator`: keep this folder
-# off the import path before anything imports that module.
-if sys.path and sys.path[0].endswith("bench"):
-    del sys.path[0]
 
 import argparse
 import gc
@@ -22,15 +15,13 @@ import resource
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's redis-server launcher
+from tests.support.redis_server import RedisServer
 
-from redis_server import RedisServer  # noqa: E402
-from redistreams.connection import RedisTarget  # noqa: E402
-from redistreams.engine import Engine, intents_from  # noqa: E402
-from redistreams.engine.ownership import OwnerRecord, group_field, topic_field  # noqa: E402
-from redistreams.engine.scripts import INIT_GROUP  # noqa: E402
-from redistreams.manifests import load  # noqa: E402
+from redistreams.connection import RedisTarget
+from redistreams.engine import Engine, intents_from
+from redistreams.engine.ownership import OwnerRecord, group_field, topic_field
+from redistreams.engine.scripts import INIT_GROUP
+from redistreams.manifests import load
 
 
 def manifests(path: Path, topics: int, groups: int) -> None:
@@ -45,7 +36,8 @@ def manifests(path: Path, topics: int, groups: int) -> None:
     path.write_text("\n---\n".join(json.dumps(d) for d in docs))
 
 
-def baseline(client, topic_intents, group_intents, chunk: int = 500, batch: int = 5000, noop: bool = False) -> tuple[float, int]:
+def baseline(client, topic_intents, group_intents, chunk: int = 500, batch: int = 5000,
+             noop: bool = False) -> tuple[float, int]:
     """The same commands the engine sends, pipelined by hand. Returns (seconds, round trips).
     The cyclic collector is paused as the engine pauses it, so neither pays for it."""
     gc.disable()
@@ -82,7 +74,8 @@ def _baseline(client, topic_intents, group_intents, chunk: int, batch: int, noop
             pipe.hsetnx("redistreams:owners", f, v)
         pipe.execute()
         trips += 1
-    actions = [("stream", t.stream, None) for t in topic_intents] + [("group", g.stream, g.group) for g in group_intents]
+    actions = [("stream", t.stream, None) for t in topic_intents]
+    actions += [("group", g.stream, g.group) for g in group_intents]
     for i in range(0, len(actions), batch):
         pipe = client.pipeline(transaction=False)
         for kind, key, name in actions[i : i + batch]:

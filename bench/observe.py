@@ -4,31 +4,21 @@ operator runs every --observe-interval) with a raw redis-py pipeline of the same
 commands and with one-command-at-a-time reads (how redis_exporter reads streams), all
 measured in the same run, plus Redis' own CPU time per pass (INFO commandstats).
 
-    python bench/observe.py [--streams 1000] [--groups 3] [--rounds 5]
+    python -m bench.observe [--streams 1000] [--groups 3] [--rounds 5]
 
 Prints figures; asserts nothing about time.
 """
 
 from __future__ import annotations
 
-import sys
-
-# bench/operator.py is named like the standard library's `operator`: keep this folder
-# off the import path before anything imports that module.
-if sys.path and sys.path[0].endswith("bench"):
-    del sys.path[0]
-
 import argparse
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's redis-server launcher
+from tests.support.redis_server import RedisServer
 
-from redis_server import RedisServer  # noqa: E402
-from redistreams.controller.observation import stream_rows  # noqa: E402
-from redistreams.engine import Engine  # noqa: E402
-from redistreams.engine.ownership import topic_field  # noqa: E402
+from redistreams.controller.samples import stream_rows
+from redistreams.engine import Engine
+from redistreams.engine.ownership import topic_field
 
 
 def populate(r, streams: int, groups: int) -> list[str]:

@@ -1,38 +1,26 @@
 """Publish and consume+ack throughput of redistreams.pubsub, next to a raw redis-py
 pipeline and the Go driver (github.com/covrom/redispubsub) on the same Redis, same run.
 
-    python bench/pubsub.py [--messages 50000] [--size 100] [--rounds 3] [--no-go]
+    python -m bench.pubsub [--messages 50000] [--size 100] [--rounds 3] [--no-go]
 
 Prints figures (best of the rounds); asserts nothing about time.
 """
 
 from __future__ import annotations
 
-import sys
-
-# bench/operator.py is named like the standard library's `operator`: keep this folder
-# off the import path before anything imports that module.
-if sys.path and sys.path[0].endswith("bench"):
-    del sys.path[0]
-
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the test suite's redis-server launcher
+import redis
+from tests.support.goclient import GoBuildError, GoClient, build_go_client
+from tests.support.redis_server import RedisServer
 
-import redis  # noqa: E402
-
-from redis_server import RedisServer  # noqa: E402
-from redistreams.pubsub import Message, open_subscription, open_topic, sync  # noqa: E402
+from redistreams.pubsub import Message, open_subscription, open_topic, sync
 
 BATCH = 200
 METADATA = {"k": "v"}
@@ -231,9 +219,8 @@ class Bench:
 
     # -- Go driver -------------------------------------------------------------------
 
-    def go(self, binary: str, mode: str, concurrency: int) -> float:
+    def go(self, client: GoClient, mode: str, concurrency: int) -> float:
         stream = self.fresh(f"go-{mode}")
-        env = dict(os.environ, REDIS_URL=self.url)
         if mode == "publish":
             args = ["bench-publish", "-topic", f"redis://{stream}", "-n", str(self.n), "-size", str(len(self.body)),
                     "-concurrency", str(concurrency)]
@@ -241,7 +228,7 @@ class Bench:
             self.fill(stream)
             args = ["bench-receive", "-sub", f"redis://g?topic={stream}&consumer=c", "-n", str(self.n),
                     "-concurrency", str(concurrency)]
-        result = subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=600)
+        result = client.run(*args, redis_url=self.url, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"go {mode}: {result.stderr.strip()}")
         return float(json.loads(result.stdout.strip().splitlines()[-1])["rate"])
@@ -251,14 +238,13 @@ def best(rounds: int, measure: Callable[[], float]) -> float:
     return max(measure() for _ in range(rounds))
 
 
-def go_binary() -> tuple[str | None, str]:
+def go_client() -> tuple[GoClient | None, str]:
+    """The Go driver's client (built by hack/go-interop.sh on first use), or why not."""
     try:
-        result = subprocess.run([str(ROOT / "hack" / "go-interop.sh")], capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, str(exc)
-    if result.returncode != 0:
-        return None, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "build failed"
-    return result.stdout.strip().splitlines()[-1], ""
+        return GoClient(build_go_client(timeout=1800)), ""
+    except (GoBuildError, OSError) as exc:
+        lines = str(exc).strip().splitlines()
+        return None, lines[-1] if lines else "build failed"
 
 
 def main() -> None:
@@ -269,7 +255,7 @@ def main() -> None:
     parser.add_argument("--no-go", action="store_true", help="skip the Go driver")
     args = parser.parse_args()
 
-    binary, why = (None, "--no-go") if args.no_go else go_binary()
+    client, why = (None, "--no-go") if args.no_go else go_client()
     server = RedisServer().start()
     try:
         bench = Bench(server, args.messages, args.size)
@@ -287,10 +273,10 @@ def main() -> None:
             ("redistreams receive_batch + ack", "consume", bench.consume),
             ("redistreams receive + ack, one by one", "consume_single", bench.consume_one_by_one),
         ]
-        if binary:
+        if client:
             rows += [
-                ("Go driver publish (gocloud, 100 goroutines)", "go_publish", lambda: bench.go(binary, "publish", 100)),
-                ("Go driver receive + ack (10 goroutines)", "go_consume", lambda: bench.go(binary, "receive", 10)),
+                ("Go driver publish (gocloud, 100 goroutines)", "go_publish", lambda: bench.go(client, "publish", 100)),
+                ("Go driver receive + ack (10 goroutines)", "go_consume", lambda: bench.go(client, "receive", 10)),
             ]
         print(f"\n{'measurement':<48}{'msg/s':>12}")
         for label, key, measure in rows:
@@ -299,10 +285,12 @@ def main() -> None:
         p50, p99 = bench.latency()
         print(f"\npublish→receive latency at ~1,000 msg/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         print("\nratios (same run):")
-        print(f"  send_batch / raw pipeline        {figures['publish_batched'] / figures['raw_publish']:.2f}  (target >= 0.5)")
+        print(f"  send_batch / raw pipeline        {figures['publish_batched'] / figures['raw_publish']:.2f}"
+              "  (target >= 0.5)")
         print(f"  receive_batch+ack / raw          {figures['consume'] / figures['raw_consume']:.2f}  (target >= 0.5)")
-        if binary:
-            print(f"  send_batch / Go driver publish   {figures['publish_batched'] / figures['go_publish']:.2f}  (target >= 2)")
+        if client:
+            print(f"  send_batch / Go driver publish   {figures['publish_batched'] / figures['go_publish']:.2f}"
+                  "  (target >= 2)")
             print(f"  receive_batch+ack / Go driver    {figures['consume'] / figures['go_consume']:.2f}  (target >= 2)")
         else:
             print(f"  Go driver not measured: {why}")

@@ -1,4 +1,5 @@
-"""`make run`: the seed's warning scenario, solved, on a throwaway local Redis.
+"""`make run` (`python -m hack.demo` from the repository root): the seed's warning
+scenario, solved, on a throwaway local Redis.
 
 1. start redis-server on a free loopback port;
 2. `redistreams apply -f examples/` provisions streams and groups;
@@ -20,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Reuse the test suite's launchers for redis-server and the control plane.
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+from tests.support.controlplane import ControlPlane  # the test suite's launchers
+from tests.support.redis_server import RedisServer
 
-from controlplane import ControlPlane  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
-from redistreams.pubsub import Message, sync  # noqa: E402
+from redistreams.pubsub import Message, sync
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TOPIC = "topics/1"
 GROUP = "group1"
@@ -98,8 +98,8 @@ def operator_demo() -> None:
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         log = open(Path(tmp) / "operator.log", "w")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "redistreams.cli", "operator", "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0",
-             "--log-format", "plain"],
+            [sys.executable, "-m", "redistreams.cli", "operator", "--redis-url", redis.url, "--liveness", "",
+             "--metrics-port", "0", "--log-format", "plain"],
             env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT)
         try:
             step(f"operator running against {redis.url}; apply examples/")

@@ -1,16 +1,20 @@
-"""e2e tests: a real kube-apiserver + etcd (see controlplane.py), or an existing
-cluster with REDISTREAMS_E2E_USE_KUBECONFIG=1 and KUBECONFIG set."""
+"""e2e tests: a real kube-apiserver + etcd (see tests/support/controlplane.py), or an
+existing cluster with REDISTREAMS_E2E_USE_KUBECONFIG=1 and KUBECONFIG set.
 
-import sys
-from pathlib import Path
-from typing import Iterator
+``cluster`` and ``redis`` are per module; ``operator`` runs the operator in a thread for
+the module under the chart's ClusterRole, ``ns`` gives each test a fresh namespace. A
+module that needs another operator configuration defines its own ``operator`` (and
+``ns``), which take precedence over these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
-# Make `import controlplane` work under any pytest import mode.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+from tests.support.controlplane import Cluster
+from tests.support.kube import new_namespace, run_operator
+from tests.support.redis_server import RedisServer
 
 
 def pytest_configure(config):
@@ -23,8 +27,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
     """A cluster with the generated CRDs installed (modules may define their own)."""
-    from controlplane import cluster_for_tests, install_crds
     from redistreams.crds import generate
+    from tests.support.controlplane import cluster_for_tests, install_crds
 
     with cluster_for_tests() as (cluster, _):
         install_crds(cluster, generate())
@@ -34,8 +38,20 @@ def cluster() -> Iterator[object]:
 @pytest.fixture(scope="module")
 def redis() -> Iterator[object]:
     """One redis-server for the module."""
-    from redis_server import RedisServer
-
     server = RedisServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from redistreams.controller.runtime import OperatorConfig
+
+    config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
+                            retry_delay=1.0)
+    yield from run_operator(cluster, tmp_path_factory, config)
+
+
+@pytest.fixture
+def ns(cluster: Cluster, operator: None) -> str:
+    return new_namespace(cluster, "t")

@@ -6,19 +6,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.request
 import subprocess
 import sys
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
-from controlplane import Cluster, cluster_for_tests, wait_for
-from redis_server import RedisServer, free_port
 from redistreams.controller.rbac import OPERATOR_RULES, SECRET_RULES
+from tests.support.controlplane import Cluster, cluster_for_tests, wait_for
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +116,8 @@ def test_deployment_shape(helm: str) -> None:
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    pod_security = pod["securityContext"]
+    assert pod_security["runAsNonRoot"] and pod_security["seccompProfile"]["type"] == "RuntimeDefault"
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     crds = {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
     assert crds == {"topics.redistreams.dev", "consumergroups.redistreams.dev"}
@@ -131,7 +134,8 @@ def test_values_schema_rejects_typos(helm: str) -> None:
 def test_publisher_example_passes_the_api_server(cluster: Cluster) -> None:
     ns = f"pub-{uuid.uuid4().hex[:6]}"
     cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    (deployment,) = [d for d in yaml.safe_load_all((ROOT / "gitops" / "publisher" / "deployment.yaml").read_text()) if d]
+    manifest = ROOT / "gitops" / "publisher" / "deployment.yaml"
+    (deployment,) = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
     response = cluster.post(f"/apis/apps/v1/namespaces/{ns}/deployments?dryRun=All&fieldValidation=Strict", deployment)
     assert response.status == 201, response.text
 
@@ -173,14 +177,15 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
             api = f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}"
             cluster.post(f"{api}/topics", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic",
                                            "metadata": {"name": "t"},
-                                           "spec": {"streamName": f"{watched}/t", "deletionPolicy": "Delete"}}).raise_for_status()
+                                           "spec": {"streamName": f"{watched}/t", "deletionPolicy": "Delete"}}
+                         ).raise_for_status()
             cluster.post(f"{api}/consumergroups", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup",
                                                    "metadata": {"name": "g"},
                                                    # Delete too: a Retain group would keep the Topic's stream.
                                                    "spec": {"topicRef": {"name": "t"}, "deletionPolicy": "Delete"}}
                          ).raise_for_status()
-            wait_for(lambda: _ready(cluster, watched, "topics", "t") and _ready(cluster, watched, "consumergroups", "g"),
-                     "Ready under the chart's identity", 60)
+            wait_for(lambda: _ready(cluster, watched, "topics", "t")
+                     and _ready(cluster, watched, "consumergroups", "g"), "Ready under the chart's identity", 60)
             assert [g["name"] for g in redis.client().xinfo_groups(f"{watched}/t")] == ["g"]
             cluster.delete(f"{api}/consumergroups/g").raise_for_status()
             cluster.delete(f"{api}/topics/t").raise_for_status()
@@ -220,7 +225,8 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
 
 
 def test_service_monitor_selects_the_metrics_service(helm: str) -> None:
-    docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom")
+    docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true",
+                  "--set", "metrics.serviceMonitor.labels.release=prom")
     (service,) = [d for d in docs if d["kind"] == "Service"]
     (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert monitor["metadata"]["labels"]["release"] == "prom"
@@ -250,7 +256,8 @@ def _exported() -> dict[str, set[str]]:
 def test_alerts_and_dashboard_use_metrics_the_operator_exports(helm: str) -> None:
     """Fails when a metric or label name drifts between the operator and the chart."""
     docs = render(helm, "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.dashboard.enabled=true",
-                  "--set", "metrics.dashboard.labels.team=data", "--set", "metrics.prometheusRule.groupLag.threshold=50")
+                  "--set", "metrics.dashboard.labels.team=data",
+                  "--set", "metrics.prometheusRule.groupLag.threshold=50")
     exported = _exported()
     (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
@@ -282,4 +289,5 @@ def test_alerts_and_dashboard_use_metrics_the_operator_exports(helm: str) -> Non
     bad = subprocess.run([helm, "template", "rs", str(CHART), "--set", "metrics.prometheusRule.typo=1"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "values don't meet the specifications of the schema" in bad.stderr
-    assert not [d for d in render(helm) if d["kind"] == "PrometheusRule" or d["metadata"]["name"].endswith("-dashboard")]
+    assert not [d for d in render(helm)
+                if d["kind"] == "PrometheusRule" or d["metadata"]["name"].endswith("-dashboard")]

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from controlplane import Cluster, ControlPlane, cluster_for_tests
+from tests.support.controlplane import Cluster, ControlPlane, cluster_for_tests
 
 pytestmark = pytest.mark.e2e
 

@@ -20,16 +20,17 @@ import shutil
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from controlplane import ApiResponse, Cluster, ControlPlane, cluster_for_tests, install_crds
 from redistreams.crds import generate
 from redistreams.model import RESOURCE_MODELS, ConsumerGroupStatus, TopicStatus
+from tests.support.controlplane import ApiResponse, Cluster, ControlPlane, cluster_for_tests, install_crds
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +98,8 @@ def namespaces(cluster: Cluster) -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"crd-{uuid.uuid4().hex[:10]}"
-        cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
+        cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                     ).raise_for_status()
         made.append(name)
         return name
 
@@ -258,7 +260,8 @@ def test_invalid_namespace_is_refused(cluster: Cluster) -> None:
     (bad,) = documents(path)
     assert pydantic_paths(bad) == {"metadata.namespace"}
     namespace = bad["metadata"]["namespace"]
-    response = cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    response = cluster.post("/api/v1/namespaces",
+                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     assert response.status == 422 and server_paths(response) == {"metadata.name"}, response.text
     response = cluster.post(resource_path(namespace, "Topic") + "?fieldValidation=Strict", bad)
     assert response.status == 404, response.text
@@ -307,7 +310,8 @@ EDGE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("start largest ID", group({"topicRef": {"name": "t"}, "startId": LONG_ID})),
     # leading zeros mean the same number to Python, CEL's uint() and Redis
     ("start leading zeros", group({"topicRef": {"name": "t"}, "startId": "0001-01"})),
-    ("start leading zeros past 20 digits", group({"topicRef": {"name": "t"}, "startId": "0" * 19 + "18446744073709551615-0"})),
+    ("start leading zeros past 20 digits",
+     group({"topicRef": {"name": "t"}, "startId": "0" * 19 + "18446744073709551615-0"})),
     ("delete policy", group({"topicRef": {"name": "t"}, "deletionPolicy": "Delete"})),
     # refused by both
     ("maxLength above int64", topic({"retention": {"maxLength": 2**63}})),
@@ -411,7 +415,8 @@ def test_retention_and_policy_can_change(cluster: Cluster, namespace: str) -> No
 
 
 def test_group_identity_is_immutable(cluster: Cluster, namespace: str) -> None:
-    create(cluster, namespace, group({"topicRef": {"name": "orders"}, "groupName": "billing"}, name="g1")).raise_for_status()
+    create(cluster, namespace, group({"topicRef": {"name": "orders"}, "groupName": "billing"}, name="g1")
+           ).raise_for_status()
     create(cluster, namespace, group({"topicRef": {"name": "orders"}}, name="g2")).raise_for_status()
     _refused(merge_patch(cluster, namespace, "ConsumerGroup", "g1", {"spec": {"groupName": "other"}}),
              "spec.groupName", "groupName is immutable")
@@ -422,7 +427,8 @@ def test_group_identity_is_immutable(cluster: Cluster, namespace: str) -> None:
     _refused(merge_patch(cluster, namespace, "ConsumerGroup", "g2", {"spec": {"topicRef": {"name": "payments"}}}),
              "spec.topicRef", "topicRef is immutable")
     # startId (used only at creation) and deletionPolicy may change.
-    response = merge_patch(cluster, namespace, "ConsumerGroup", "g2", {"spec": {"startId": "0", "deletionPolicy": "Delete"}})
+    response = merge_patch(cluster, namespace, "ConsumerGroup", "g2",
+                           {"spec": {"startId": "0", "deletionPolicy": "Delete"}})
     assert response.status == 200, response.text
     assert response.json["spec"] == {"topicRef": {"name": "orders"}, "startId": "0", "deletionPolicy": "Delete"}
 

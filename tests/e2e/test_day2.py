@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from controlplane import Cluster, wait_for
-from redis_server import RedisServer
-from test_operator import API, create, get, ns, operator, wait_ready  # noqa: F401  (fixtures)
+from tests.support.controlplane import Cluster, wait_for
+from tests.support.kube import API, create, events, get, wait_ready
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +21,6 @@ pytestmark = pytest.mark.e2e
 def patch_spec(cluster: Cluster, ns: str, name: str, spec: dict[str, Any]) -> None:
     cluster.request("PATCH", f"{API}/namespaces/{ns}/consumergroups/{name}", {"spec": spec},
                     content_type="application/merge-patch+json").raise_for_status()
-
-
-def events(cluster: Cluster, ns: str, name: str, reason: str) -> list[dict[str, Any]]:
-    items = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
 
 
 def status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
@@ -115,4 +110,6 @@ def test_consumer_cleanup_is_visible_in_status(cluster: Cluster, ns: str, redis:
     first = get(cluster, ns, "ConsumerGroup", "g")
     time.sleep(4)
     later = get(cluster, ns, "ConsumerGroup", "g")
-    assert later["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], {k: (first["status"].get(k), later["status"].get(k)) for k in set(first["status"]) | set(later["status"]) if first["status"].get(k) != later["status"].get(k)}
+    assert later["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], {
+        k: (first["status"].get(k), later["status"].get(k)) for k in set(first["status"]) | set(later["status"])
+        if first["status"].get(k) != later["status"].get(k)}

@@ -1,110 +1,17 @@
-"""The operator against a real kube-apiserver and a real redis-server."""
+"""The operator against a real kube-apiserver and a real redis-server (the ``operator``
+and ``ns`` fixtures: tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
-from typing import Any, Iterator
 
 import pytest
 
-from controlplane import Cluster, wait_for
-from redis_server import RedisServer
+from tests.support.controlplane import Cluster, wait_for
+from tests.support.kube import API, condition, create, events, get, kstatus, wait_ready
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
-
-API = "/apis/redistreams.dev/v1alpha1"
-
-
-def run_operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, config: Any) -> Iterator[None]:
-    """The operator in a thread, as a ServiceAccount bound to exactly the rules the chart ships."""
-    from redistreams.controller.main import run_in_thread
-    from redistreams.controller.rbac import cluster_role
-
-    system = f"redistreams-{uuid.uuid4().hex[:6]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system}}).raise_for_status()
-    cluster.post(f"/api/v1/namespaces/{system}/serviceaccounts",
-                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}).raise_for_status()
-    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role(system)).raise_for_status()
-    cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": system},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": system},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": system}],
-    }).raise_for_status()
-    token = cluster.create_token(system, "operator", expiration_seconds=3600)
-    kubeconfig = cluster.kubeconfig_for_token(token, tmp_path_factory.mktemp("kube") / "config")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    thread, ready, stop = run_in_thread(config)
-    assert ready.wait(60), "operator did not start"
-    yield
-    stop.set()
-    thread.join(30)
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    from redistreams.controller.runtime import OperatorConfig
-
-    config = OperatorConfig(cluster_id="e2e", redis_url=redis.url, resync_interval=1.5, status_interval=1.0,
-                            retry_delay=1.0)
-    yield from run_operator(cluster, tmp_path_factory, config)
-
-
-@pytest.fixture
-def ns(cluster: Cluster, operator: None) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
-    return name
-
-
-def create(cluster: Cluster, ns: str, kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    plural = "topics" if kind == "Topic" else "consumergroups"
-    body = {"apiVersion": "redistreams.dev/v1alpha1", "kind": kind, "metadata": {"name": name, **meta}, "spec": spec}
-    return cluster.post(f"{API}/namespaces/{ns}/{plural}", body).raise_for_status().json
-
-
-def get(cluster: Cluster, ns: str, kind: str, name: str) -> dict[str, Any]:
-    plural = "topics" if kind == "Topic" else "consumergroups"
-    response = cluster.get(f"{API}/namespaces/{ns}/{plural}/{name}")
-    return response.json if response.ok else {}
-
-
-def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
-    for c in (body.get("status") or {}).get("conditions") or []:
-        if c["type"] == kind:
-            return c
-    return {}
-
-
-def wait_ready(cluster: Cluster, ns: str, kind: str, name: str, status: str = "True", reason: str | None = None,
-               timeout: float = 30) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        body = get(cluster, ns, kind, name)
-        c = condition(body)
-        if c.get("status") == status and (reason is None or c.get("reason") == reason):
-            return body
-        return None
-
-    return wait_for(check, f"{kind} {ns}/{name} Ready={status} {reason or ''}", timeout)
-
-
-def kstatus(body: dict[str, Any]) -> str:
-    """The status Flux, Helm 4 --wait and kpt compute (sigs.k8s.io/cli-utils kstatus rules)."""
-    if body["metadata"].get("deletionTimestamp"):
-        return "Terminating"
-    status = body.get("status") or {}
-    if "observedGeneration" in status and status["observedGeneration"] != body["metadata"]["generation"]:
-        return "InProgress"
-    by_type = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    if by_type.get("Reconciling") == "True":
-        return "InProgress"
-    if by_type.get("Stalled") == "True":
-        return "Failed"
-    if "Ready" in by_type:
-        return "Current" if by_type["Ready"] == "True" else "InProgress"
-    return "Current"
-
 
 def test_kstatus_progress_current_and_failed(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     fresh = create(cluster, ns, "Topic", "k", {"streamName": f"{ns}/k"})
@@ -112,7 +19,8 @@ def test_kstatus_progress_current_and_failed(cluster: Cluster, ns: str, redis: R
     assert kstatus(wait_ready(cluster, ns, "Topic", "k")) == "Current"
     waiting = create(cluster, ns, "ConsumerGroup", "orphan", {"topicRef": {"name": "missing"}})
     assert kstatus(waiting) == "InProgress"
-    assert kstatus(wait_ready(cluster, ns, "ConsumerGroup", "orphan", status="False", reason="TopicNotFound")) == "InProgress"
+    orphan = wait_ready(cluster, ns, "ConsumerGroup", "orphan", status="False", reason="TopicNotFound")
+    assert kstatus(orphan) == "InProgress"
     create(cluster, ns, "Topic", "k2", {"streamName": f"{ns}/k"})
     assert kstatus(wait_ready(cluster, ns, "Topic", "k2", status="False", reason="Conflict")) == "Failed"
 
@@ -187,8 +95,7 @@ def test_conflict_and_wrong_type_stall(cluster: Cluster, ns: str, redis: RedisSe
     create(cluster, ns, "Topic", "second", {"streamName": f"{ns}/shared"})
     body = wait_ready(cluster, ns, "Topic", "second", status="False", reason="Conflict")
     assert condition(body, "Stalled")["status"] == "True"
-    wait_for(lambda: any(e["reason"] == "Conflict" and e["type"] == "Warning" and e["involvedObject"]["name"] == "second"
-                         for e in cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]), "Conflict event")
+    wait_for(lambda: any(e["type"] == "Warning" for e in events(cluster, ns, "second", "Conflict")), "Conflict event")
     assert f'Topic "{ns}/first"' in condition(body)["message"]
     redis.client().rpush(f"{ns}/list", "x")
     create(cluster, ns, "Topic", "listy", {"streamName": f"{ns}/list"})
@@ -253,7 +160,7 @@ def test_connection_from_a_secret(cluster: Cluster, ns: str, redis: RedisServer)
 def test_redis_down_then_up(cluster: Cluster, ns: str) -> None:
     import base64
 
-    from redis_server import free_port
+    from tests.support.net import free_port
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

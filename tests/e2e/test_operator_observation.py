@@ -3,22 +3,19 @@ exporter-style metrics, continuous retention, blocked retention in status and Ev
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane import Cluster, wait_for
-from redis_server import RedisServer
-from test_operator import create, get, run_operator, wait_ready
+from tests.support.controlplane import Cluster, wait_for
+from tests.support.kube import API, create, get, new_namespace, reasons, run_operator, wait_ready
+from tests.support.redis_server import RedisServer
+from tests.support.workloads import BusyStream
 
 pytestmark = pytest.mark.e2e
-
-API = "/apis/redistreams.dev/v1alpha1"
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +30,7 @@ def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 def ns(cluster: Cluster, operator: None) -> str:
-    name = f"o-{uuid.uuid4().hex[:8]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
-    return name
+    return new_namespace(cluster, "o")
 
 
 def scrape() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -59,11 +54,6 @@ def value(metric: str, /, **labels: str) -> float | None:
     return next(iter(found.values()), None)
 
 
-def reasons(cluster: Cluster, ns: str, name: str) -> list[str]:
-    events = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
-    return [e["reason"] for e in events if e["involvedObject"]["name"] == name]
-
-
 def test_stream_metrics_follow_redis_and_vanish_with_the_topic(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     key = f"{ns}/orders"
     create(cluster, ns, "Topic", "orders", {"streamName": key})
@@ -77,7 +67,8 @@ def test_stream_metrics_follow_redis_and_vanish_with_the_topic(cluster: Cluster,
     sel = dict(namespace=ns, topic="orders", stream=key, db="db0")
 
     def settled() -> bool:
-        return value("redis_stream_groups", **sel) == 2 and value("redis_stream_group_entries_read", group="billing", **sel) == 6
+        return (value("redis_stream_groups", **sel) == 2
+                and value("redis_stream_group_entries_read", group="billing", **sel) == 6)
     wait_for(settled, "metrics of the scripted workload", 15)
     assert value("redis_stream_length", **sel) == 10
     assert value("redis_stream_entries_added_total", **sel) == 10
@@ -144,43 +135,10 @@ def test_operator_trims_a_busy_stream_without_losing_unacknowledged_entries(
     create(cluster, ns, "Topic", "busy", {"streamName": key, "retention": {"maxLength": 100}})
     create(cluster, ns, "ConsumerGroup", "w", {"topicRef": {"name": "busy"}})
     wait_ready(cluster, ns, "ConsumerGroup", "w")
-    published: list[str] = []
-    delivered: dict[str, str] = {}
-    done = threading.Event()
-    errors: list[str] = []
-
-    def publish() -> None:
-        p = redis.client()
-        for i in range(30000):
-            published.append(p.xadd(key, {"headers": "null", "body": f"m{i}"}))
-        done.set()
-
-    def consume(name: str, ack_after: float) -> None:
-        c = redis.client()
-        held: list[tuple[float, str]] = []
-        quiet = 0
-        while quiet < 30:
-            got = c.xreadgroup("w", name, {key: ">"}, count=100, block=50)
-            entries = got[0][1] if got else []
-            for entry_id, fields in entries:
-                if not fields:
-                    errors.append(f"{entry_id} delivered without its body")
-                delivered[entry_id] = fields.get("body", "")
-            now = time.monotonic()
-            held += [(now, e[0]) for e in entries]
-            due = [i for t, i in held if now - t >= ack_after]
-            if due:
-                c.xack(key, "w", *due)
-                held = held[len(due):]
-            quiet = quiet + 1 if (not entries and done.is_set() and not held) else 0
-
-    threads = [threading.Thread(target=publish), threading.Thread(target=consume, args=("a", 0.0)),
-               threading.Thread(target=consume, args=("b", 0.5))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors[:5]
+    with BusyStream(redis.client, key, "w", messages=30000, consumers={"a": 0.0, "b": 0.5}, read_count=100,
+                    quiet_rounds=30) as busy:
+        busy.wait(240)
+    published, delivered = busy.published, busy.delivered
     assert len(published) == 30000 and sorted(delivered) == sorted(published)
     assert all(delivered[i] == f"m{n}" for n, i in enumerate(published))
     retention = wait_for(lambda: (get(cluster, ns, "Topic", "busy")["status"].get("retention") or {})

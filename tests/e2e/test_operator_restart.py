@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from controlplane import Cluster, wait_for
-from redis_server import RedisServer
-from test_operator import condition, create, get, wait_ready
+from tests.support.controlplane import Cluster, wait_for
+from tests.support.kube import condition, create, get, new_namespace, wait_ready
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -20,15 +19,15 @@ pytestmark = pytest.mark.e2e
 def _operator(redis: RedisServer, ns: str, kubeconfig: str, log) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", ns, "--redis-url", redis.url,
-         "--liveness", "", "--metrics-port", "0", "--resync-interval", "2s", "--status-interval", "1s", "--cluster-id", "e2e"],
+         "--liveness", "", "--metrics-port", "0", "--resync-interval", "2s", "--status-interval", "1s",
+         "--cluster-id", "e2e"],
         env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_operator_killed_mid_reconcile_converges(cluster: Cluster, redis: RedisServer, tmp_path) -> None:
     """SIGKILL while a burst is half done; a new process finishes the job: every stream
     and group exists once, every object Ready, ownership records consistent."""
-    ns = f"r-{uuid.uuid4().hex[:8]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).raise_for_status()
+    ns = new_namespace(cluster, "r")
     kubeconfig = cluster.kubeconfig_path or cluster.kubeconfig_for_token(cluster.token or "", tmp_path / "config")
     total = 60
     with open(tmp_path / "operator.log", "wb") as log:

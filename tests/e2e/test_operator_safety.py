@@ -9,15 +9,15 @@ observation pass (every second), as the contract says."""
 from __future__ import annotations
 
 import base64
-import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
 
-from controlplane import Cluster, wait_for
-from redis_server import RedisServer
-from test_operator import API, condition, create, get, run_operator, wait_ready
+from tests.support.controlplane import Cluster, wait_for
+from tests.support.kube import API, condition, create, events, get, new_namespace, reasons, run_operator, wait_ready
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +33,7 @@ def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 def ns(cluster: Cluster, operator: None) -> str:
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).raise_for_status()
-    return name
-
-
-def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    items = cluster.get(f"/api/v1/namespaces/{ns}/events").json["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name]
-
-
-def reasons(cluster: Cluster, ns: str, name: str) -> set[str]:
-    return {e["reason"] for e in events(cluster, ns, name)}
+    return new_namespace(cluster, "s")
 
 
 def publish(r: Any, key: str, count: int, tag: str) -> list[str]:
@@ -172,7 +161,8 @@ def everything_shown(cluster: Cluster, ns: str, name: str) -> str:
 
 @pytest.mark.parametrize("value, reason", [
     (b"hunter2-not-a-url-at-all", "InvalidSpec"),
-    (b"-----BEGIN PRIVATE KEY-----\nhunter2MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n", "InvalidSpec"),
+    (b"-----BEGIN PRIVATE KEY-----\nhunter2MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
+     "InvalidSpec"),
     (b"redis://:hunter2-pw@hunter2-host:63 79/0", "InvalidSpec"),
     (b"redis://app:hunter2-pw@hunter2-host.invalid:6379/0", "RedisUnavailable"),
     (b"\xffhunter2\xfe", "InvalidSpec"),
@@ -190,7 +180,8 @@ def test_a_secret_value_is_never_shown(cluster: Cluster, ns: str, value: bytes, 
 
 def test_one_tenants_bad_url_stops_no_one_else(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     other = f"{ns}-b"
-    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}).raise_for_status()
+    cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}
+                 ).raise_for_status()
     secret(cluster, other, "broken", b"redis://:pw@host:63 79/0")
     create(cluster, other, "Topic", "broken", {"connection": {"secretRef": {"name": "broken"}},
                                                "retention": {"maxLength": 1}})

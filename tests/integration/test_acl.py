@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
-from test_apply import group, topic, write
+from tests.support.manifests import group, topic, write
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -3,57 +3,14 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
+from tests.support.manifests import TOPICS, group, topic, write
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
-
-TOPICS = """
-apiVersion: redistreams.dev/v1alpha1
-kind: Topic
-metadata: {name: orders}
----
-apiVersion: redistreams.dev/v1alpha1
-kind: Topic
-metadata: {name: topics-1}
-spec: {streamName: topics/1}
----
-apiVersion: redistreams.dev/v1alpha1
-kind: ConsumerGroup
-metadata: {name: billing}
-spec: {topicRef: {name: orders}}
----
-apiVersion: redistreams.dev/v1alpha1
-kind: ConsumerGroup
-metadata: {name: group1}
-spec: {topicRef: {name: topics-1}}
----
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "manifests.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def topic(name: str, **spec: object) -> str:
-    return json.dumps({"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic", "metadata": {"name": name}, "spec": spec}) + "\n---\n"
-
-
-def group(name: str, topic_name: str, **spec: object) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "redistreams.dev/v1alpha1",
-            "kind": "ConsumerGroup",
-            "metadata": {"name": name},
-            "spec": {"topicRef": {"name": topic_name}, **spec},
-        }
-    ) + "\n---\n"
 
 
 def test_apply_creates_empty_streams_and_groups(cli, redis_server: RedisServer, tmp_path: Path) -> None:
@@ -173,7 +130,8 @@ def test_adoption_changes_nothing_and_is_never_deleted(cli, redis_server: RedisS
     assert r.hkeys("redistreams:owners") == ['["epoch"]']  # the registry's identity stays
 
 
-def test_wrong_type_is_reported_and_untouched_while_the_rest_applies(cli, redis_server: RedisServer, tmp_path: Path) -> None:
+def test_wrong_type_is_reported_and_untouched_while_the_rest_applies(cli, redis_server: RedisServer,
+                                                                     tmp_path: Path) -> None:
     r = redis_server.client()
     r.rpush("orders", "a", "b")
     manifests = topic("orders") + group("billing", "orders") + topic("payments") + group("audit", "payments")
@@ -201,7 +159,8 @@ def test_invalid_input_writes_nothing(cli, redis_server: RedisServer, tmp_path: 
 def test_stdin_and_folders(cli, redis_server: RedisServer, tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     write(tmp_path / "a", topic("one"), "one.yml")
-    write(tmp_path / "a" / "b", topic("two") + '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}', "two.yaml")
+    config_map = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}'
+    write(tmp_path / "a" / "b", topic("two") + config_map, "two.yaml")
     (tmp_path / "a" / "ignored.txt").write_text("not yaml")
     result = cli("apply", "-f", str(tmp_path / "a"), "-f", "-", input=topic("three"))
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redis_server import RedisServer, free_port
-from test_apply import group, topic, write
+from tests.support.manifests import group, topic, write
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

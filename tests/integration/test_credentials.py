@@ -13,17 +13,17 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import pytest
 import yaml
 
-from redis_server import RedisServer
 from redistreams.connection import ConnectionConfigError
 from redistreams.controller.reconciler import Declared, Reconciler
 from redistreams.pubsub import sync
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RIGHT = "Right-Pw-KJV"

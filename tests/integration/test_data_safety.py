@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.engine import Engine, GroupIntent, Memory, Owner, TopicIntent
 from redistreams.engine.ownership import EPOCH_FIELD, decode_epoch, group_field, topic_field
-from test_apply import group, topic, write
+from tests.support.manifests import group, topic, write
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.engine import Engine, GroupIntent, Owner, TopicIntent
 from redistreams.engine.intents import ResetIntent
 from redistreams.engine.ownership import reset_field
 from redistreams.model import PositionReset
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.engine import Engine, GroupIntent, Owner, TopicIntent
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,8 @@ def intents(count: int, groups_per_topic: int, cluster: str = "c") -> tuple[list
         owner = Owner(cluster, "ns", f"t{i}")
         topics.append(TopicIntent(f"topic/t{i}", owner, f"stream:{i}"))
         for j in range(groups_per_topic):
-            groups.append(GroupIntent(f"consumergroup/g{i}-{j}", Owner(cluster, "ns", f"g{i}-{j}"), owner, f"stream:{i}", f"g{j}"))
+            groups.append(GroupIntent(f"consumergroup/g{i}-{j}", Owner(cluster, "ns", f"g{i}-{j}"), owner,
+                                      f"stream:{i}", f"g{j}"))
     return topics, groups
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer, free_port
-from test_apply import TOPICS, group, topic, write
+from tests.support.manifests import TOPICS, group, topic, write
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,8 @@ def test_redis_going_away_mid_apply_then_converging(cli, make_redis, tmp_path: P
 
 def test_acl_denial_is_per_resource(cli, redis_server: RedisServer, tmp_path: Path) -> None:
     r = redis_server.client()
-    r.execute_command("ACL", "SETUSER", "viewer", "on", ">pw", "~*", "resetchannels", "-@all", "+@read", "+@connection", "+time")
+    r.execute_command("ACL", "SETUSER", "viewer", "on", ">pw", "~*", "resetchannels", "-@all", "+@read", "+@connection",
+                      "+time")
     url = f"redis://viewer:pw@127.0.0.1:{redis_server.port}/0"
     result = cli("apply", "-f", write(tmp_path, TOPICS), url=url)
     assert result.returncode == 1
@@ -124,7 +126,8 @@ def test_tls(cli, make_redis, tmp_path: Path) -> None:
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
             "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+            "-out", "server.csr")
     (tmp_path / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-days", "1", "-extfile", "san.ext", "-out", "server.crt")

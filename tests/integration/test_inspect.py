@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redis_server import RedisServer
-from test_apply import TOPICS, group, topic, write
+from tests.support.manifests import TOPICS, group, topic, write
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def test_wait_times_out_naming_what_is_missing(cli, redis_server: RedisServer) -
 
 
 def test_wait_survives_redis_starting_late(cli, make_redis, tmp_path: Path) -> None:
-    from redis_server import RedisServer as Server
+    from tests.support.redis_server import RedisServer as Server
 
     server = Server()
     waiter = _wait(server, "--stream", "late", "--timeout", "40s", "--interval", "1s")

@@ -10,7 +10,7 @@ One server per test; FLUSHALL between examples.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from redis_server import RedisServer
 from redistreams.engine import Engine, Owner, TopicIntent
 from redistreams.engine.ids import MAX, U64_MAX, ZERO, StreamId
 from redistreams.engine.intents import ResetIntent, RetentionPolicy
 from redistreams.engine.scripts import COUNT_AFTER, RESET_GROUP
 from redistreams.engine.state import GroupState, StreamState
 from redistreams.model import PositionReset
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def expected_bound(g: dict) -> tuple[StreamId, str] | None:
 
 
 def rfc3339(ms: int) -> str:
-    t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+    t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
             f".{t.microsecond // 1000:03d}Z")
 
@@ -380,7 +380,7 @@ def test_reset_moves_the_group_once_and_claims_a_lag_only_when_redis_reports_it(
         where = ZERO
     elif "T" in to:
         ms = (datetime.fromisoformat(to.replace("Z", "+00:00"))
-              - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+              - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         where = StreamId(ms - 1, U64_MAX) if ms else ZERO
     else:
         where = StreamId(*(int(p) for p in to.split("-")))

@@ -4,14 +4,14 @@ publishers and consumers are busy."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.controller.samples import stream_rows
 from redistreams.engine import Engine, Owner, RetentionPolicy, TopicIntent
+from tests.support.redis_server import RedisServer
+from tests.support.workloads import BusyStream
 
 pytestmark = pytest.mark.integration
 
@@ -99,58 +99,20 @@ def test_stepwise_retention_on_a_busy_stream_never_drops_what_a_group_needs(redi
     r.xgroup_create(key, "workers", "$", mkstream=True)
     engine = Engine(redis_server.client(), trim_step=50)
     intent = TopicIntent("topic/busy", Owner("c", "ns", "busy"), key, RetentionPolicy(max_length=20))
-    published: list[str] = []
-    delivered: dict[str, str] = {}
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publish() -> None:
-        p = redis_server.client()
-        for i in range(6000):
-            published.append(p.xadd(key, {"headers": "null", "body": f"m{i}"}))
-            if i % 200 == 0:
-                time.sleep(0.01)
-        stop.set()
-
-    def consume(name: str, ack_delay: float) -> None:
-        c = redis_server.client()
-        held: list[tuple[float, str]] = []
-        idle_rounds = 0
-        while idle_rounds < 20:
-            got = c.xreadgroup("workers", name, {key: ">"}, count=37, block=50)
-            entries = got[0][1] if got else []
-            with lock:
-                for entry_id, fields in entries:
-                    assert fields, f"{entry_id} was delivered without its body"
-                    delivered[entry_id] = fields["body"]
-            held += [(time.monotonic(), e[0]) for e in entries]
-            due = [i for t, i in held if time.monotonic() - t >= ack_delay]
-            if due:
-                c.xack(key, "workers", *due)
-                held = [(t, i) for t, i in held if i not in set(due)]
-            idle_rounds = idle_rounds + 1 if (not entries and stop.is_set()) else 0
-        # Whatever it still holds must still be readable from its own PEL with a body.
-        if held:
-            mine = c.xreadgroup("workers", name, {key: "0"}, count=len(held) + 10)
-            assert all(fields for _, fields in mine[0][1]), "a pending entry lost its body"
-            c.xack(key, "workers", *[i for _, i in held])
-
-    threads = [threading.Thread(target=publish), threading.Thread(target=consume, args=("fast", 0.0)),
-               threading.Thread(target=consume, args=("slow", 0.3))]
-    for t in threads:
-        t.start()
     trimmed = rounds = 0
     blockers: set[str] = set()
-    while any(t.is_alive() for t in threads):
-        step = engine.applier.trim_round([intent])[0]
-        assert step.failure is None
-        trimmed += step.removed
-        rounds += 1
-        if step.blocker:
-            blockers.add(f"{step.blocker}:{step.reason}")
-        time.sleep(0.002)
-    for t in threads:
-        t.join()
+    with BusyStream(redis_server.client, key, "workers", messages=6000, consumers={"fast": 0.0, "slow": 0.3},
+                    read_count=37, quiet_rounds=20, pause_every=200, pause=0.01) as busy:
+        while busy.running():
+            step = engine.applier.trim_round([intent])[0]
+            assert step.failure is None
+            trimmed += step.removed
+            rounds += 1
+            if step.blocker:
+                blockers.add(f"{step.blocker}:{step.reason}")
+            time.sleep(0.002)
+        busy.wait()
+    published, delivered = busy.published, busy.delivered
     assert len(published) == 6000
     assert sorted(delivered) == sorted(published), "some entries were trimmed before a consumer got them"
     assert all(delivered[i] == f"m{n}" for n, i in enumerate(published))

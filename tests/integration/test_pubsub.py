@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import redis
 
-from pubsub_support import run
-from redis_server import RedisServer
 from redistreams.pubsub import (
     ConsumerInUseError,
     DeadLetter,
@@ -23,6 +21,8 @@ from redistreams.pubsub import (
     open_topic,
     sync,
 )
+from tests.support.aio import run
+from tests.support.redis_server import RedisServer
 
 
 def test_entries_are_written_as_the_go_driver_writes_them(url: str, raw: redis.Redis) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import redis
 
-from redis_server import RedisServer
 from redistreams.pubsub import (
     AcknowledgeError,
     DeadLetterError,
@@ -30,6 +29,7 @@ from redistreams.pubsub import (
     open_subscription,
     open_topic,
 )
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

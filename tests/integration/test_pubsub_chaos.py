@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from redis_server import RedisServer
 from redistreams.pubsub import sync
+from tests.support.redis_server import RedisServer
 
 CONSUMER = Path(__file__).parent / "helpers" / "chaos_consumer.py"
 TOTAL = 10_000

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 import redis
 
-from pubsub_support import run
-from redis_server import RedisServer
 from redistreams.pubsub import (
     DeadLetterError,
     GroupDeletedError,
@@ -24,6 +22,8 @@ from redistreams.pubsub import (
     open_topic,
     sync,
 )
+from tests.support.aio import run
+from tests.support.redis_server import RedisServer
 
 
 def in_id_order(ids: Any) -> list[str]:
@@ -292,7 +292,8 @@ def test_entries_of_a_lost_read_reply_arrive_promptly(redis_server: RedisServer,
     async def scenario() -> tuple[list[Any], float, list[bytes]]:
         proxy = Proxy(redis_server.port)
         proxy_url = await proxy.start()
-        proxy.lose_reply({"xreadgroup-new": read_new, "xautoclaim": autoclaim, "dead-letter-claim": script_reclaim}[lost])
+        replies = {"xreadgroup-new": read_new, "xautoclaim": autoclaim, "dead-letter-claim": script_reclaim}
+        proxy.lose_reply(replies[lost])
         sub = await open_subscription("redis://g?topic=jobs&consumer=c", redis_url=proxy_url,
                                       dead_letter="jobs.dead" if lost == "dead-letter-claim" else None)
         started = time.monotonic()

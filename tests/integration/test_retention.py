@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
-from test_apply import group, topic, write
+from tests.support.manifests import group, topic, write
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_length_and_age_together(cli, redis_server: RedisServer, tmp_path: Path)
 
 
 def test_long_trims_go_in_bounded_steps(redis_server: RedisServer) -> None:
-    from redistreams.engine import Engine, RetentionPolicy, TopicIntent, Owner
+    from redistreams.engine import Engine, Owner, RetentionPolicy, TopicIntent
 
     r = redis_server.client()
     pipe = r.pipeline(transaction=False)

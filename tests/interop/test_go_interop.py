@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from redis_server import RedisServer
 from redistreams.pubsub import Message, URLError, encode_headers, open_subscription, open_topic
 from redistreams.pubsub.urls import parse_subscription_url, parse_topic_url
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,8 @@ MESSAGES: list[tuple[bytes, dict[str, str] | None]] = [
     (b"\xc3\x28 invalid utf-8 in the body is fine", {"a": "1", "B": "2", "_": "3", "\u00e9": "4"}),
     (b"json-ish {\"a\": 1}", {"html": "<script>alert('&')</script>", "sep": "\u2028\u2029"}),
     (b"ctrl", {"ctrl": "\t\n\r\b\f\x00\x01\x1f\x7f", "quote": "\"\\/"}),
-    (b"unicode", {"emoji": "\U0001f600\U0001f1eb\U0001f1f7", "cjk": "\u65e5\u672c\u8a9e", "rtl": "\u05e9\u05dc\u05d5\u05dd"}),
+    (b"unicode", {"emoji": "\U0001f600\U0001f1eb\U0001f1f7", "cjk": "\u65e5\u672c\u8a9e",
+                  "rtl": "\u05e9\u05dc\u05d5\u05dd"}),
     (b"x" * 100_000, {"big": "y" * 10_000}),
 ]
 
@@ -143,7 +144,8 @@ def test_header_encoding_matches_go_for_random_metadata(go_client) -> None:
                 "\u65e5\U0001f600\U00010348\ufffd")
     cases: list[dict[str, str] | None] = [None, {"": ""}]
     for _ in range(300):
-        cases.append({"".join(rng.choices(alphabet, k=rng.randint(0, 8))): "".join(rng.choices(alphabet, k=rng.randint(0, 30)))
+        cases.append({"".join(rng.choices(alphabet, k=rng.randint(0, 8))):
+                      "".join(rng.choices(alphabet, k=rng.randint(0, 30)))
                       for _ in range(rng.randint(1, 6))})
     assert [encode_headers(c) for c in cases] == go_client.json_headers(cases)
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.pubsub import open_subscription
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.engine import Engine, GroupIntent, Memory, Owner, TopicIntent
 from redistreams.engine.ownership import EPOCH_FIELD, decode_epoch
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -26,14 +26,16 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def topic(generation: int = 2, status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "orders", "generation": generation, **meta}, "spec": {}, **({"status": status} if status is not None else {})}
+    return {"metadata": {"name": "orders", "generation": generation, **meta}, "spec": {},
+            **({"status": status} if status is not None else {})}
 
 
 def conditions(ready: str, reason: str, stalled: str = "False", message: str = "m") -> list[dict[str, Any]]:
     return [
         {"type": "Ready", "status": ready, "reason": reason, "message": message},
         {"type": "Reconciling", "status": "False", "reason": reason, "message": ""},
-        {"type": "Stalled", "status": stalled, "reason": reason if stalled == "True" else "NotStalled", "message": message if stalled == "True" else ""},
+        {"type": "Stalled", "status": stalled, "reason": reason if stalled == "True" else "NotStalled",
+         "message": message if stalled == "True" else ""},
     ]
 
 

@@ -6,8 +6,9 @@ What the API server does with them is tested in tests/e2e/test_crd_validation.py
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import pytest
 import yaml

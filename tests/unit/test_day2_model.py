@@ -64,7 +64,8 @@ def test_reset_targets(to: str, target: str) -> None:
 
 
 def test_group_intent_carries_reset_and_cleanup() -> None:
-    topic = Topic.model_validate({"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "orders"}})
+    topic = Topic.model_validate(
+        {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "orders"}})
     cg = ConsumerGroup.model_validate({
         "apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup", "metadata": {"name": "billing"},
         "spec": {"topicRef": {"name": "orders"}, "reset": {"token": "2026-11-27-replay", "to": "0"},
@@ -145,7 +146,8 @@ def test_cleanup_without_consumer_detail_says_so() -> None:
 
 
 def test_idle_text_is_coarse() -> None:
-    assert [idle_text(ms) for ms in (750, 90_000, 3 * HOUR + 61_000, 50 * HOUR + 61_000)] == ["0s", "1m30s", "3h1m", "2d2h"]
+    idle = (750, 90_000, 3 * HOUR + 61_000, 50 * HOUR + 61_000)
+    assert [idle_text(ms) for ms in idle] == ["0s", "1m30s", "3h1m", "2d2h"]
 
 
 # -- operator status ---------------------------------------------------------------
@@ -156,7 +158,8 @@ def result(**kwargs: object) -> Result:
 
 
 def test_status_fields_are_bounded_and_stable() -> None:
-    kept = [ConsumerState(f"w-{i}", 3, idle_ms=(30 + i) * HOUR) for i in range(12)] + [ConsumerState("x" * 300, 1, idle_ms=HOUR)]
+    kept = [ConsumerState(f"w-{i}", 3, idle_ms=(30 + i) * HOUR) for i in range(12)]
+    kept += [ConsumerState("x" * 300, 1, idle_ms=HOUR)]
     _, gp = plan_for(group(cleanup_idle_ms=HOUR, reset=reset()), state())
     first = _day2_fields(gp, result(consumers_removed=[f"old-{i}" for i in range(15)], consumers_kept=kept,
                                     reset=ResetRecord("t1", "0", "0-0", "2026-11-27T09:00:00Z")), {})

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer
 from redistreams.manifests import MAX_DEPTH, ManifestSet, load
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "apiVersion: redistreams.dev/v1alpha1"
@@ -141,7 +141,7 @@ def test_recursive_alias_is_refused(text: str) -> None:
 def test_ordinary_aliases_are_fine() -> None:
     """Anchors for shared labels in a List: a little aliasing, as in real manifests."""
     items = [f"  - {{{API}, kind: Topic, metadata: {{name: t{i}, labels: *labels}}}}" for i in range(300)]
-    text = f"apiVersion: v1\nkind: List\nmetadata: {{labels: &labels {{team: a, tier: b}}}}\nitems:\n" + "\n".join(items)
+    text = "apiVersion: v1\nkind: List\nmetadata: {labels: &labels {team: a, tier: b}}\nitems:\n" + "\n".join(items)
     result = from_stdin(text.encode())
     assert result.errors == []
     assert len(result.topics) == 300
@@ -179,7 +179,8 @@ def test_depth_limit_is_exact() -> None:
     assert fits.errors == [] and len(fits.topics) == 1
     error = only_error(from_stdin((DEEP_PLACES["status"] % nested(MAX_DEPTH - 1)).encode()))
     # The first list is level 3, in column 13.
-    assert error == f"<stdin>: document 1: nested more than {MAX_DEPTH} levels deep (line 4, column {13 + MAX_DEPTH - 2})"
+    assert error == (f"<stdin>: document 1: nested more than {MAX_DEPTH} levels deep "
+                     f"(line 4, column {13 + MAX_DEPTH - 2})")
 
 
 def test_depth_built_from_aliases_is_refused() -> None:
@@ -230,7 +231,8 @@ HOSTILE = {
     "bare number": ("42\n", "document 1: expected a mapping with apiVersion and kind, got 42"),
     "a list": ("- a\n- b\n", "document 1: expected a mapping with apiVersion and kind, got a list"),
     "NUL byte": (TOPIC.replace("orders", "ord\0ers"),
-                 "<stdin>: invalid YAML (line 3, column 21): unacceptable character #x0000: control characters are not allowed"),
+                 "<stdin>: invalid YAML (line 3, column 21): unacceptable character #x0000: "
+                 "control characters are not allowed"),
     "impossible date": (TOPIC + "spec: {streamName: 2026-02-30}\n",
                         'invalid YAML (line 4, column 20): invalid timestamp "2026-02-30": day is out of range '
                         "for month (quote it to make it a string)"),
@@ -306,7 +308,8 @@ def group_with(start_id: str) -> bytes:
                                       "18446744073709551616-0", "000000000000000000000000018446744073709551616-0"])
 def test_start_id_past_64_bits_is_refused(start_id: str) -> None:
     (error,) = from_stdin(group_with(start_id)).errors
-    assert error.endswith(f'spec.startId: invalid start ID "{start_id}": both parts of an entry ID must fit in 64 bits') \
+    assert error.endswith(
+        f'spec.startId: invalid start ID "{start_id}": both parts of an entry ID must fit in 64 bits') \
         or error.endswith(f'spec.startId: invalid start ID "{start_id}" (use $, 0 or an entry ID <ms>-<seq>)'), error
 
 

@@ -22,7 +22,8 @@ def test_durations_parse(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "7days", "0s", "0d0h", "1.5h", "-5m", "5", "m", "1h 30m", "30m1h", "1w", "1s1s", "5ms"])
+@pytest.mark.parametrize(
+    "text", ["", "7days", "0s", "0d0h", "1.5h", "-5m", "5", "m", "1h 30m", "30m1h", "1w", "1s1s", "5ms"])
 def test_durations_reject(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)

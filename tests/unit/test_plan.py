@@ -59,7 +59,8 @@ def test_in_sync_has_no_changes() -> None:
     plan = make_plan([topic()], [group("0")], {"orders": state})
     assert not plan.changes
     assert plan.topics[0].verb == plan.groups[0].verb == "unchanged"
-    assert plan.groups[0].start_id_note is not None and "applies only when the group is created" in plan.groups[0].start_id_note
+    note = plan.groups[0].start_id_note
+    assert note is not None and "applies only when the group is created" in note
 
 
 def test_conflicts() -> None:
@@ -81,7 +82,8 @@ def test_wrong_type_fails_without_actions() -> None:
 
 
 def test_recreates_what_was_deleted_behind_our_back() -> None:
-    state = StreamState("orders", topic_owner=OwnerRecord(ME, False), group_owners={"billing": OwnerRecord(GROUP_OWNER, False)})
+    state = StreamState("orders", topic_owner=OwnerRecord(ME, False),
+                        group_owners={"billing": OwnerRecord(GROUP_OWNER, False)})
     plan = make_plan([topic()], [group()], {"orders": state})
     assert plan.topics[0].create_stream
     assert plan.topics[0].record == OwnerRecord(ME, True) and not plan.topics[0].record_is_new

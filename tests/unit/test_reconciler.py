@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from redistreams.controller.conditions import Outcome
-from redistreams.controller.runtime import build_status, status_changed
 from redistreams.controller.reconciler import Computed, Declared, Reconciler, _scrubbed
+from redistreams.controller.runtime import build_status, status_changed
 from redistreams.engine import Failure, Memory, Result
 
 

@@ -5,23 +5,17 @@ operator does not watch) next to the time until all are Ready (watched namespace
 writes per resource, the operator's RSS, and Redis round trips and API writes per idle
 resync. Asserts nothing about time.
 
-    python bench/operator.py [--topics 1000] [--groups 3] [--resync 10]
+    python -m bench.operator_burst [--topics 1000] [--groups 3] [--resync 10]
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file is named like the standard library's `operator`; keep its folder off the
-# import path before anything imports that module.
-if sys.path and sys.path[0].endswith("bench"):
-    del sys.path[0]
 
 import argparse
 import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,15 +24,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+from tests.support.controlplane import Cluster, ControlPlane, install_crds
+from tests.support.kube import API, operator_kubeconfig
+from tests.support.redis_server import RedisServer
 
-from controlplane import Cluster, ControlPlane, install_crds  # noqa: E402
-from redistreams.crds import generate  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
-from redistreams.controller.rbac import cluster_role  # noqa: E402
-
-API = "/apis/redistreams.dev/v1alpha1"
+from redistreams.crds import generate
 
 
 def objects(ns: str, topics: int, groups: int) -> list[tuple[str, dict]]:
@@ -64,7 +54,8 @@ def ready_count(cluster: Cluster, ns: str) -> int:
     count = 0
     for plural in ("topics", "consumergroups"):
         for item in cluster.get(f"{API}/namespaces/{ns}/{plural}").json["items"]:
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in item.get("status", {}).get("conditions", [])):
+            conditions = item.get("status", {}).get("conditions", [])
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                 count += 1
     return count
 
@@ -117,7 +108,8 @@ def api_writes_by_resource(cluster: Cluster) -> dict[str, int]:
             if verb:
                 resource = re.search(r'resource="([^"]*)"', line)
                 sub = re.search(r'subresource="([^"]*)"', line)
-                key = f"{verb.group(1)} {resource.group(1) if resource else '?'}" + (f"/{sub.group(1)}" if sub and sub.group(1) else "")
+                key = f"{verb.group(1)} {resource.group(1) if resource else '?'}"
+                key += f"/{sub.group(1)}" if sub and sub.group(1) else ""
                 out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
     return out
 
@@ -153,24 +145,17 @@ def main() -> None:
         install_crds(cluster, generate())
         redis = RedisServer().start()
         watched, unwatched = f"bench-{uuid.uuid4().hex[:6]}", f"store-{uuid.uuid4().hex[:6]}"
-        for ns in (watched, unwatched, "redistreams-system"):
+        for ns in (watched, unwatched):
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        cluster.post("/api/v1/namespaces/redistreams-system/serviceaccounts",
-                     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}})
-        cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", cluster_role("redistreams-bench"))
-        cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "redistreams-bench"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "redistreams-bench"},
-            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": "redistreams-system"}]})
-        kubeconfig = cluster.kubeconfig_for_token(cluster.create_token("redistreams-system", "operator"),
-                                                  Path(tmp) / "kubeconfig")
+        # As the chart's ServiceAccount, bound to exactly the ClusterRole the chart ships.
+        kubeconfig = operator_kubeconfig(cluster, Path(tmp) / "kubeconfig", system="redistreams-system")
         log_path = Path(tmp) / "operator.log"
         env = {**os.environ, "KUBECONFIG": kubeconfig}
         with open(log_path, "w") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched,
-                 "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0", "--resync-interval", f"{int(args.resync)}s",
+                 "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0",
+                 "--resync-interval", f"{int(args.resync)}s",
                  "--status-interval", f"{int(args.resync)}s",
                  "--log-format", "plain"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -1,9 +1,10 @@
-"""Shared by the pub/sub tests: run a coroutine with a deadline."""
+"""Coroutines with a deadline, for the pub/sub tests."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def run(factory: Callable[[], Awaitable[Any]], within: float = 60) -> Any:

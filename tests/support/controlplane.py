@@ -27,7 +27,9 @@ namespaces never finish deleting, no default ServiceAccounts, no Pods run.
 certificate) used by tests; ``Cluster.from_kubeconfig`` reads an existing
 cluster's kubeconfig instead (needs PyYAML for YAML files).
 
-Only the standard library is required.
+Only the standard library is required. Start one by hand (from the repository root)::
+
+    python -m tests.support.controlplane
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -53,8 +54,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from tests.support.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "control-plane.sh"
@@ -98,7 +102,7 @@ class ApiResponse:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
-    def raise_for_status(self) -> "ApiResponse":
+    def raise_for_status(self) -> ApiResponse:
         if not self.ok:
             raise ControlPlaneError(f"HTTP {self.status}: {self.text[:500]}")
         return self
@@ -217,7 +221,7 @@ class Cluster:
     @classmethod
     def from_kubeconfig(
         cls, path: str | os.PathLike[str] | None = None, context: str | None = None
-    ) -> "Cluster":
+    ) -> Cluster:
         """Read server, CA and credentials from a kubeconfig.
 
         ``path`` defaults to ``$KUBECONFIG`` (a ``:``-separated list is merged,
@@ -461,7 +465,7 @@ def _generate_pki_cryptography(d: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2)
 
     def pem_key(key: Any) -> bytes:
@@ -563,12 +567,6 @@ def _generate_pki_openssl(d: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         data = path.read_bytes()[-64 * 1024:]
@@ -644,7 +642,7 @@ class ControlPlane:
 
     # -- context manager ---------------------------------------------------
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         self.start()
         return self
 
@@ -653,7 +651,7 @@ class ControlPlane:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         if self._kas is not None:
             return self
         if not (self._kas_bin and self._etcd_bin):
@@ -925,7 +923,7 @@ def install_crds(cluster: Cluster, crds: list[dict[str, Any]]) -> dict[str, dict
         out[name]["conditions"] = wait_for(established, f"{name} Established")
         spec = crd["spec"]
         path = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
-        wait_for(lambda: cluster.get(path).status == 200, f"{name} served")  # discovery lags a little
+        wait_for(lambda path=path: cluster.get(path).status == 200, f"{name} served")  # discovery lags a little
     return out
 
 
