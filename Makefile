@@ -7,14 +7,13 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv control-plane helm test test-unit test-integration test-e2e run bench clean
+.PHONY: help setup system-deps venv control-plane helm lint generate check test test-unit test-integration \
+	test-e2e run bench clean
 
-help:
-	@echo "make run    - local Redis: apply examples/, the seed scenario; then the operator on a local control plane"
-	@echo "make test   - install everything and run the whole test suite"
-	@echo "make bench  - run the benchmarks in bench/"
+help: ## this list
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "make %-17s %s\n", $$1, $$2}'
 
-setup: system-deps venv
+setup: system-deps venv ## apt redis-server and the .venv
 
 # redis-server from Debian; tests start their own servers from this binary.
 system-deps:
@@ -26,7 +25,7 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## the .venv with the package (editable) and the test tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,33 +35,44 @@ $(VENV)/.installed: pyproject.toml
 
 # kube-apiserver and etcd built from the Go module proxy, cached outside the repo
 # (first build 10-25 minutes; then instant).
-control-plane:
+control-plane: ## kube-apiserver and etcd for the e2e tests
 	hack/control-plane.sh
 
 # helm, built the same way (first build 2-3 minutes).
-helm:
+helm: ## helm for the chart tests
 	hack/helm.sh
 
-test: setup control-plane helm
+lint: venv ## ruff and mypy, as configured in pyproject.toml
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/mypy
+
+generate: venv ## the CRDs from the model: crds/ and the chart's copy
+	$(BIN)/python -m redistreams.crds
+
+check: setup lint ## the fast loop: lint, unit and integration tests without the long sweeps
+	$(BIN)/pytest tests/unit tests/integration -m "not slow" -n 4 $(PYTEST_ARGS)
+
+test: setup control-plane helm ## everything: make check first, then the whole suite
+	$(MAKE) --no-print-directory check
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
-test-unit: venv
+test-unit: venv ## unit tests only
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup ## integration tests only (real redis-server)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup control-plane helm
+test-e2e: setup control-plane helm ## e2e only (real kube-apiserver; KUBECONFIG with REDISTREAMS_E2E_USE_KUBECONFIG=1)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-run: setup control-plane
-	$(BIN)/python hack/demo.py
+run: setup control-plane ## local Redis: apply examples/, the seed scenario; then the operator
+	$(BIN)/python -m hack.demo
 
-bench: setup control-plane
-	$(BIN)/python bench/apply.py
-	$(BIN)/python bench/operator.py
-	$(BIN)/python bench/pubsub.py
-	$(BIN)/python bench/observe.py
+bench: setup control-plane ## the benchmarks in bench/, each beside its baseline
+	$(BIN)/python -m bench.apply
+	$(BIN)/python -m bench.operator_burst
+	$(BIN)/python -m bench.pubsub
+	$(BIN)/python -m bench.observe
 
-clean:
+clean: ## remove the .venv and build output
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info

@@ -15,13 +15,12 @@ import resource
 import time
 from pathlib import Path
 
-from tests.support.redis_server import RedisServer
-
 from redistreams.connection import RedisTarget
 from redistreams.engine import Engine, intents_from
 from redistreams.engine.ownership import OwnerRecord, group_field, topic_field
 from redistreams.engine.scripts import INIT_GROUP
 from redistreams.manifests import load
+from tests.support.redis_server import RedisServer
 
 
 def manifests(path: Path, topics: int, groups: int) -> None:

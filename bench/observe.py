@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from tests.support.redis_server import RedisServer
-
 from redistreams.controller.samples import stream_rows
 from redistreams.engine import Engine
 from redistreams.engine.ownership import topic_field
+from tests.support.redis_server import RedisServer
 
 
 def populate(r, streams: int, groups: int) -> list[str]:

@@ -24,11 +24,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from redistreams.crds import generate
 from tests.support.controlplane import Cluster, ControlPlane, install_crds
 from tests.support.kube import API, operator_kubeconfig
 from tests.support.redis_server import RedisServer
-
-from redistreams.crds import generate
 
 
 def objects(ns: str, topics: int, groups: int) -> list[tuple[str, dict]]:

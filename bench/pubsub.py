@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 
 import redis
-from tests.support.goclient import GoBuildError, GoClient, build_go_client
-from tests.support.redis_server import RedisServer
 
 from redistreams.pubsub import Message, open_subscription, open_topic, sync
+from tests.support.goclient import GoBuildError, GoClient, build_go_client
+from tests.support.redis_server import RedisServer
 
 BATCH = 200
 METADATA = {"k": "v"}

@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from redistreams.pubsub import Message, sync
 from tests.support.controlplane import ControlPlane  # the test suite's launchers
 from tests.support.redis_server import RedisServer
-
-from redistreams.pubsub import Message, sync
 
 ROOT = Path(__file__).resolve().parent.parent
 
