@@ -182,7 +182,7 @@ def test_a_restarted_consumer_gets_its_unacknowledged_messages_first(url: str, r
         crashed._closed = True
         await crashed._read.close()
         await crashed._control.close()
-        from redistreams.pubsub import aio
+        from redistreams.pubsub import subscriber as aio
         aio._in_use.discard(crashed._key)
         async with await open_topic("redis://work") as topic:
             await topic.send(b"4")

@@ -14,23 +14,21 @@ Blocking code uses ``redistreams.pubsub.sync`` with the same names; ``peek`` rea
 stream without a group (debugging).
 """
 
-from .aio import (
+from .deadletter import DeadLetter
+from .messages import (
     AcknowledgeError,
     ConsumerInUseError,
-    DeadLetter,
     DeadLetterError,
     GroupDeletedError,
     Message,
     PublishError,
     PubSubError,
     ReceivedMessage,
-    Subscription,
     SubscriptionClosed,
-    Topic,
-    open_subscription,
-    open_topic,
 )
 from .peek import peek
+from .publisher import Topic, open_topic
+from .subscriber import Subscription, open_subscription
 from .urls import URLError, parse_go_duration, parse_subscription_url, parse_topic_url
 from .wire import encode_headers
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..connection import RedisTarget, default_url
 from ..printable import wire
-from .aio import ReceivedMessage
+from .messages import ReceivedMessage
 from .wire import decode_fields
 
 BATCH = 100  # entries per XREAD

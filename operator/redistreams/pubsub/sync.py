@@ -12,8 +12,8 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
-from . import aio
-from .aio import Message, ReceivedMessage, SubscriptionClosed
+from . import publisher, subscriber
+from .messages import DeadLetterError, Message, ReceivedMessage, SubscriptionClosed
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class Topic:
-    def __init__(self, topic: aio.Topic) -> None:
+    def __init__(self, topic: publisher.Topic) -> None:
         self._topic = topic
         self.stream = topic.stream
 
@@ -58,7 +58,7 @@ class Topic:
 
 
 class Subscription:
-    def __init__(self, subscription: aio.Subscription) -> None:
+    def __init__(self, subscription: subscriber.Subscription) -> None:
         self._subscription = subscription
         self.stream, self.group, self.consumer = subscription.stream, subscription.group, subscription.consumer
 
@@ -67,7 +67,7 @@ class Subscription:
         return dict(self._subscription.stats)
 
     @property
-    def dead_letter_error(self) -> aio.DeadLetterError | None:
+    def dead_letter_error(self) -> DeadLetterError | None:
         return self._subscription.dead_letter_error
 
     def receive(self, timeout: float | None = None) -> ReceivedMessage:
@@ -83,11 +83,11 @@ class Subscription:
         self._subscription.nack(*messages)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Bounded like ``aio.Subscription.flush`` (TimeoutError, AcknowledgeError)."""
+        """Bounded like ``redistreams.pubsub.Subscription.flush`` (TimeoutError, AcknowledgeError)."""
         _run(self._subscription.flush(timeout))
 
     def shutdown(self, timeout: float | None = None) -> list[str]:
-        """Bounded like ``aio.Subscription.shutdown``; returns the IDs whose ack or nack
+        """Bounded like ``redistreams.pubsub.Subscription.shutdown``; returns the IDs whose ack or nack
         Redis did not confirm (they stay pending and are delivered again)."""
         return _run(self._subscription.shutdown(timeout))
 
@@ -106,10 +106,10 @@ class Subscription:
 
 
 def open_topic(url: str, **options: Any) -> Topic:
-    """Blocking ``aio.open_topic``; same URL and options."""
-    return Topic(_run(aio.open_topic(url, **options)))
+    """Blocking ``redistreams.pubsub.open_topic``; same URL and options."""
+    return Topic(_run(publisher.open_topic(url, **options)))
 
 
 def open_subscription(url: str, **options: Any) -> Subscription:
-    """Blocking ``aio.open_subscription``; same URL and options."""
-    return Subscription(_run(aio.open_subscription(url, **options)))
+    """Blocking ``redistreams.pubsub.open_subscription``; same URL and options."""
+    return Subscription(_run(subscriber.open_subscription(url, **options)))

@@ -1,0 +1,234 @@
+"""Acknowledgements, nacks and leases of one subscription.
+
+Acks, nacks and moves of malformed entries are queued and sent in batches on the
+subscription's second connection, so they never wait behind a blocking read. Entries
+handed out and not acknowledged yet, and those whose ack Redis has not confirmed, are
+leased: their idle time is reset before ``autoclaim`` would let another consumer take
+them. When Redis refuses any of this (NOPERM…), ``failure`` says so and receiving stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from redis.exceptions import ResponseError
+
+from .deadletter import DeadLettering
+from .link import TRANSIENT, Command, Link
+from .messages import MAX_TRIP, AcknowledgeError, Throttled, backoff, log
+from .resets import group_gone
+from .urls import SubscriptionURL
+
+# Nacked entries get this idle time so any consumer's reclaim takes them at once,
+# including Go consumers with the driver's default of 30 minutes.
+_NACK_IDLE_MS = 30 * 60 * 1000
+
+# Told, once Redis confirmed a batch, which acks, nacks and moves it held.
+Confirmed = Callable[[list[str], list[str], list[str]], None]
+
+
+class Acks:
+    """What one consumer owes Redis, sent on ``link`` from the subscription's event loop.
+
+    ``on_confirmed`` hears of every batch Redis answered; ``dead_lettering`` moves the
+    malformed entries queued with ``queue_moves``.
+    """
+
+    def __init__(self, link: Link, spec: SubscriptionURL, *, name: str, stats: Counter[str], autoclaim_ms: int,
+                 renew_after: float, dead_lettering: DeadLettering | None, on_confirmed: Confirmed) -> None:
+        self.stream, self.group, self.consumer = spec.stream, spec.group, spec.consumer
+        self.stats = stats
+        self.failure: AcknowledgeError | None = None  # once Redis refused any: raised by receive and flush
+        self._link = link
+        self._name = name
+        self._autoclaim_ms = autoclaim_ms
+        self._renew_after = renew_after
+        self._dead_lettering = dead_lettering
+        self._on_confirmed = on_confirmed
+        self._outstanding: dict[str, float] = {}  # delivered, not yet acknowledged -> lease taken
+        self._acking: dict[str, float] = {}  # acknowledged, not yet confirmed by Redis -> lease taken
+        self._refused: dict[str, None] = {}  # acks and nacks Redis refused (in order): still pending
+        self._acks: list[str] = []
+        self._nacks: list[str] = []
+        self._malformed: list[str] = []  # entries to move to the dead-letter stream
+        self._task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._refusal_log = Throttled()
+        self._loop = asyncio.get_running_loop()
+
+    # -- what is held ----------------------------------------------------------------
+
+    def lease(self, entry_id: str, since: float) -> None:
+        """An entry handed out: its lease is renewed until it is acknowledged."""
+        self._outstanding[entry_id] = since
+
+    def held(self) -> set[str]:
+        """Handed out and not acknowledged, or with an ack, nack or move queued or in flight."""
+        held = set(self._outstanding)
+        held.update(self._acks, self._nacks, self._malformed)
+        return held
+
+    @property
+    def waiting(self) -> int:
+        """Acks and nacks not confirmed by Redis yet."""
+        return len(self._acks) + len(self._nacks)
+
+    # -- queueing --------------------------------------------------------------------
+
+    def ack(self, ids: list[str]) -> None:
+        for entry_id in ids:
+            since = self._outstanding.pop(entry_id, None)
+            if since is not None:
+                # The lease is renewed until Redis confirms the ack: another consumer must
+                # not reclaim, and handle again, an entry whose ack is only slow.
+                self._acking[entry_id] = since
+        self.stats["acked"] += len(ids)
+        self.queue_acks(ids)
+
+    def nack(self, ids: list[str]) -> None:
+        for entry_id in ids:
+            self._outstanding.pop(entry_id, None)
+        self.stats["nacked"] += len(ids)
+        self._nacks.extend(ids)
+        self._kick()
+
+    def queue_acks(self, ids: list[str]) -> None:
+        self._acks.extend(ids)
+        self._kick()
+
+    def queue_moves(self, ids: list[str]) -> None:
+        """Entries not in the driver's format, for the dead-letter stream."""
+        self._malformed.extend(ids)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._task is None:
+            self._task = self._loop.create_task(self._flush())
+
+    async def settled(self) -> None:
+        """Wait until everything queued so far was answered by Redis."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        attempt = 0
+        try:
+            while self._acks or self._nacks or self._malformed:
+                acks, nacks, malformed = self._acks[:MAX_TRIP], self._nacks[:MAX_TRIP], self._malformed[:MAX_TRIP]
+                commands: list[Command] = []
+                sent: list[tuple[str, str, list[str]]] = []  # command, what it does, its IDs
+                if acks:
+                    commands.append(("XACK", self.stream, self.group, *acks))
+                    sent.append(("XACK", f"acknowledging {len(acks)} entries", acks))
+                if nacks:
+                    commands.append(("XCLAIM", self.stream, self.group, self.consumer, 0, *nacks,
+                                     "IDLE", max(_NACK_IDLE_MS, self._autoclaim_ms), "JUSTID"))
+                    sent.append(("XCLAIM", f"nacking {len(nacks)} entries", nacks))
+                try:
+                    try:
+                        replies = await self._link.call(commands)
+                    except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
+                        replies = [exc] * len(commands)
+                    if malformed:
+                        assert self._dead_lettering is not None
+                        await self._dead_lettering.move_malformed(self._link, malformed)
+                except TRANSIENT as exc:
+                    log.warning("subscription %s: acknowledging: %s; retrying", self._name, exc)
+                    await backoff(attempt)
+                    attempt += 1
+                    continue
+                attempt = 0
+                for (command, purpose, ids), reply in zip(sent, replies):
+                    if isinstance(reply, ResponseError):
+                        self._refusal(command, purpose, ids, reply, unconfirmed=True)
+                del self._acks[:len(acks)], self._nacks[:len(nacks)], self._malformed[:len(malformed)]
+                for entry_id in acks:
+                    self._acking.pop(entry_id, None)
+                self._on_confirmed(acks, nacks, malformed)
+        finally:
+            self._task = None
+
+    def _refusal(self, command: str, purpose: str, ids: list[str], error: ResponseError, *,
+                 unconfirmed: bool) -> None:
+        """Redis refused an ack, nack or lease renewal. With the group gone there is nothing
+        to settle (reading deals with it). Otherwise (NOPERM…) the entries stay pending and
+        are delivered again, and receiving stops: every message handed out from then on
+        would come back too."""
+        text = str(error)
+        if group_gone(text):
+            log.debug("subscription %s: %s: %s", self._name, purpose, text)
+            return
+        for entry_id in ids:
+            self._acking.pop(entry_id, None)
+        refused = [entry_id for entry_id in ids if entry_id not in self._refused] if unconfirmed else []
+        self._refused.update(dict.fromkeys(refused))
+        if self.failure is None:
+            self.failure = AcknowledgeError(
+                f"subscription {self._name}: Redis refused {command} ({purpose}): {text}. Those entries stay pending "
+                f"and are delivered again (to this consumer name when it reopens, or to another consumer after "
+                f"autoclaim); receiving stops: grant the command and reopen the subscription", command, [])
+        self.failure.ids.extend(refused)
+        self._refusal_log.error("subscription %s: Redis refused %s (%s): %s", self._name, command, purpose, text)
+
+    # -- leases ----------------------------------------------------------------------
+
+    def start_renewing(self) -> None:
+        self._renew_task = asyncio.create_task(self._renew_leases())
+
+    def stop_renewing(self) -> None:
+        if self._renew_task is not None:
+            self._renew_task.cancel()
+
+    async def _renew_leases(self) -> None:
+        """Keep messages a slow handler still holds, and those whose ack Redis has not
+        confirmed yet, from being reclaimed by other consumers."""
+        min_idle_ms = int(self._renew_after * 1000)
+        while True:
+            await asyncio.sleep(self._renew_after / 2)
+            cutoff = time.monotonic() - self._renew_after
+            stale = [entry_id for entry_id, since in self._outstanding.items() if since <= cutoff]
+            stale += [entry_id for entry_id, since in self._acking.items() if since <= cutoff]
+            if not stale:
+                continue
+            try:
+                for start in range(0, len(stale), MAX_TRIP):
+                    chunk = stale[start:start + MAX_TRIP]
+                    (reply,) = await self._link.call([("XCLAIM", self.stream, self.group, self.consumer,
+                                                       min_idle_ms, *chunk, "JUSTID")])
+                    if isinstance(reply, ResponseError):
+                        raise reply
+            except TRANSIENT as exc:
+                log.warning("subscription %s: renewing leases: %s", self._name, exc)
+                continue
+            except ResponseError as exc:
+                self._refusal("XCLAIM", f"renewing the leases of {len(stale)} entries", stale, exc, unconfirmed=False)
+                if group_gone(str(exc)):
+                    continue
+                return  # refused: asking again every tick would change nothing
+            now = time.monotonic()
+            for entry_id in stale:
+                for leases in (self._outstanding, self._acking):
+                    if entry_id in leases:
+                        leases[entry_id] = now
+            self.stats["leases_renewed"] += len(stale)
+
+    # -- closing ---------------------------------------------------------------------
+
+    async def abandon(self) -> list[str]:
+        """Stop sending acks and nacks; returns the IDs not confirmed by Redis (refused or unsent)."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        unsent = list(dict.fromkeys([*self._refused, *self._acks, *self._nacks]))
+        self._acks.clear()
+        self._nacks.clear()
+        self._malformed.clear()  # still pending: moved when next claimed
+        self._acking.clear()
+        self._refused.clear()
+        return unsent

@@ -1,0 +1,182 @@
+"""What publishers and subscribers share: messages, errors and a few helpers.
+
+The bottom of the client: imports nothing above it, so ``publisher``, ``subscriber`` and
+the subscriber's parts (``acks``, ``deadletter``, ``resets``) all build on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.asyncio as aredis
+
+from ..connection import redact
+from .link import make_pool, pool_like
+from .wire import encode_body
+
+log = logging.getLogger("redistreams.pubsub")
+
+MAX_TRIP = 1000  # commands or IDs per round trip
+
+
+class PubSubError(Exception):
+    """Opening, publishing or subscribing failed for a reason retrying will not fix."""
+
+
+class PublishError(PubSubError):
+    """Some messages of a batch were not stored; ``ids`` has None where a send failed."""
+
+    def __init__(self, message: str, ids: list[str | None]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class ConsumerInUseError(PubSubError):
+    pass
+
+
+class SubscriptionClosed(PubSubError):
+    pass
+
+
+class GroupDeletedError(PubSubError):
+    """The consumer group was deleted while its stream kept its history (``XGROUP
+    DESTROY``, a group removed by redistreams). Not re-created: that would replay every
+    entry the group had already acknowledged. Raised by ``receive`` from then on."""
+
+    def __init__(self, message: str, stream: str, group: str) -> None:
+        super().__init__(message)
+        self.stream, self.group = stream, group
+
+
+class AcknowledgeError(PubSubError):
+    """Redis refused acknowledgements, nacks or lease renewals (e.g. the ACL user lacks
+    XACK or XCLAIM). The entries concerned stay pending and are delivered again; ``ids``
+    lists those whose ack or nack was refused. Raised by ``receive`` and ``flush`` from
+    then on: handing out messages that cannot be acknowledged would only multiply
+    redeliveries. Grant the command and reopen the subscription."""
+
+    def __init__(self, message: str, command: str, ids: list[str]) -> None:
+        super().__init__(message)
+        self.command, self.ids = command, ids
+
+
+class DeadLetterError(PubSubError):
+    """Entries could not be copied to the dead-letter stream; they stay pending.
+
+    ``ids`` maps each entry ID to Redis' error (e.g. no XADD permission, a dead-letter
+    key holding another type). Kept in ``Subscription.dead_letter_error`` until a later
+    move succeeds; receiving goes on meanwhile.
+    """
+
+    def __init__(self, message: str, stream: str, ids: dict[str, str]) -> None:
+        super().__init__(message)
+        self.stream, self.ids = stream, ids
+
+
+@dataclass(slots=True)
+class Message:
+    """A message: raw body bytes and string metadata (the Go driver's ``headers``)."""
+
+    body: bytes
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if type(self.body) is not bytes:
+            self.body = encode_body(self.body)
+        if type(self.metadata) is not dict:
+            self.metadata = dict(self.metadata or {})
+
+
+class Acknowledger(Protocol):
+    """What a received message needs from the subscription that delivered it."""
+
+    def ack(self, *messages: ReceivedMessage | str) -> None: ...
+
+    def nack(self, *messages: ReceivedMessage | str) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class ReceivedMessage(Message):
+    """A delivered message; acknowledge it (or nack it) through its subscription."""
+
+    id: str = ""
+    redelivered: bool = False  # taken from a pending list rather than read new
+    problem: str | None = None  # set when the entry was not in the driver's format
+    subscription: Acknowledger | None = field(default=None, repr=False)
+
+    def ack(self) -> None:
+        assert self.subscription is not None
+        self.subscription.ack(self)
+
+    def nack(self) -> None:
+        assert self.subscription is not None
+        self.subscription.nack(self)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def _redis_url(explicit: str | None, what: str, url: str) -> str:
+    value = explicit or os.environ.get("REDIS_URL")
+    if not value:
+        raise PubSubError(f"open {what} {redact(url)}: REDIS_URL environment variable not set")
+    return value
+
+
+def pool_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> aredis.ConnectionPool:
+    """A pool to ``client``'s server, else to ``redis_url`` (default ``REDIS_URL``)."""
+    if client is not None:
+        return pool_like(client.connection_pool.connection_class, client.connection_pool.connection_kwargs)
+    return make_pool(_redis_url(redis_url, what, url))
+
+
+async def backoff(attempt: int) -> None:
+    await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+
+
+_ERROR_LOG_INTERVAL = 60.0  # seconds between two logs of one recurring failure
+
+
+class Throttled:
+    """Logs a recurring failure at most once per interval, so a permanent
+    misconfiguration reports itself without flooding the logs."""
+
+    def __init__(self, interval: float = _ERROR_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._quiet = 0
+
+    def error(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._quiet += 1
+            return
+        if self._quiet:
+            message, args = message + " (%d more failures since the last report)", (*args, self._quiet)
+        log.error(message, *args)
+        self._quiet, self._next = 0, now + self.interval
+
+
+def id_key(entry_id: str | bytes) -> tuple[int, int]:
+    """An entry ID as a comparable pair."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def id_text(key: tuple[int, int]) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def format_ids(ids: list[Any], limit: int = 5) -> str:
+    """The first IDs of a list, for a log line."""
+    shown = ", ".join(i.decode() if isinstance(i, bytes) else str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
