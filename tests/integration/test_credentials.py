@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from redistreams.connection import ConnectionConfigError
-from redistreams.controller.reconciler import Declared, Reconciler
+from redistreams.controller.objects import Declared
+from redistreams.controller.reconciler import Reconciler
 from redistreams.pubsub import sync
 from tests.support.redis_server import RedisServer
 

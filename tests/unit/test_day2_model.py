@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from redistreams.controller.reconciler import _day2_fields
+from redistreams.controller.status import day2_fields
 from redistreams.engine.apply import Result
 from redistreams.engine.intents import GroupIntent, Owner, ResetIntent, TopicIntent, group_intent
 from redistreams.engine.ownership import OwnerRecord, ResetRecord
@@ -161,32 +161,32 @@ def test_status_fields_are_bounded_and_stable() -> None:
     kept = [ConsumerState(f"w-{i}", 3, idle_ms=(30 + i) * HOUR) for i in range(12)]
     kept += [ConsumerState("x" * 300, 1, idle_ms=HOUR)]
     _, gp = plan_for(group(cleanup_idle_ms=HOUR, reset=reset()), state())
-    first = _day2_fields(gp, result(consumers_removed=[f"old-{i}" for i in range(15)], consumers_kept=kept,
-                                    reset=ResetRecord("t1", "0", "0-0", "2026-11-27T09:00:00Z")), {})
+    first = day2_fields(gp, result(consumers_removed=[f"old-{i}" for i in range(15)], consumers_kept=kept,
+                                   reset=ResetRecord("t1", "0", "0-0", "2026-11-27T09:00:00Z")), {})
     assert first["lastReset"] == {"token": "t1", "to": "0", "id": "0-0", "at": "2026-11-27T09:00:00Z"}
     cleanup = first["consumerCleanup"]
     assert cleanup["removed"] == 15 and len(cleanup["lastRemoved"]) == 10 and cleanup["lastRemovedTime"]
     assert cleanup["retainedCount"] == 13 and len(cleanup["retained"]) == 10
     assert cleanup["retained"][0] == {"name": "w-0", "pending": 3, "idleSince": "1970-01-03T22:00:00Z"}
     # The next pass, nothing removed: the figures and the idle times read the same.
-    again = _day2_fields(gp, result(consumers_kept=kept), {"consumerCleanup": cleanup})
+    again = day2_fields(gp, result(consumers_kept=kept), {"consumerCleanup": cleanup})
     assert again["consumerCleanup"] == cleanup
-    more = _day2_fields(gp, result(consumers_removed=["y"]), {"consumerCleanup": cleanup})
+    more = day2_fields(gp, result(consumers_removed=["y"]), {"consumerCleanup": cleanup})
     assert more["consumerCleanup"]["removed"] == 16 and more["consumerCleanup"]["lastRemoved"] == ["y"]
-    long_name = _day2_fields(gp, result(consumers_kept=kept[-1:]), {})["consumerCleanup"]["retained"][0]["name"]
+    long_name = day2_fields(gp, result(consumers_kept=kept[-1:]), {})["consumerCleanup"]["retained"][0]["name"]
     assert len(long_name) == 257 and long_name.endswith("…")
     # Cleanup switched off: the old figures are removed from status (merge patch null).
     _, plain = plan_for(group(), state())
-    assert _day2_fields(plain, result(), {"consumerCleanup": cleanup}) == {"consumerCleanup": None}
-    assert _day2_fields(plain, result(), {}) == {}
+    assert day2_fields(plain, result(), {"consumerCleanup": cleanup}) == {"consumerCleanup": None}
+    assert day2_fields(plain, result(), {}) == {}
 
 
 def test_status_fields_fit_the_status_model() -> None:
     from redistreams.model import ConsumerGroupStatus
 
     _, gp = plan_for(group(cleanup_idle_ms=HOUR), state())
-    fields = _day2_fields(gp, result(consumers_removed=["a"], consumers_kept=[ConsumerState("b", 2, idle_ms=HOUR)],
-                                     reset=ResetRecord("t1", "$", "5-0", "2026-11-27T09:00:00Z")), {})
+    fields = day2_fields(gp, result(consumers_removed=["a"], consumers_kept=[ConsumerState("b", 2, idle_ms=HOUR)],
+                                    reset=ResetRecord("t1", "$", "5-0", "2026-11-27T09:00:00Z")), {})
     status = ConsumerGroupStatus.model_validate(fields)
     assert status.lastReset is not None and status.lastReset.id == "5-0"
     assert status.consumerCleanup is not None and status.consumerCleanup.retained[0].pending == 2

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from redistreams.controller.conditions import Outcome
-from redistreams.controller.reconciler import Computed, Declared, Reconciler, _scrubbed
+from redistreams.controller.objects import Declared
+from redistreams.controller.reconciler import Reconciler
 from redistreams.controller.runtime import build_status, status_changed
+from redistreams.controller.status import Computed, scrubbed
 from redistreams.engine import Failure, Memory, Result
 
 
@@ -47,7 +49,7 @@ def test_results_of_a_secret_connection_never_show_its_value() -> None:
                       "Error 111 connecting to redis-a.team-b.svc:6390. Connection refused.")
     result = Result("topic/orders", "Topic", "ns", "orders", "orders", failure=failure,
                     details=["on redis-a.team-b.svc"])
-    computed = _scrubbed(Computed(Outcome(False, failure.reason, failure.message), result=result), url)
+    computed = scrubbed(Computed(Outcome(False, failure.reason, failure.message), result=result), url)
     for text in (computed.outcome.message, computed.result.failure.message, *computed.result.details):
         assert "redis-a" not in text and "6390" not in text and "hunter22" not in text
     assert 'Secret "ns/s" key "url"' in computed.outcome.message

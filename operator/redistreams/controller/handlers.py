@@ -21,9 +21,10 @@ from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION, STATUS_LIST_MAX
 from ..printable import printable
 from .kube import KubeAPI
+from .objects import SKIP_CLEANUP_ANNOTATION, Declared
 from .observation import observe_loop
 from .queue import request_reconcile, spawn
-from .reconciler import SKIP_CLEANUP_ANNOTATION, Declared, Reconciler
+from .reconciler import Reconciler
 from .resync import resync_loop
 from .runtime import PLURALS, OperatorConfig, State, patch_status
 

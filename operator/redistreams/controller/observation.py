@@ -34,8 +34,9 @@ from ..engine.retention import PENDING
 from ..model import Topic
 from ..printable import printable
 from ..units import rfc3339
+from .objects import Declared, Key
 from .queue import request_reconcile
-from .reconciler import Declared, Key, Reconciler, Source
+from .reconciler import Reconciler, Source
 from .runtime import OperatorConfig, RetentionMemo, State, patch_status
 from .samples import ready_rows, stream_rows
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import metrics
 from .conditions import TOPIC_NOT_FOUND
-from .reconciler import Declared, Key
+from .objects import Declared, Key
 from .runtime import State, write_status
 
 log = logging.getLogger("redistreams.operator")

@@ -1,89 +1,31 @@
-"""From Kubernetes objects to engine batches and back to status.
+"""From Kubernetes objects to engine batches, and deletion.
 
 Handlers and the periodic resync both go through ``Reconciler.run``: resources are
 grouped by Redis connection and each group is one engine batch (a bounded number of
-pipelined round trips), run in a worker thread so the event loop stays free.
+pipelined round trips), run in a worker thread so the event loop stays free. What a
+result becomes in status is status.py's; the objects themselves are objects.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
 from .. import DEFAULT_REGISTRY_KEY, metrics
-from ..connection import ConnectionConfigError, RedisTarget, redact, secret_parts
+from ..connection import ConnectionConfigError, RedisTarget
 from ..engine import Engine, Memory, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
-from ..engine.ownership import ENTRY_ID
-from ..engine.plan import GroupPlan, TopicPlan, consumer_idle_ms
-from ..engine.state import ConsumerState
 from ..manifests import describe_validation_error
-from ..model import CONSUMER_NAME_MAX, STATUS_LIST_MAX, ConsumerGroup, Topic
-from ..units import from_ms, rfc3339
-from .conditions import (
-    GROUP_READY,
-    INVALID_SPEC,
-    SECRET_NOT_FOUND,
-    STREAM_READY,
-    TOPIC_NOT_FOUND,
-    Outcome,
-)
+from ..model import ConsumerGroup, Topic
+from .conditions import INVALID_SPEC, SECRET_NOT_FOUND, TOPIC_NOT_FOUND, Outcome
 from .kube import KubeAPI
+from .objects import SKIP_CLEANUP_ANNOTATION, Declared, Key, ObjectCache
+from .status import Computed, day2_fields, group_fields, group_outcome, scrubbed, topic_fields, topic_outcome
 
 log = logging.getLogger("redistreams.operator")
-
-PAUSED_ANNOTATION = "redistreams.dev/paused"
-SKIP_CLEANUP_ANNOTATION = "redistreams.dev/skip-cleanup"
-
-Key = tuple[str, str, str]  # (kind, namespace, name)
-
-
-@dataclass
-class Declared:
-    """The latest body of one of our objects, as the watch delivered it."""
-
-    kind: str
-    body: dict[str, Any]
-
-    @property
-    def key(self) -> Key:
-        meta = self.body["metadata"]
-        return (self.kind, meta.get("namespace") or "default", meta["name"])
-
-    @property
-    def status(self) -> dict[str, Any]:
-        return self.body.get("status") or {}
-
-    @property
-    def generation(self) -> int | None:
-        generation: int | None = self.body["metadata"].get("generation")  # the API server's integer
-        return generation
-
-    @property
-    def paused(self) -> bool:
-        return (self.body["metadata"].get("annotations") or {}).get(PAUSED_ANNOTATION) == "true"
-
-    def memory(self) -> Memory | None:
-        """What status remembers: the registry epoch it was reconciled against and, for a
-        group with nothing pending, a position from which re-creating it loses nothing."""
-        epoch = self.status.get("registryEpoch")
-        if not isinstance(epoch, str):
-            return None
-        last = self.status.get("lastDeliveredId")
-        safe = self.status.get("pending") == 0 and isinstance(last, str) and ENTRY_ID.fullmatch(last)
-        return Memory(epoch, last if safe else None)
-
-    def model(self) -> Topic | ConsumerGroup:
-        data = {k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.body}
-        meta = data["metadata"]
-        data["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
-        return (Topic if self.kind == "Topic" else ConsumerGroup).model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -96,77 +38,23 @@ class Source:
     secret: str | None = None
 
 
-@dataclass
-class Computed:
-    """What a reconcile produced for one resource: conditions input and status fields."""
+class Reconciler(ObjectCache):
+    """The object cache (objects.py), the engines of each connection, and the reconcile
+    and delete passes over them."""
 
-    outcome: Outcome
-    fields: dict[str, Any] = field(default_factory=dict)
-    result: Result | None = None
-    reset: str | None = None  # Redis lost data we had made: why (and what came back from 0)
-    drift: bool = False  # something we had made was deleted behind our back and is back
-
-
-class Reconciler:
     def __init__(self, *, cluster_id: str, default_url: str, kube: KubeAPI | None = None,
                  registry_key: str = DEFAULT_REGISTRY_KEY) -> None:
+        super().__init__()
         self.cluster_id = cluster_id
         self.default_url = default_url
         self.kube = kube
         self.registry_key = registry_key
-        self.objects: dict[Key, Declared] = {}
-        self._groups_by_topic: dict[Key, set[Key]] = {}
         self._engines: dict[Source, Engine] = {}
         self.lock = asyncio.Lock()  # one engine pass at a time keeps Redis traffic ordered
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self.linger = 0.05
         self.trim_on_apply = True  # False when the observation loop applies retention
-
-    # -- the watch feeds this -------------------------------------------------------
-
-    def remember(self, kind: str, body: Mapping[str, Any]) -> Declared:
-        """Keeps only what reconciling needs: managedFields and others' annotations
-        (last-applied-configuration…) would triple the memory per object."""
-        meta = body["metadata"]
-        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("redistreams.dev/")}
-        slim = {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {k: meta[k] for k in ("name", "namespace", "generation", "uid", "deletionTimestamp")
-                         if k in meta} | ({"annotations": annotations} if annotations else {}),
-            "spec": body.get("spec") or {},
-            "status": body.get("status") or {},
-        }
-        declared = Declared(kind, slim)
-        self.forget(kind, *declared.key[1:])
-        self.objects[declared.key] = declared
-        if kind == "ConsumerGroup":
-            self._groups_by_topic.setdefault(self._topic_key(declared), set()).add(declared.key)
-        return declared
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        gone = self.objects.pop((kind, namespace, name), None)
-        if gone is not None and kind == "ConsumerGroup":
-            members = self._groups_by_topic.get(self._topic_key(gone))
-            if members is not None:
-                members.discard(gone.key)
-                if not members:
-                    del self._groups_by_topic[self._topic_key(gone)]
-
-    @staticmethod
-    def _topic_key(group: Declared) -> Key:
-        return ("Topic", group.key[1], ((group.body.get("spec") or {}).get("topicRef") or {}).get("name") or "")
-
-    def groups_of(self, topic: Key) -> list[Declared]:
-        """The ConsumerGroups that name this Topic (an index: a burst of Topics must not
-        scan every object each)."""
-        return [self.objects[k] for k in self._groups_by_topic.get(topic, ()) if k in self.objects]
-
-    def topic_of(self, group: Declared) -> Declared | None:
-        spec = group.body.get("spec") or {}
-        name = (spec.get("topicRef") or {}).get("name")
-        return self.objects.get(("Topic", group.key[1], name)) if name else None
 
     # -- connections ----------------------------------------------------------------
 
@@ -337,7 +225,7 @@ class Reconciler:
                                   f"reconcile failed: {type(exc).__name__}; see the operator log")
                 batch = {key: Computed(failure) for key in batch_keys}
             if source.secret:
-                batch = {key: _scrubbed(c, source.url) for key, c in batch.items()}
+                batch = {key: scrubbed(c, source.url) for key, c in batch.items()}
             computed.update(batch)
             metrics.REDIS_ROUND_TRIPS.inc(engine.stats.round_trips - trips)
             metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
@@ -361,14 +249,14 @@ class Reconciler:
             if g.create_at is not None:
                 created_groups.setdefault(g.intent.stream, set()).add(g.intent.group)
         for (key, _), tplan, result in zip(topics, plan.topics, results[: len(topics)]):
-            out[key] = Computed(_topic_outcome(result, engine.target),
-                                _topic_fields(tplan, result, created_groups.get(tplan.intent.stream, set())),
+            out[key] = Computed(topic_outcome(result, engine.target),
+                                topic_fields(tplan, result, created_groups.get(tplan.intent.stream, set())),
                                 result, reset=tplan.lost,
                                 drift=tplan.create_stream and tplan.state.topic_owner is not None)
         for (key, _, _), gplan, result in zip(groups, plan.groups, results[len(topics):]):
             declared = self.objects.get(key)  # may be forgotten meanwhile (deleted)
-            fields = _group_fields(gplan, result) | _day2_fields(gplan, result, declared.status if declared else {})
-            out[key] = Computed(_group_outcome(result), fields, result,
+            fields = group_fields(gplan, result) | day2_fields(gplan, result, declared.status if declared else {})
+            out[key] = Computed(group_outcome(result), fields, result,
                                 reset=gplan.lost if gplan.redis_lost and result.ok else None,
                                 drift=gplan.create_at is not None and gplan.intent.group in gplan.state.group_owners)
         return out
@@ -435,116 +323,3 @@ def _deleting(group: Declared) -> bool:
 
 def _validation_message(exc: ValidationError) -> str:
     return "; ".join(describe_validation_error(e) for e in exc.errors())
-
-
-def _scrubbed(computed: Computed, url: str) -> Computed:
-    """A result of a Secret's connection without any part of the Secret's value: Redis'
-    own texts ("Error connecting to <host>:<port>") would show its host to anyone who
-    can read status or Events, including a tenant pointing secretRef at a Secret that is
-    not theirs."""
-    parts = secret_parts(url)
-    if not parts:
-        return computed
-
-    def clean(text: str) -> str:
-        for part in parts:
-            text = text.replace(part, "***")
-        return text
-
-    outcome = replace(computed.outcome, message=clean(computed.outcome.message))
-    result = computed.result
-    if result is not None:
-        failure = replace(result.failure, message=clean(result.failure.message)) if result.failure else None
-        result = replace(result, details=[clean(d) for d in result.details], failure=failure)
-    return replace(computed, outcome=outcome, result=result)
-
-
-def _topic_outcome(result: Result, target: str) -> Outcome:
-    if result.failure:
-        return Outcome(False, result.failure.reason, result.failure.message)
-    return Outcome(True, STREAM_READY, f'stream "{result.stream}" exists on {redact(target)}')
-
-
-def _group_outcome(result: Result) -> Outcome:
-    if result.failure:
-        return Outcome(False, result.failure.reason, result.failure.message)
-    return Outcome(True, GROUP_READY, f'group "{result.group}" exists on stream "{result.stream}"')
-
-
-def _topic_fields(plan: TopicPlan, result: Result, created: set[str]) -> dict[str, Any]:
-    """``created``: groups this batch created on the stream (not in the observed state yet)."""
-    state = plan.state
-    fields: dict[str, Any] = {"streamName": plan.intent.stream}
-    if result.failure:
-        return fields
-    fields.update(
-        length=max(state.length - result.trimmed, 0),
-        lastGeneratedId=state.last_generated_id,
-        entriesAdded=state.entries_added or 0,
-        groups=len(set(state.groups) | created),
-    )
-    if result.epoch:
-        fields["registryEpoch"] = result.epoch
-    return fields
-
-
-def _group_fields(plan: GroupPlan, result: Result) -> dict[str, Any]:
-    fields: dict[str, Any] = {"streamName": plan.intent.stream, "groupName": plan.intent.group}
-    if result.failure:
-        return fields
-    if result.epoch:
-        fields["registryEpoch"] = result.epoch
-    existing = plan.existing
-    if existing is not None:
-        fields.update(pending=existing.pending, consumers=existing.consumers,
-                      lastDeliveredId=existing.last_delivered_id, lagExact=existing.lag_exact)
-        if existing.lag is not None:
-            fields["lag"] = existing.lag
-        return fields
-    fields.update(pending=0, consumers=0)
-    if result.created_at:
-        fields["lastDeliveredId"] = result.created_at
-    if plan.create_at == "$" or plan.state.length == 0:
-        fields.update(lag=0, lagExact=True)
-    return fields
-
-
-def _day2_fields(plan: GroupPlan, result: Result, old: dict[str, Any]) -> dict[str, Any]:
-    """status.lastReset and status.consumerCleanup: bounded, and the same from one pass to
-    the next unless something happened, so an idle resync writes nothing."""
-    fields: dict[str, Any] = {}
-    if result.failure:
-        return fields
-    if result.reset is not None and result.reset.token:
-        r = result.reset
-        fields["lastReset"] = {"token": r.token, "to": r.to, "id": r.id, **({"at": r.at} if r.at else {})}
-    if plan.intent.cleanup_idle_ms is None:
-        if old.get("consumerCleanup") is not None:
-            fields["consumerCleanup"] = None  # cleanup switched off: a merge patch null drops it
-        return fields
-    previous = old.get("consumerCleanup") or {}
-    now_ms = plan.state.server_time_ms or int(datetime.now(UTC).timestamp() * 1000)
-    cleanup: dict[str, Any] = {
-        "removed": int(previous.get("removed") or 0) + len(result.consumers_removed),
-        "retainedCount": len(result.consumers_kept),
-        "retained": [{"name": _short(c.name), "pending": c.pending, "idleSince": _idle_since(c, now_ms)}
-                     for c in result.consumers_kept[:STATUS_LIST_MAX]],
-    }
-    if result.consumers_removed:
-        if plan.existing is not None:  # the count observed before the removal
-            fields["consumers"] = max(plan.existing.consumers - len(result.consumers_removed), 0)
-        cleanup["lastRemoved"] = [_short(n) for n in result.consumers_removed[:STATUS_LIST_MAX]]
-        cleanup["lastRemovedTime"] = rfc3339()
-    else:
-        cleanup.update({k: previous[k] for k in ("lastRemoved", "lastRemovedTime") if previous.get(k)})
-    fields["consumerCleanup"] = cleanup
-    return fields
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= CONSUMER_NAME_MAX else name[:CONSUMER_NAME_MAX] + "…"
-
-
-def _idle_since(consumer: ConsumerState, now_ms: int) -> str:
-    """To the minute, so that it reads the same on every pass while the consumer stays idle."""
-    return rfc3339(from_ms(now_ms - consumer_idle_ms(consumer)), to_minute=True)

@@ -10,8 +10,9 @@ import random
 import time
 
 from .. import metrics
-from .reconciler import Computed, Key
+from .objects import Key
 from .runtime import State, give_back_memory, post_events, write_status
+from .status import Computed
 
 log = logging.getLogger("redistreams.operator")
 

@@ -23,7 +23,9 @@ import kopf
 from .. import DEFAULT_CLUSTER_ID, metrics
 from ..printable import printable, printable_tree
 from .conditions import conditions, same_conditions
-from .reconciler import Computed, Declared, Key, Reconciler
+from .objects import Declared, Key
+from .reconciler import Reconciler
+from .status import Computed
 
 log = logging.getLogger("redistreams.operator")
 

@@ -8,7 +8,7 @@ from typing import Any
 from .. import metrics
 from ..engine import StreamState
 from ..engine.ids import StreamId
-from .reconciler import Declared, Key
+from .objects import Declared, Key
 
 
 def _ms(entry_id: str | None) -> float | None:
