@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.support.cli import CLI
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 
@@ -57,3 +58,22 @@ def make_redis() -> Iterator:
 @pytest.fixture
 def cli(redis_server: RedisServer) -> CLI:
     return CLI(redis_server.url)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session() -> Iterator[RedisCluster]:
+    """One 3-master/3-replica Redis Cluster per test session (xdist: per worker), formed on
+    first use (~6 s); every process is stopped at the end."""
+    cluster = RedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: RedisCluster) -> RedisCluster:
+    """The session's cluster, healed and flushed for this test: every node running, every
+    slot served, no migration half-done (a bent topology is rebuilt: read ``url`` here)."""
+    redis_cluster_session.heal()
+    return redis_cluster_session
