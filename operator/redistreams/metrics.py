@@ -32,6 +32,10 @@ REDIS_ROUND_TRIPS = Counter(
 REDIS_WRITES = Counter(
     "redistreams_redis_writes_total", "Write commands sent to Redis.", registry=REGISTRY,
 )
+LEADER = Gauge(
+    "redistreams_leader", "1 while this replica holds the leader Lease and reconciles (1 without leader election).",
+    registry=REGISTRY,
+)
 STATUS_WRITES = Counter(
     "redistreams_status_writes_total", "Status patches written to the Kubernetes API, by kind.",
     ["kind"], registry=REGISTRY,

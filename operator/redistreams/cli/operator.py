@@ -28,14 +28,28 @@ OFF = ("0", "off")  # --observe-interval values that turn observation off
               help="Liveness endpoint URL, or empty to disable.")
 @click.option("--metrics-port", type=int, default=8081, show_default=True,
               help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--leader-elect/--no-leader-elect", default=False, show_default=True,
+              help="Reconcile only while holding a coordination.k8s.io Lease, so replicas can stand by "
+                   "(the chart turns it on).")
+@click.option("--lease-name", default="redistreams-operator", show_default=True, help="The Lease's name.")
+@click.option("--lease-namespace", envvar="POD_NAMESPACE", metavar="NS",
+              help="The Lease's namespace (default: $POD_NAMESPACE, else the kubeconfig's, else default).")
+@click.option("--lease-duration", default="10s", show_default=True,
+              help="A standby takes over this long after the leader's last renewal.")
+@click.option("--renew-deadline", default="7s", show_default=True,
+              help="The leader stops (exits) when it has not renewed for this long; below --lease-duration.")
+@click.option("--retry-period", default="2s", show_default=True, help="Renewal and standby polling period.")
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool, redis_url: str | None,
                      cluster_id: str, resync_interval: str, status_interval: str, observe_interval: str,
-                     liveness: str, metrics_port: int, log_format: str, verbose: bool) -> None:
+                     liveness: str, metrics_port: int, leader_elect: bool, lease_name: str,
+                     lease_namespace: str | None, lease_duration: str, renew_deadline: str, retry_period: str,
+                     log_format: str, verbose: bool) -> None:
     """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
     from ..connection import ConnectionConfigError, RedisTarget, default_url
+    from ..controller.leadership import LeaseConfig, default_lease_namespace
     from ..controller.main import run
     from ..controller.runtime import OperatorConfig
 
@@ -52,4 +66,13 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
         RedisTarget(config.redis_url).client()
     except ConnectionConfigError as exc:
         fail(str(exc))
-    run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port)
+    lease = None
+    if leader_elect:
+        try:
+            lease = LeaseConfig(name=lease_name, namespace=lease_namespace or default_lease_namespace(),
+                                lease_duration=duration_option(lease_duration),
+                                renew_deadline=duration_option(renew_deadline),
+                                retry_period=duration_option(retry_period))
+        except ValueError as exc:
+            fail(str(exc))
+    run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port, lease)

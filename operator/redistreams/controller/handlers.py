@@ -61,6 +61,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # of simultaneous tasks (memory), and engine batches still fill up.
         settings.queueing.worker_limit = 1000
         memo.state = State(config)
+        if memo.get("fence") is not None:  # leader election (leadership.lead)
+            memo.state.fence = memo.fence
 
     @kopf.on.login(registry=registry)
     def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -144,6 +146,7 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
             logger.info("leaving Redis as it is (paused or skip-cleanup)")
             return
         reconciler = state.get_reconciler()
+        state.fence()
         if kind == "Topic":
             # Its stream goes only with every group on it: give the ConsumerGroups deleted
             # together with it (kubectl delete -f, a GitOps prune) a moment to be seen.
@@ -181,6 +184,7 @@ async def _after_deletion(state: State, declared: Declared) -> None:
     annotations = declared.body["metadata"].get("annotations") or {}
     if declared.paused or annotations.get(SKIP_CLEANUP_ANNOTATION) == "true":
         return
+    state.fence()
     try:
         result = await state.get_reconciler().delete(declared)
     except Exception as exc:  # noqa: BLE001 - best effort; records of a gone object only block others

@@ -1,6 +1,6 @@
-"""The few Kubernetes API calls kopf does not make for us: reading Secrets and writing
-status from the periodic resync. aiohttp (already a kopf dependency) with the
-credentials kopf logged in with."""
+"""The few Kubernetes API calls kopf does not make for us: reading Secrets, writing
+status from the periodic resync, and the leader-election Lease and its Events.
+aiohttp (already a kopf dependency) with the credentials kopf logs in with."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import aiohttp
 import kopf
 
 from ..model import API_GROUP, API_VERSION
+
+LEASES = "/apis/coordination.k8s.io/v1"
 
 
 class KubeError(Exception):
@@ -69,6 +71,37 @@ class KubeAPI:
             json={"status": status},
             headers={"Content-Type": "application/merge-patch+json"},
         )
+
+    # -- leader election (coordination.k8s.io/v1 Lease) ---------------------------------
+
+    async def get_lease(self, namespace: str, name: str, timeout: float) -> dict[str, Any] | None:
+        """The Lease, or None when it does not exist."""
+        try:
+            lease: dict[str, Any] = await self._request("GET", f"{LEASES}/namespaces/{namespace}/leases/{name}",
+                                                        timeout=aiohttp.ClientTimeout(total=timeout))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lease
+
+    async def create_lease(self, namespace: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Creates the Lease; KubeError 409 when another replica created it first."""
+        lease: dict[str, Any] = await self._request("POST", f"{LEASES}/namespaces/{namespace}/leases", json=body,
+                                                    timeout=aiohttp.ClientTimeout(total=timeout))
+        return lease
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any], timeout: float
+                            ) -> dict[str, Any]:
+        """PUT with the body's metadata.resourceVersion: KubeError 409 when the Lease changed
+        since it was read (optimistic concurrency, as client-go's resource lock)."""
+        lease: dict[str, Any] = await self._request("PUT", f"{LEASES}/namespaces/{namespace}/leases/{name}",
+                                                    json=body, timeout=aiohttp.ClientTimeout(total=timeout))
+        return lease
+
+    async def post_event(self, namespace: str, body: dict[str, Any], timeout: float) -> None:
+        await self._request("POST", f"/api/v1/namespaces/{namespace}/events", json=body,
+                            timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def close(self) -> None:
         if self._session is not None:

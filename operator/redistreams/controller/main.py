@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kopf
 
 from .. import metrics
 from .handlers import register
+from .leadership import LeaseConfig, lead
 from .runtime import OperatorConfig
 
 
@@ -20,23 +21,35 @@ def build(config: OperatorConfig) -> kopf.OperatorRegistry:
     return registry
 
 
-def operator_kwargs(config: OperatorConfig, namespaces: list[str], liveness: str | None) -> dict[str, Any]:
+def operator_kwargs(config: OperatorConfig, namespaces: list[str], liveness: str | None,
+                    fence: Callable[[], None] | None = None) -> dict[str, Any]:
     return dict(
         registry=build(config),
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=True,  # no peering objects: one active replica, strategy Recreate
+        # No kopf peering: one replica runs kopf at a time, the one holding the Lease
+        # (leadership.py), or the only one.
+        standalone=True,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(),
+        memo=kopf.Memo(fence=fence) if fence is not None else kopf.Memo(),
     )
 
 
 def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, verbose: bool, log_format: str,
-        metrics_port: int = 0) -> None:
+        metrics_port: int = 0, lease: LeaseConfig | None = None) -> None:
+    """Runs the operator; with ``lease``, only while this replica holds it."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
     if metrics_port:
         metrics.serve(metrics_port)
-    kopf.run(**operator_kwargs(config, namespaces, liveness))
+    if lease is None:
+        metrics.LEADER.set(1)
+        kopf.run(**operator_kwargs(config, namespaces, liveness))
+        return
+
+    async def operate(stop: asyncio.Event, fence: Callable[[], None]) -> None:
+        await kopf.operator(stop_flag=stop, **operator_kwargs(config, namespaces, liveness, fence))
+
+    asyncio.run(lead(lease, liveness, operate))
 
 
 def run_in_thread(config: OperatorConfig, namespaces: Sequence[str] = (), liveness: str | None = None

@@ -88,6 +88,7 @@ async def observe_once(state: State) -> None:
     """One pass: observe every Topic's stream, publish metrics, run retention."""
     reconciler = state.get_reconciler()
     started = time.monotonic()
+    state.fence()
     by_connection = await _by_connection(reconciler, _topics(reconciler))
     gathered = _Pass(ready_rows(reconciler.objects))
     for source, items in by_connection.items():

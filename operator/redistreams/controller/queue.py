@@ -51,6 +51,7 @@ async def _reconcile(state: State, key: Key) -> None:
 
 async def _reconcile_once(state: State, key: Key) -> None:
     reconciler = state.get_reconciler()
+    state.fence()
     try:
         computed = await reconciler.submit(key)
     except Exception as exc:  # noqa: BLE001 - the resync loop tries again

@@ -40,6 +40,7 @@ async def resync_once(state: State) -> None:
         return
     started = time.monotonic()
     trips, writes = reconciler.redis_work()
+    state.fence()
     computed = await reconciler.run(keys)
     now = time.monotonic()
     parallel = asyncio.Semaphore(PARALLEL_WRITES)

@@ -15,6 +15,7 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +64,18 @@ class RetentionMemo:
     last_time: str | None = None
 
 
+def _unfenced() -> None:
+    """Without leader election there is no Lease to lose."""
+
+
 @dataclass
 class State:
     """Kept in kopf's memo: one per operator."""
 
     config: OperatorConfig
+    # Called before each reconcile batch and status write: with leader election, ends the
+    # process once this replica may no longer write (leadership.Elector.check).
+    fence: Callable[[], None] = _unfenced
     reconciler: Reconciler | None = None  # made at login, with its credentials
     last_status_write: dict[Key, float] = field(default_factory=dict)
     last_any_status_write: float = 0.0
@@ -128,6 +136,7 @@ async def patch_status(state: State, declared: Declared, status: dict[str, Any])
     pass does not write the same again. False (logged, counted) when the API refused."""
     kube = state.get_reconciler().kube
     assert kube is not None
+    state.fence()
     try:
         await kube.patch_status(PLURALS[declared.kind], declared.key[1], declared.key[2], printable_tree(status))
     except Exception as exc:  # noqa: BLE001 - a later pass tries again

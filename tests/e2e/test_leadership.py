@@ -1,0 +1,151 @@
+"""The Lease elector's timing (controller/leadership.py) against the real API server:
+one holder at a time, takeover only after the lease ran out as the standby saw it, a
+partitioned leader stopping before that, a released Lease taken at once. Short
+durations (2 s lease) keep the module at a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+import pytest
+
+from redistreams.controller.kube import KubeAPI
+from redistreams.controller.leadership import Elector, LeaseConfig
+from tests.support.controlplane import Cluster
+from tests.support.kube import new_namespace
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.e2e
+
+LEASE, RENEW, RETRY = 2.0, 1.4, 0.4
+
+
+def _kube(cluster: Cluster) -> KubeAPI:
+    return KubeAPI(kopf.ConnectionInfo(server=cluster.server, ca_data=cluster.ca_data, token=cluster.token,
+                                       certificate_path=cluster.client_cert_path,
+                                       private_key_path=cluster.client_key_path))
+
+
+class Lost:
+    """on_lost that records when it was called (from the loop or the watchdog thread)."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        self.at.append(time.monotonic())
+        self.reasons.append(reason)
+
+
+def _run(cluster: Cluster, body: Callable[..., Awaitable[None]]) -> None:
+    ns = new_namespace(cluster, "lease")
+
+    async def main() -> None:
+        kubes = [_kube(cluster), _kube(cluster)]
+        electors = []
+        for who, kube in zip("ab", kubes, strict=True):
+            config = LeaseConfig(name="op", namespace=ns, identity=f"{who}_test", lease_duration=LEASE,
+                                 renew_deadline=RENEW, retry_period=RETRY)
+            electors.append(Elector(kube, config, on_lost=Lost()))
+        try:
+            await body(*electors)
+        finally:
+            for e in electors:
+                e.leader = False  # the watchdog threads go quiet
+                await e.kube.close()
+
+    asyncio.run(main())
+
+
+def _lease(cluster: Cluster, elector: Elector) -> dict[str, Any]:
+    c = elector.config
+    return cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/{c.namespace}/leases/{c.name}").json["spec"]
+
+
+def test_config_rejects_unsafe_durations() -> None:
+    with pytest.raises(ValueError, match="renew deadline"):
+        LeaseConfig(lease_duration=10, renew_deadline=10, retry_period=2)
+    with pytest.raises(ValueError, match="1.2"):
+        LeaseConfig(lease_duration=10, renew_deadline=2, retry_period=2)
+    assert LeaseConfig().identity != LeaseConfig().identity  # a random suffix per process
+
+
+def test_one_holder_and_takeover_only_after_expiry(cluster: Cluster) -> None:
+    async def body(a: Elector, b: Elector) -> None:
+        await a.acquire()
+        assert a.leader and not await b.try_acquire_or_renew()
+        holding = asyncio.create_task(a.hold())
+        standby = asyncio.create_task(b.acquire())
+        await asyncio.sleep(LEASE * 2)  # renewals keep it: the standby never gets it
+        assert not standby.done() and a.leader
+        holding.cancel()  # the leader dies: no more renewals
+        died = time.monotonic()
+        a.leader = False
+        await standby
+        took = time.monotonic() - died
+        assert LEASE - RETRY * 1.2 - 0.1 <= took <= LEASE + RETRY * 1.2 + 0.5, took
+        spec = _lease(cluster, b)
+        assert spec["holderIdentity"] == "b_test" and spec["leaseTransitions"] == 1
+        assert spec["leaseDurationSeconds"] == 2
+
+    _run(cluster, body)
+
+
+def test_partitioned_leader_stops_before_the_standby_takes_over(cluster: Cluster) -> None:
+    """The leader's API server becomes unreachable: its renewals fail, it calls on_lost
+    (the process would exit) at its renew deadline, at least lease - renew before the
+    standby may take over."""
+    async def body(a: Elector, b: Elector) -> None:
+        await a.acquire()
+        holding = asyncio.create_task(a.hold())
+        await asyncio.sleep(RETRY * 2)
+        a.kube.server = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+        standby = asyncio.create_task(b.acquire())
+        await standby
+        taken = time.monotonic()
+        lost: Lost = a.on_lost  # type: ignore[assignment]
+        assert lost.at, "the partitioned leader never stopped"
+        assert lost.at[0] <= taken - (LEASE - RENEW) + 0.2, (taken - lost.at[0])
+        assert lost.at[0] <= a.valid_until + 0.3  # the watchdog or the renew loop, on time
+        a.check()
+        assert len(lost.at) == 1  # once
+        await asyncio.wait_for(holding, 1)
+
+    _run(cluster, body)
+
+
+def test_release_hands_over_at_once(cluster: Cluster) -> None:
+    async def body(a: Elector, b: Elector) -> None:
+        await a.acquire()
+        standby = asyncio.create_task(b.acquire())
+        await asyncio.sleep(RETRY)
+        released = time.monotonic()
+        await a.release()
+        await standby
+        assert time.monotonic() - released <= RETRY * 1.2 + 0.3
+        assert not a.leader and not a.on_lost.at  # type: ignore[attr-defined]
+        assert _lease(cluster, b)["holderIdentity"] == "b_test"
+
+    _run(cluster, body)
+
+
+def test_racing_replicas_one_wins(cluster: Cluster) -> None:
+    """Both create the Lease at once, then both take a released one at once: the
+    resourceVersion lets exactly one through each time."""
+    async def body(a: Elector, b: Elector) -> None:
+        results = await asyncio.gather(a.try_acquire_or_renew(), b.try_acquire_or_renew())
+        assert sorted(results) == [False, True]
+        winner, loser = (a, b) if results[0] else (b, a)
+        await winner.release()
+        loser.holder = ""
+        winner.leader = False
+        results = await asyncio.gather(a.try_acquire_or_renew(), b.try_acquire_or_renew())
+        assert sorted(results) == [False, True]
+        assert _lease(cluster, a)["leaseTransitions"] == 1
+
+    _run(cluster, body)
