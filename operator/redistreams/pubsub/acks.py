@@ -17,7 +17,7 @@ from collections.abc import Callable
 from redis.exceptions import ResponseError
 
 from .deadletter import DeadLettering
-from .link import TRANSIENT, Command, Link
+from .link import TRANSIENT, Command, RoundTrips
 from .messages import MAX_TRIP, AcknowledgeError, Throttled, backoff, log
 from .resets import group_gone
 from .urls import SubscriptionURL
@@ -37,7 +37,7 @@ class Acks:
     malformed entries queued with ``queue_moves``.
     """
 
-    def __init__(self, link: Link, spec: SubscriptionURL, *, name: str, stats: Counter[str], autoclaim_ms: int,
+    def __init__(self, link: RoundTrips, spec: SubscriptionURL, *, name: str, stats: Counter[str], autoclaim_ms: int,
                  renew_after: float, dead_lettering: DeadLettering | None, on_confirmed: Confirmed) -> None:
         self.stream, self.group, self.consumer = spec.stream, spec.group, spec.consumer
         self.stats = stats

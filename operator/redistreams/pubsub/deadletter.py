@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from .link import Link
+from .link import RoundTrips
 from .messages import DeadLetterError, Throttled, format_ids, log
 from .urls import SubscriptionURL
 
@@ -62,7 +62,7 @@ class DeadLettering:
         self._log = Throttled()
         self._evalsha = True  # False once EVALSHA was refused: EVAL alone is enough
 
-    async def claim(self, link: Link, start: str, count: int, *, min_idle: int, owner: str,
+    async def claim(self, link: RoundTrips, start: str, count: int, *, min_idle: int, owner: str,
                     skip: Iterable[str] = ()) -> tuple[str, list[Any], list[str]]:
         """One step through the pending entries from ``start``: those delivered too often
         are moved, the others claimed. Returns the next start ('' at the end), the
@@ -77,7 +77,7 @@ class DeadLettering:
         self._dead_lettered(moved, errors)
         return next_start.decode() if next_start else "", claimed, [g.decode() for g in gone]
 
-    async def move_malformed(self, link: Link, ids: list[str]) -> None:
+    async def move_malformed(self, link: RoundTrips, ids: list[str]) -> None:
         """Move entries not in the driver's format (pending to this consumer)."""
         try:
             moved, gone, errors = await self._script(
@@ -91,7 +91,7 @@ class DeadLettering:
                         self.dead_letter.stream, format_ids(moved))
         self._dead_lettered(moved, errors)
 
-    async def _script(self, link: Link, keys: list[str], args: list[Any]) -> Any:
+    async def _script(self, link: RoundTrips, keys: list[str], args: list[Any]) -> Any:
         try:
             if self._evalsha:
                 try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aredis
@@ -44,6 +44,17 @@ def pool_like(connection_class: type, connection_kwargs: dict[str, Any], **extra
                 "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout"):
         kwargs.pop(key, None)
     return aredis.ConnectionPool(connection_class=connection_class, **kwargs, **extra)
+
+
+class RoundTrips(Protocol):
+    """What publishers and subscribers need of a connection: a ``Link``, or a
+    ``cluster.RoutedLink`` (the same, routed to the node owning a key's slot)."""
+
+    async def call(self, commands: Sequence[Command], *, extra_timeout: float = 0.0) -> list[Any]: ...
+
+    async def call_one(self, *command: Any, extra_timeout: float = 0.0) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 class Link:

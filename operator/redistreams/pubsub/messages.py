@@ -14,10 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import redis.asyncio as aredis
-
 from ..connection import redact
-from .link import make_pool, pool_like
 from .wire import encode_body
 
 log = logging.getLogger("redistreams.pubsub")
@@ -124,18 +121,12 @@ class ReceivedMessage(Message):
 # Helpers
 
 
-def _redis_url(explicit: str | None, what: str, url: str) -> str:
+def redis_url_for(explicit: str | None, what: str, url: str) -> str:
+    """``explicit``, else ``REDIS_URL``; ``what`` and ``url`` name the topic or subscription."""
     value = explicit or os.environ.get("REDIS_URL")
     if not value:
         raise PubSubError(f"open {what} {redact(url)}: REDIS_URL environment variable not set")
     return value
-
-
-def pool_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> aredis.ConnectionPool:
-    """A pool to ``client``'s server, else to ``redis_url`` (default ``REDIS_URL``)."""
-    if client is not None:
-        return pool_like(client.connection_pool.connection_class, client.connection_pool.connection_kwargs)
-    return make_pool(_redis_url(redis_url, what, url))
 
 
 async def backoff(attempt: int) -> None:

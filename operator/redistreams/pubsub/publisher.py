@@ -12,8 +12,9 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
-from .link import TRANSIENT, Command, Link
-from .messages import MAX_TRIP, Message, PublishError, PubSubError, backoff, log, pool_for
+from .cluster import Server, server_for
+from .link import TRANSIENT, Command
+from .messages import MAX_TRIP, Message, PublishError, PubSubError, backoff, log
 from .urls import TopicURL, parse_topic_url
 from .wire import BODY, HEADERS, encode_body, encode_headers
 
@@ -30,15 +31,23 @@ class Topic:
     Each message is one ``XADD <stream> [MAXLEN n] * headers <json> body <bytes>``, as
     the Go driver writes it. A connection failure is retried for ``retry_for`` seconds;
     a retried XADD may already have been stored, so delivery is at least once.
+
+    ``replicas`` (default 0) makes each round trip end with ``WAIT replicas``: a send
+    returns once that many replicas hold its messages, and raises ``PublishError`` (the
+    messages are stored on the master, maybe not beyond) when they do not within
+    ``timeout``. Replication is asynchronous: without it, a failover (Cluster, Sentinel)
+    can lose the last messages the old master acknowledged.
     """
 
-    def __init__(self, spec: TopicURL, pool: aredis.ConnectionPool, *, timeout: float = 10.0,
-                 retry_for: float = 10.0, max_batch: int = MAX_TRIP) -> None:
+    def __init__(self, spec: TopicURL, pool: Server, *, timeout: float = 10.0,
+                 retry_for: float = 10.0, max_batch: int = MAX_TRIP, replicas: int = 0) -> None:
         self.stream = spec.stream
         self.maxlen = spec.maxlen
         self._pool = pool
-        self._link = Link(pool, timeout, name="redistreams-pub")
+        self._link = pool.link(spec.stream, timeout, name="redistreams-pub")
         self._retry_for = retry_for
+        self._timeout = timeout
+        self._replicas = replicas
         self._max_batch = max_batch
         self._queue: deque[_Send] = deque()
         self._flusher: asyncio.Task[None] | None = None
@@ -101,8 +110,11 @@ class Topic:
             size += len(self._queue[0].commands)
             batch.append(self._queue.popleft())
         commands = [c for item in batch for c in item.commands]
+        if self._replicas:
+            commands.append(("WAIT", self._replicas, max(1, int(self._timeout * 1000))))
         try:
             replies = await self._round_trip(commands)
+            unreplicated = self._unreplicated(replies.pop()) if self._replicas else None
         except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
             for item in batch:
                 if not item.future.done():
@@ -129,19 +141,32 @@ class Topic:
             if item.future.done():
                 continue
             errors = [r for r in mine if isinstance(r, ResponseError)]
-            if errors:
+            if unreplicated and not errors:
+                item.future.set_exception(PublishError(
+                    f"publish to {self.stream}: stored, but {unreplicated}; a failover may lose them",
+                    [r.decode() for r in mine]))
+            elif errors:
                 ids = [None if isinstance(r, ResponseError) else r.decode() for r in mine]
                 item.future.set_exception(PublishError(
                     f"publish to {self.stream}: {len(errors)} of {len(mine)} messages not stored: {errors[0]}", ids))
             else:
                 item.future.set_result([r.decode() for r in mine])
 
+    def _unreplicated(self, reply: Any) -> str | None:
+        """Why a WAIT reply falls short of ``replicas``; None when it does not."""
+        if isinstance(reply, ResponseError):
+            return f"WAIT was refused: {reply}"
+        if int(reply) < self._replicas:
+            return f"only {reply} of {self._replicas} replicas confirmed them within {self._timeout:g}s"
+        return None
+
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         deadline = time.monotonic() + self._retry_for
         attempt = 0
+        extra = self._timeout if self._replicas else 0.0
         while True:
             try:
-                return await self._link.call(commands)
+                return await self._link.call(commands, extra_timeout=extra)
             except TRANSIENT as exc:
                 if time.monotonic() >= deadline or self._closed:
                     raise
@@ -168,7 +193,9 @@ class Topic:
 
 
 async def open_topic(url: str, *, redis_url: str | None = None, client: aredis.Redis | None = None,
-                     timeout: float = 10.0, retry_for: float = 10.0) -> Topic:
-    """Open ``redis://<stream key>[?maxlen=N]`` on ``redis_url`` (default ``REDIS_URL``)."""
+                     timeout: float = 10.0, retry_for: float = 10.0, replicas: int = 0) -> Topic:
+    """Open ``redis://<stream key>[?maxlen=N]`` on ``redis_url`` (default ``REDIS_URL``;
+    ``redis+cluster://host:port,…`` or any node's URL for a Redis Cluster)."""
     spec = parse_topic_url(url)
-    return Topic(spec, pool_for(client, redis_url, "topic", url), timeout=timeout, retry_for=retry_for)
+    return Topic(spec, server_for(client, redis_url, "topic", url), timeout=timeout, retry_for=retry_for,
+                 replicas=replicas)

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from .link import Link
+from .link import RoundTrips
 from .messages import GroupDeletedError, PubSubError, id_key, id_text, log
 
 
@@ -43,7 +43,7 @@ def group_gone(error: str) -> bool:
     return any(error.startswith(code) or f": {code} " in error for code in ("NOGROUP", "UNBLOCKED"))
 
 
-async def stream_state(link: Link, stream: str, name: str) -> tuple[bool | None, StreamState | None]:
+async def stream_state(link: RoundTrips, stream: str, name: str) -> tuple[bool | None, StreamState | None]:
     """Whether the stream key exists (None: cannot tell) and, when permitted, its XINFO.
     ``name`` names the subscription in errors and logs."""
     reply = (await link.call([("XINFO", "STREAM", stream)]))[0]

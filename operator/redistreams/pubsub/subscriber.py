@@ -17,8 +17,9 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from ..connection import redact
 from .acks import Acks
+from .cluster import Server, server_for
 from .deadletter import DeadLetter, DeadLettering
-from .link import TRANSIENT, Link
+from .link import TRANSIENT
 from .messages import (
     ConsumerInUseError,
     DeadLetterError,
@@ -30,7 +31,6 @@ from .messages import (
     format_ids,
     id_key,
     log,
-    pool_for,
 )
 from .resets import StreamHistory, group_gone, stream_state
 from .urls import SubscriptionURL, parse_subscription_url
@@ -69,7 +69,7 @@ class Subscription:
     and get each other's redeliveries. Opening the same name twice in one process fails.
     """
 
-    def __init__(self, spec: SubscriptionURL, pool: aredis.ConnectionPool, *, server: str,
+    def __init__(self, spec: SubscriptionURL, pool: Server, *, server: str,
                  batch_size: int = 100, block: float = 2.0, timeout: float = 10.0,
                  dead_letter: DeadLetter | None = None, create_group: bool = True,
                  reclaim_interval: float | None = None) -> None:
@@ -83,8 +83,8 @@ class Subscription:
         self._server = server
         self._pool = pool
         self._create_group = create_group
-        self._read = Link(pool, timeout, name="redistreams-sub")
-        self._control = Link(pool, timeout, name="redistreams-sub")
+        self._read = pool.link(spec.stream, timeout, name="redistreams-sub")
+        self._control = pool.link(spec.stream, timeout, name="redistreams-sub")
         self._autoclaim_ms = max(1, int(spec.autoclaim * 1000))
         self._reclaim_interval = reclaim_interval if reclaim_interval is not None else min(5.0, spec.autoclaim)
         self._buffer: deque[ReceivedMessage] = deque()
@@ -120,6 +120,7 @@ class Subscription:
             if self._create_group:
                 await self._ensure_group(self.spec.start)
             await self._observe()
+            self._check_dead_letter_slot()
             # Consumers otherwise appear only with their first delivery; make this one visible now.
             create = ("XGROUP", "CREATECONSUMER", self.stream, self.group, self.consumer)
             reply = (await self._control.call([create]))[0]
@@ -135,6 +136,18 @@ class Subscription:
             _in_use.discard(self._key)
             await self._pool.disconnect()
             raise
+
+    def _check_dead_letter_slot(self) -> None:
+        """On a cluster, the dead-letter move is one script over both streams: one slot."""
+        if self.dead_letter is None or not self._pool.cluster:
+            return
+        slot, dead_slot = self._pool.slot_of(self.stream), self._pool.slot_of(self.dead_letter.stream)
+        if slot != dead_slot:
+            raise PubSubError(
+                f"open subscription {self._name}: on Redis Cluster the dead-letter stream must be in the topic's "
+                f"hash slot (copying an entry and acknowledging it is one script): {self.dead_letter.stream!r} is "
+                f"in slot {dead_slot}, {self.stream!r} in slot {slot}; name them with a common hash tag, e.g. "
+                f"'{{orders}}' and '{{orders}}.dead'")
 
     async def _ensure_group(self, start: str) -> bool | None:
         """XGROUP CREATE … MKSTREAM like the Go driver. True: created, False: it existed,
@@ -250,6 +263,10 @@ class Subscription:
             except ResponseError as exc:
                 if not group_gone(str(exc)):
                     raise
+                if str(exc).startswith("UNBLOCKED") and self._pool.cluster:
+                    # The key left the node under a blocked read: deleted, or migrated to
+                    # another node of the cluster (MIGRATE). The next read tells which.
+                    return []
                 await self._group_lost(block)
                 return []
         except ResponseError as exc:  # refused (NOPERM names the command), WRONGTYPE…
@@ -545,7 +562,7 @@ async def open_subscription(url: str, *, redis_url: str | None = None, client: a
     if block <= 0:
         raise ValueError("block must be positive (seconds)")
     server = redact(redis_url or os.environ.get("REDIS_URL", "")) if client is None else repr(client.connection_pool)
-    pool = pool_for(client, redis_url, "subscription", url)
+    pool = server_for(client, redis_url, "subscription", url)
     subscription = Subscription(spec, pool, server=server, batch_size=batch_size, block=block, timeout=timeout,
                                 dead_letter=dead_letter, create_group=create_group,
                                 reclaim_interval=reclaim_interval)

@@ -1,0 +1,295 @@
+"""The server behind a Topic or Subscription: one Redis, or a Redis Cluster.
+
+``server_for`` reads the server URL: ``redis+cluster://[user:pw@]host:port[,host:port…]``
+(``rediss+cluster://`` for TLS) names a cluster by seeds; a plain ``redis://`` URL may
+name a cluster node too, found out at the first round trip (``INFO cluster``; a user not
+allowed INFO is taken to be on a standalone server). Both give a ``Server``, and its
+``link(key)`` an object used like ``link.Link``.
+
+On a cluster, every command of a Topic's or Subscription's round trip concerns its one
+stream (a dead-letter stream shares its hash slot), so a trip goes to the one master
+owning that slot, over one connection per node, packed as on a single server. The slot
+map (CLUSTER SLOTS) is shared by the links of a server and refreshed after MOVED, or when
+a connection to a node fails (a master killed: its replica takes its slots). Only the
+commands answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN are sent again, in order: Redis
+executed none of them, so none is applied twice. A connection failure raises as on one
+server and the caller retries the trip (at least once). A slot no master serves raises
+``SlotNotServedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import redis.asyncio as aredis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ..connection import redact
+from .link import TRANSIENT, Command, Link, make_pool, pool_like
+from .messages import PubSubError, backoff, log, redis_url_for
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+Address = tuple[str, int]
+
+_REDIRECTS = 16  # redirections followed for one trip before giving up
+_RETRYABLE = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class SlotNotServedError(PubSubError):
+    """No master serves the hash slot of this stream (slots unassigned, or a master lost
+    with no replica to take over). ``slot`` and ``key`` name it."""
+
+    def __init__(self, message: str, slot: int, key: str) -> None:
+        super().__init__(message)
+        self.slot, self.key = slot, key
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def cluster_seeds(url: str) -> tuple[str, list[Address]]:
+    """``redis+cluster://[user:pw@]h1:p1,h2:p2[/0][?opts]`` as the plain URL of its first
+    seed (connection settings: credentials, TLS, timeouts) and every seed's address."""
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    seeds: list[Address] = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not port.isdigit() or not host:
+            raise PubSubError(f"cluster URL {redact(url)}: seed {item.strip()!r} is not host:port")
+        seeds.append((unquote(host.strip("[]")), int(port)))
+    plain = f"{CLUSTER_SCHEMES[scheme]}://{userinfo}{at}{hosts.split(',')[0].strip()}{tail}"
+    return plain, seeds
+
+
+def server_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> Server:
+    """The server of ``client`` (its connection settings; one server), else of ``redis_url``
+    (default ``REDIS_URL``). ``what`` and ``url`` name the topic or subscription in errors."""
+    if client is not None:
+        pool = client.connection_pool
+        return Server(pool.connection_class, pool.connection_kwargs, [("", 0)], cluster=False)
+    redis_url = redis_url_for(redis_url, what, url)
+    if is_cluster_url(redis_url):
+        plain, seeds = cluster_seeds(redis_url)
+        pool = make_pool(plain)
+        return Server(pool.connection_class, pool.connection_kwargs, seeds, cluster=True)
+    pool = make_pool(redis_url)
+    kwargs = pool.connection_kwargs
+    if "host" not in kwargs:  # a unix socket: never a cluster
+        return Server(pool.connection_class, kwargs, [("", 0)], cluster=False)
+    return Server(pool.connection_class, kwargs, [(kwargs["host"], kwargs["port"])], cluster=None)
+
+
+class Server:
+    """One Redis or one cluster: connection settings, a pool per node, the slot map.
+    ``cluster`` is None until the first round trip tells."""
+
+    def __init__(self, connection_class: type, connection_kwargs: dict[str, Any], seeds: list[Address], *,
+                 cluster: bool | None, max_connections: int = 16) -> None:
+        self.cluster = cluster
+        self.seeds = seeds
+        self._class = connection_class
+        self._kwargs = dict(connection_kwargs)
+        self._max_connections = max_connections
+        self._pools: dict[Address, aredis.ConnectionPool] = {}
+        self._control: dict[Address, Link] = {}
+        self._slots: list[Address | None] | None = None
+        self._stale = True
+        self._generation = 0  # bumped by every refresh of the slot map
+        self._lock = asyncio.Lock()
+
+    def pool(self, address: Address) -> aredis.ConnectionPool:
+        pool = self._pools.get(address)
+        if pool is None:
+            extra = {} if address == ("", 0) else {"host": address[0], "port": address[1]}
+            pool = pool_like(self._class, {**self._kwargs, **extra}, max_connections=self._max_connections)
+            self._pools[address] = pool
+        return pool
+
+    def link(self, key: str, timeout: float = 10.0, name: str | None = None) -> RoutedLink:
+        """A link for commands on ``key`` (and keys in its hash slot)."""
+        return RoutedLink(self, key, timeout, name)
+
+    def slot_of(self, key: str) -> int:
+        return key_slot(key.encode("utf-8", "surrogateescape"))
+
+    # -- finding out -------------------------------------------------------------------
+
+    async def resolve(self, link: Link) -> None:
+        """Find out (over ``link``, to the first seed) whether this is a cluster, and load
+        the slot map of one."""
+        if self.cluster is None:
+            async with self._lock:
+                if self.cluster is None:
+                    # A refusal while connecting (AUTH, SELECT) raises, as it would on one server.
+                    (reply,) = await link.call([("INFO", "cluster")])
+                    self.cluster = not isinstance(reply, ResponseError) and b"cluster_enabled:1" in reply
+                    if self.cluster:
+                        log.debug("%s:%d is a cluster node: routing by hash slot", *self.seeds[0])
+        if self.cluster and self._stale:
+            await self.refresh(self._generation)
+
+    def _control_link(self, address: Address) -> Link:
+        link = self._control.get(address)
+        if link is None:
+            link = self._control[address] = Link(self.pool(address), 5.0, name="redistreams-cluster")
+        return link
+
+    def stale(self) -> None:
+        """A node failed or redirected: refresh the slot map before the next trip."""
+        self._stale = True
+
+    async def refresh(self, seen: int) -> None:
+        """Load the slot map from the first node that answers, unless it was refreshed
+        since generation ``seen``."""
+        async with self._lock:
+            if self._generation != seen and self._slots is not None:
+                return
+            known = [] if self._slots is None else list(dict.fromkeys(a for a in self._slots if a is not None))
+            failure: Exception | None = None
+            for address in dict.fromkeys([*known, *self.seeds, *self._pools]):
+                if address == ("", 0):
+                    continue
+                try:
+                    (reply,) = await self._control_link(address).call([("CLUSTER", "SLOTS")])
+                except TRANSIENT as exc:
+                    failure = exc
+                    continue
+                if isinstance(reply, ResponseError):
+                    failure = reply
+                    continue
+                self._slots = _slot_map(reply, address)
+                self._stale = False
+                self._generation += 1
+                return
+            if isinstance(failure, ResponseError):
+                raise PubSubError(f"cannot read the cluster's slot map (CLUSTER SLOTS): {failure}")
+            raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {failure}")
+
+    async def master_of(self, slot: int, key: str) -> Address:
+        if self._slots is None or self._stale:
+            await self.refresh(self._generation)
+        assert self._slots is not None
+        address = self._slots[slot]
+        if address is None:
+            await self.refresh(self._generation)  # it may have just been assigned
+            address = self._slots[slot]
+        if address is None:
+            raise SlotNotServedError(f"hash slot {slot} of key {key!r} is served by no master of the cluster "
+                                     f"(unassigned, or its master failed without a replica to take over)",
+                                     slot, key)
+        return address
+
+    def moved(self, slot: int, address: Address) -> None:
+        if self._slots is not None:
+            self._slots[slot] = address
+        self._stale = True  # a MOVED seldom comes alone: reload the rest too
+
+    async def disconnect(self) -> None:
+        for link in self._control.values():
+            await link.close()
+        for pool in self._pools.values():
+            await pool.disconnect()
+
+
+def _slot_map(reply: list[Any], asked: Address) -> list[Address | None]:
+    slots: list[Address | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+    for start, end, master, *_ in reply:
+        host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+        address = (host if host and host != "?" else asked[0], int(master[1]))
+        slots[int(start):int(end) + 1] = [address] * (int(end) - int(start) + 1)
+    return slots
+
+
+class RoutedLink:
+    """``link.Link`` for one key's commands, on one server or on the master owning the
+    key's slot (see the module's docstring)."""
+
+    def __init__(self, server: Server, key: str, timeout: float, name: str | None) -> None:
+        self.server = server
+        self.key = key
+        self.slot = server.slot_of(key)
+        self.timeout = timeout
+        self.name = name
+        self._links: dict[Address, Link] = {}
+
+    def _link(self, address: Address) -> Link:
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = Link(self.server.pool(address), self.timeout, self.name)
+        return link
+
+    async def call(self, commands: Sequence[Command], *, extra_timeout: float = 0.0) -> list[Any]:
+        if not commands:
+            return []
+        server = self.server
+        if server.cluster is not False:
+            await server.resolve(self._link(server.seeds[0]))
+        if not server.cluster:
+            return await self._link(server.seeds[0]).call(commands, extra_timeout=extra_timeout)
+        address = await server.master_of(self.slot, self.key)
+        replies = await self._send(address, list(commands), extra_timeout, asking=False)
+        deadline = time.monotonic() + self.timeout
+        for attempt in range(_REDIRECTS):
+            again = [i for i, reply in enumerate(replies) if isinstance(reply, _RETRYABLE)]
+            if not again:
+                return replies
+            # A WAIT after them counted the replicas of the wrong node: it goes again with them.
+            again += [i for i in range(again[0] + 1, len(commands))
+                      if commands[i][0] == "WAIT" and i not in again]
+            again.sort()
+            first = replies[again[0]]
+            asking = False
+            if isinstance(first, MovedError):
+                server.moved(first.slot_id, first.node_addr)
+                address = first.node_addr
+            elif isinstance(first, AskError):
+                address, asking = first.node_addr, True
+            else:  # TRYAGAIN (a migration under way) or CLUSTERDOWN (a failover under way)
+                if time.monotonic() >= deadline:
+                    break
+                if isinstance(first, ClusterDownError):
+                    server.stale()
+                await backoff(attempt)
+                address = await server.master_of(self.slot, self.key)
+            redone = await self._send(address, [commands[i] for i in again], extra_timeout, asking=asking)
+            for i, reply in zip(again, redone):
+                replies[i] = reply
+        stuck = next(reply for reply in replies if isinstance(reply, _RETRYABLE))
+        server.stale()
+        raise RedisConnectionError(f"hash slot {self.slot} of {self.key!r}: still redirected after "
+                                   f"{_REDIRECTS} tries: {type(stuck).__name__} {stuck}")
+
+    async def _send(self, address: Address, commands: list[Command], extra_timeout: float, *,
+                    asking: bool) -> list[Any]:
+        link = self._link(address)
+        try:
+            if not asking:
+                return await link.call(commands, extra_timeout=extra_timeout)
+            # ASK: the target accepts the next command only, so each one follows an ASKING.
+            replies = await link.call([c for command in commands for c in (("ASKING",), command)],
+                                      extra_timeout=extra_timeout)
+            return replies[1::2]
+        except TRANSIENT:
+            self.server.stale()  # a master killed: its replica may own the slot by the next try
+            raise
+
+    async def call_one(self, *command: Any, extra_timeout: float = 0.0) -> Any:
+        (reply,) = await self.call([command], extra_timeout=extra_timeout)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def close(self) -> None:
+        for link in self._links.values():
+            await link.close()
+
