@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import redis.exceptions as rex
 
+from ..acl import permission_message, user_of
 from ..connection import redact
+from ..tls import tls_problem
 
 # Reasons double as Kubernetes condition reasons, so they are CamelCase words.
 REDIS_UNAVAILABLE = "RedisUnavailable"
@@ -17,6 +19,7 @@ WRONG_TYPE = "WrongType"
 CONFLICT = "Conflict"
 REDIS_ERROR = "RedisError"
 AUTH_FAILED = "AuthenticationFailed"
+TLS_FAILED = "TLSFailed"
 TOPIC_NOT_READY = "TopicNotReady"
 CLUSTER_NODE = "RedisClusterNode"
 
@@ -30,10 +33,11 @@ class Failure:
         return self.message
 
 
-def describe(exc: BaseException, target: str = "") -> Failure:
+def describe(exc: BaseException, target: str = "", key: str | None = None) -> Failure:
     """A Failure for any exception raised by redis-py (or returned in a pipeline).
 
-    ``target`` is shown through ``redact`` whatever the caller passed.
+    ``target`` is shown through ``redact`` whatever the caller passed; ``key``, the
+    resource's key, is named in a NOPERM that does not name one.
     """
     at = f" at {redact(target)}" if target else ""
     text = str(exc).strip()
@@ -41,12 +45,17 @@ def describe(exc: BaseException, target: str = "") -> Failure:
         ("WRONGPASS", "NOAUTH")
     ):
         return Failure(AUTH_FAILED, f"Redis{at} refused the credentials: {text}")
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError)) and (tls := tls_problem(exc)):
+        return Failure(TLS_FAILED, f"TLS connection to Redis{at} failed: {tls}")
     if isinstance(exc, rex.TimeoutError):
         return Failure(TIMEOUT, f"Redis{at} did not answer in time: {text or 'timeout'}")
     if isinstance(exc, rex.ConnectionError):
-        return Failure(REDIS_UNAVAILABLE, f"Redis{at} is unreachable: {text or type(exc).__name__}")
+        # A TLS-only port resets a plain-text client at its first command.
+        hint = " (if the server only accepts TLS, use rediss://)" if "reset by peer" in text else ""
+        return Failure(REDIS_UNAVAILABLE, f"Redis{at} is unreachable: {text or type(exc).__name__}{hint}")
     if isinstance(exc, rex.NoPermissionError) or text.startswith("NOPERM"):
-        return Failure(PERMISSION_DENIED, f"permission denied by Redis ACL{at}: {text.removeprefix('NOPERM ')}")
+        return Failure(PERMISSION_DENIED,
+                       f"permission denied by Redis ACL{at}: {permission_message(text, user_of(target), key)}")
     if isinstance(exc, rex.ReadOnlyError) or text.startswith("READONLY"):
         return Failure(READ_ONLY, f"Redis{at} is a read-only replica; point the URL at the primary")
     if isinstance(exc, (rex.MovedError, rex.AskError)) or text.startswith(("MOVED ", "ASK ", "CLUSTERDOWN")):
@@ -63,4 +72,4 @@ def describe(exc: BaseException, target: str = "") -> Failure:
 
 
 def is_connection_problem(failure: Failure) -> bool:
-    return failure.reason in (REDIS_UNAVAILABLE, TIMEOUT, AUTH_FAILED)
+    return failure.reason in (REDIS_UNAVAILABLE, TIMEOUT, AUTH_FAILED, TLS_FAILED)

@@ -1,0 +1,135 @@
+"""TLS to Redis (rediss://): the engine, the CLI and the client through a TLS-only
+redis-server, mutual TLS, and a clear error for every certificate problem."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from redistreams.connection import RedisTarget
+from redistreams.engine import Engine, GroupIntent, Owner, TopicIntent
+from redistreams.pubsub import Message, open_subscription, open_topic
+from redistreams.tls import TLSMaterial, with_options
+from tests.support.aio import run
+from tests.support.manifests import TOPICS, write
+from tests.support.redis_server import RedisServer
+from tests.support.tls import Certificates, TLSRedisServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    made = Certificates.make()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def mtls(certs: Certificates) -> Iterator[TLSRedisServer]:
+    """A TLS-only server that requires a client certificate."""
+    server = TLSRedisServer(certs, auth_clients="yes").start()
+    yield server
+    server.close()
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+def test_engine_over_mutual_tls(mtls: TLSRedisServer) -> None:
+    owner = Owner("c", "ns", "t")
+    engine = Engine(RedisTarget(mtls.url).client(), target=RedisTarget(mtls.url).display)
+    topic = TopicIntent("topic/t", owner, "tls/engine")
+    group = GroupIntent("consumergroup/g", Owner("c", "ns", "g"), owner, "tls/engine", "g")
+    assert {r.outcome for r in engine.reconcile([topic], [group])} == {"created"}
+    assert {r.outcome for r in engine.reconcile([topic], [group])} == {"unchanged"}
+    assert mtls.client().xinfo_groups("tls/engine")[0]["name"] == "g"
+
+
+def test_cli_apply_and_status_over_mutual_tls(cli, mtls: TLSRedisServer, tmp_path: Path) -> None:
+    path = write(tmp_path, TOPICS)
+    applied = cli("apply", "-f", path, url=mtls.url)
+    assert applied.returncode == 0, applied.stderr
+    # The host name is checked against the certificate (SAN localhost and 127.0.0.1).
+    again = cli("apply", "-f", path, url=mtls.tls_url("localhost"))
+    assert again.returncode == 0, again.stderr
+    assert "unchanged" in again.stdout
+    status = cli("status", "-f", path, "-o", "json", url=mtls.url)
+    assert status.returncode == 0, status.stderr
+    assert '"billing"' in status.stdout
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("wrong CA", "the server's certificate is not signed by the CA"),
+    # The server's alert or, when it closes first, the closed connection: both name the certificate.
+    ("no client certificate", "client certificate"),
+    ("expired client certificate", "client certificate"),
+    ("plain text to a TLS port", "if the server only accepts TLS, use rediss://"),
+])
+def test_certificate_problems_are_clear_errors(cli, mtls: TLSRedisServer, certs: Certificates, tmp_path: Path,
+                                               case: str, expected: str) -> None:
+    url = {
+        "wrong CA": mtls.tls_url(ca=certs.other_ca),
+        "no client certificate": mtls.tls_url(client_cert=False),
+        "expired client certificate": with_options(mtls.url, {"ssl_certfile": str(certs.expired_cert),
+                                                              "ssl_keyfile": str(certs.dir / "expired.key")}),
+        "plain text to a TLS port": f"redis://127.0.0.1:{mtls.port}/0",
+    }[case]
+    result = cli("--redis-timeout", "3", "apply", "-f", write(tmp_path, TOPICS), url=url)
+    assert result.returncode == 1, result.stderr
+    assert_clean(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4 and all(expected in line for line in lines), result.stderr
+    if "client" in case:
+        assert ("expired" if case.startswith("expired") else "requires a client certificate") in result.stderr \
+            or "(missing, expired, or not issued by a CA it trusts)" in result.stderr
+    status = cli("--redis-timeout", "3", "status", url=url)
+    assert status.returncode == 2
+    assert expected in status.stderr
+    assert_clean(status)
+
+
+def test_tls_to_a_plain_text_server_is_a_clear_error(cli, redis_server: RedisServer, certs: Certificates,
+                                                     tmp_path: Path) -> None:
+    url = f"rediss://127.0.0.1:{redis_server.port}/0?ssl_ca_certs={certs.ca}&socket_connect_timeout=1"
+    result = cli("--redis-timeout", "1", "apply", "-f", write(tmp_path, TOPICS), url=url)
+    assert result.returncode == 1
+    assert_clean(result)
+    assert "is the server speaking plain text on this port? (then use redis://)" in result.stderr
+
+
+def test_material_from_pem_text_is_written_privately(mtls: TLSRedisServer, certs: Certificates) -> None:
+    material = TLSMaterial(certs.ca.read_bytes(), certs.client_cert.read_bytes(), certs.client_key.read_bytes())
+    assert material.problem() is None
+    assert "BEGIN" not in repr(material)
+    options = material.url_options()
+    assert material.url_options() == options  # written once
+    directory = Path(options["ssl_ca_certs"]).parent
+    assert directory.stat().st_mode & 0o077 == 0
+    assert directory.parent.stat().st_mode & 0o077 == 0
+    assert all(Path(p).stat().st_mode & 0o777 == 0o600 for p in options.values())
+    client = RedisTarget(with_options(f"rediss://127.0.0.1:{mtls.port}/0", options)).client()
+    assert client.ping()
+    assert TLSMaterial(cert=b"x").problem() == "tls.crt and tls.key go together: the Secret holds only one of them"
+    assert TLSMaterial(ca=b"not pem").problem() == "ca.crt is not a PEM certificate"
+
+
+def test_pubsub_client_over_mutual_tls(mtls: TLSRedisServer) -> None:
+    async def scenario() -> list[bytes]:
+        sub = await open_subscription("redis://g?topic=tls/pubsub&consumer=c1", redis_url=mtls.url)
+        async with await open_topic("redis://tls/pubsub", redis_url=mtls.url) as topic:
+            await topic.send_batch([Message(b"one", {"k": "v"}), Message(b"two")])
+        got = []
+        while len(got) < 2:
+            for message in await sub.receive_batch(10, timeout=5):
+                got.append(message.body)
+                message.ack()
+        await sub.shutdown()
+        return got
+
+    assert run(scenario) == [b"one", b"two"]
+    assert mtls.client().xpending("tls/pubsub", "g")["pending"] == 0
