@@ -325,9 +325,10 @@ async def _standby_health(liveness: str | None) -> web.AppRunner | None:
 
 
 async def lead(config: LeaseConfig, liveness: str | None,
-               operate: Callable[[asyncio.Event, Callable[[], None]], Awaitable[None]]) -> None:
-    """Waits for the Lease, then runs ``operate(stop, fence)`` (kopf) while holding it;
-    on SIGTERM/SIGINT stops it, cancels what is left and releases the Lease."""
+               operate: Callable[[Callable[[], None]], Awaitable[None]]) -> None:
+    """Waits for the Lease (SIGTERM/SIGINT end the wait), then runs ``operate(fence)``
+    (kopf, which handles SIGTERM/SIGINT itself from then on) while holding it; when it
+    returns, cancels what is left and releases the Lease."""
     metrics.LEADER.set(0)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -354,7 +355,8 @@ async def lead(config: LeaseConfig, liveness: str | None,
     holding = asyncio.create_task(elector.hold())
     await elector.announce("LeaderElection", f"{config.identity} became leader")
     try:
-        await operate(stop, elector.check)
+        if not stop.is_set():  # a signal between taking the Lease and kopf's own handlers
+            await operate(elector.check)
     finally:
         holding.cancel()
         await _cancel_the_rest()
@@ -371,4 +373,6 @@ async def _cancel_the_rest(timeout: float = 5.0) -> None:
     for task in others:
         task.cancel()
     if others:
-        await asyncio.wait(others, timeout=timeout)
+        _, pending = await asyncio.wait(others, timeout=timeout)
+        if pending:
+            log.warning("still running after %.0f s: %s", timeout, ", ".join(sorted(t.get_name() for t in pending)))

@@ -46,8 +46,9 @@ def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, ver
         kopf.run(**operator_kwargs(config, namespaces, liveness))
         return
 
-    async def operate(stop: asyncio.Event, fence: Callable[[], None]) -> None:
-        await kopf.operator(stop_flag=stop, **operator_kwargs(config, namespaces, liveness, fence))
+    async def operate(fence: Callable[[], None]) -> None:
+        # No stop_flag: kopf stops on SIGTERM itself, and would wait 5 s for the flag's waiter.
+        await kopf.operator(**operator_kwargs(config, namespaces, liveness, fence))
 
     asyncio.run(lead(lease, liveness, operate))
 

@@ -1,8 +1,9 @@
 """The Kubernetes permissions the operator needs, and nothing more.
 
-One source for the chart's ClusterRole and for the tests that run the operator under
-exactly these rules. kopf runs standalone with scanning off, so it needs no access to
-CRDs, namespaces or peering objects.
+One source for the chart's ClusterRole (or per-namespace Roles), the leader-election Role
+in the operator's own namespace, and for the tests that run the operator under exactly
+these rules. kopf runs standalone with scanning off, so it needs no access to CRDs,
+namespaces or peering objects.
 """
 
 from __future__ import annotations
@@ -22,6 +23,23 @@ OPERATOR_RULES: list[dict[str, Any]] = [
 SECRET_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
 ]
+
+
+# Leader election (controller/leadership.py): the Lease and its LeaderElection Events, in
+# the operator's namespace only (a Role, never cluster-wide).
+LEADER_ELECTION_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def leader_election_role(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": LEADER_ELECTION_RULES,
+    }
 
 
 def cluster_role(name: str, with_secrets: bool = True) -> dict[str, Any]:
