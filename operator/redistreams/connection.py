@@ -32,6 +32,7 @@ from .printable import printable
 
 DEFAULT_URL = "redis://localhost:6379/0"
 SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_PREFIXES = ("redis+cluster://", "rediss+cluster://")  # see cluster.py
 MASK = "***"
 DISPLAY_LIMIT = 1000  # characters of a shown URL; a longer one is cut (after masking)
 
@@ -93,6 +94,15 @@ class ConnectionConfigError(ValueError):
         return ConnectionConfigError(self.problem, message=f"{source}: {self.problem}")
 
 
+class SeedClient(redis.Redis):
+    """A standalone client that may stand for a Redis Cluster, resolved at first use by
+    ``cluster.resolve``: ``cluster_mode`` is True for a redis+cluster:// URL (``seeds`` are its
+    hosts), None for a TCP URL whose server has not been asked yet, False otherwise."""
+
+    cluster_mode: bool | None = False
+    seeds: tuple[tuple[str, int], ...] = ()
+
+
 @dataclass(frozen=True)
 class RedisTarget:
     url: str
@@ -107,10 +117,16 @@ class RedisTarget:
 
     def client(self, decode_responses: bool = True) -> redis.Redis:
         """A client for the URL; ``ConnectionConfigError`` (and nothing else) if unusable."""
-        url = _checked(self.url)
+        seeds: list[tuple[str, int]] = []
+        if isinstance(self.url, str) and self.url.startswith(CLUSTER_PREFIXES):
+            from .cluster import cluster_seeds  # cluster.py builds on this module
+
+            url, seeds = cluster_seeds(self.url)
+        else:
+            url = _checked(self.url)
         retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), self.retries)
         try:
-            client = redis.Redis.from_url(
+            client: SeedClient = SeedClient.from_url(  # type: ignore[assignment]  # from_url is typed Redis
                 url,
                 decode_responses=decode_responses,
                 encoding_errors="surrogateescape",
@@ -125,6 +141,11 @@ class RedisTarget:
             pool.connection_class(**pool.connection_kwargs)
         except Exception:  # noqa: BLE001 - redis-py's text may quote the URL
             raise ConnectionConfigError("redis-py refused the connection settings", self.url) from None
+        # A cluster URL, or a TCP URL whose server may turn out to be a cluster node: the
+        # engine resolves it at first use (cluster.resolve).
+        kwargs = client.connection_pool.connection_kwargs
+        client.cluster_mode = True if seeds else (None if "host" in kwargs else False)
+        client.seeds = tuple(seeds)
         return client
 
 
@@ -239,9 +260,21 @@ def _authority_spans(text: str, begin: int, end: int) -> list[tuple[int, int]]:
         colon = hostinfo.find(":")
     if colon >= 0:
         port = hostinfo[colon + 1:]
-        if port and not (port.isascii() and port.isdigit()):
+        if port and not (port.isascii() and port.isdigit()) and not _host_list(hostinfo):
             return [(begin + host_from + colon + 1, end)]
     return []
+
+
+def _host_list(hostinfo: str) -> bool:
+    """Whether ``hostinfo`` is several ``host[:port]`` separated by commas (Cluster seeds,
+    sentinels), each port a number: no password hides in it."""
+    if "," not in hostinfo:
+        return False
+    for item in hostinfo.split(","):
+        host, _, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+        if not (host or item) or (port and not (port.isascii() and port.isdigit())):
+            return False
+    return True
 
 
 def _param_spans(text: str) -> list[tuple[int, int]]:

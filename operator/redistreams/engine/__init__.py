@@ -1,7 +1,10 @@
 """The engine: observe Redis, plan the differences, apply them.
 
 Shared by the CLI and the operator; it knows nothing about Kubernetes. It is given a
-redis-py client (whatever the topology) and intents (what should exist).
+redis-py client (whatever the topology) and intents (what should exist). A client made
+by ``RedisTarget.client`` that may stand for a Redis Cluster (a redis+cluster:// URL, or
+a node's redis:// URL) becomes a cluster client at first use (cluster.resolve); on a
+cluster the ownership registry is split per hash slot (registry.py).
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import redis
 import redis.exceptions as rex
 
 from .. import DEFAULT_REGISTRY_KEY
+from ..cluster import resolve
+from ..connection import SeedClient
 from ..printable import wire
 from .apply import Applier, Result
-from .errors import Failure, describe
+from .errors import CLUSTER_NODE, Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
 from .observe import ObservationError, Observer
 from .ownership import OwnerRecord
 from .pipeline import Pipeliner, Stats
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
+from .registry import Registry, SlotRegistry
 from .retention import TrimStep
 from .state import GroupState, StreamState
 
@@ -66,7 +72,7 @@ def _collector_paused(size: int) -> Iterator[None]:
 class Engine:
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         target: str = "",
         registry_key: str = DEFAULT_REGISTRY_KEY,
@@ -80,6 +86,37 @@ class Engine:
         self.io = Pipeliner(client, self.stats, target)
         self.observer = Observer(self.io, registry_key, chunk_size)
         self.applier = Applier(self.io, registry_key, trim_step=trim_step)
+        self._use(client)
+
+    # -- topology -------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the engine talks to a Redis Cluster (known once connected)."""
+        return isinstance(self.client, redis.RedisCluster)
+
+    def _use(self, client: redis.Redis | redis.RedisCluster) -> None:
+        self.client = self.io.client = client
+        registry = SlotRegistry(self.registry_key) if isinstance(client, redis.RedisCluster) \
+            else Registry(self.registry_key)
+        self.observer.registry = self.applier.registry = registry
+
+    def _connect(self) -> Failure | None:
+        """Turns a client that may stand for a Redis Cluster into a cluster client, at the
+        first use that reaches a server; a Failure when the server is a cluster node whose
+        cluster cannot be read (the slot map refused, say)."""
+        client = self.client
+        if not isinstance(client, SeedClient) or client.cluster_mode is False:
+            return None
+        try:
+            resolved = resolve(client)
+        except (rex.RedisError, rex.RedisClusterException) as exc:
+            at = f" at {self.target}" if self.target else ""
+            return Failure(CLUSTER_NODE, f"Redis{at} is a Redis Cluster node, but the cluster's slot map could "
+                                         f"not be read: {describe(exc).message}")
+        if resolved is not client:
+            self._use(resolved)
+        return None
 
     @property
     def trim_on_apply(self) -> bool:
@@ -93,7 +130,9 @@ class Engine:
 
     @property
     def db_label(self) -> str:
-        """The database as redis_exporter labels it ("db0")."""
+        """The database as redis_exporter labels it ("db0"; a Redis Cluster has only db0)."""
+        if isinstance(self.client, redis.RedisCluster):
+            return "db0"
         return f"db{self.client.connection_pool.connection_kwargs.get('db', 0)}"
 
     @property
@@ -117,6 +156,9 @@ class Engine:
     ) -> dict[str, StreamState]:
         """State per stream key. Unreachable Redis gives states that carry the failure."""
         keys = list(dict.fromkeys(keys))
+        failure = self._connect()
+        if failure is not None:
+            return {key: StreamState(key, type="unknown", failure=failure) for key in keys}
         try:
             return self.observer.observe(
                 keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=exact_lag, owners=owners,
@@ -143,11 +185,17 @@ class Engine:
                             reset_groups=reset_groups, cleanup_groups=cleanup_groups)
 
     def discover(self, match: str = "*", count: int = 1000) -> list[str]:
-        """Stream keys matching a glob pattern (SCAN with TYPE stream)."""
+        """Stream keys matching a glob pattern (SCAN with TYPE stream; on a Redis Cluster,
+        on every master)."""
+        failure = self._connect()
+        if failure is not None:
+            raise ObservationError(failure)
         try:
             keys = {k for k in self.client.scan_iter(match=wire(match), count=count, _type="stream")}
-            self.stats.round_trips += 1  # at least; SCAN pages are not counted one by one
-        except (rex.RedisError, OSError) as exc:
+            # at least; SCAN pages are not counted one by one
+            cluster = isinstance(self.client, redis.RedisCluster)
+            self.stats.round_trips += len(self.client.get_primaries()) if cluster else 1  # type: ignore[union-attr]
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
             raise ObservationError(describe(exc, self.target)) from exc
         return sorted(keys)
 
@@ -158,6 +206,7 @@ class Engine:
             return make_plan(topics, groups, self.observe_intents(topics, groups))
 
     def apply(self, plan: Plan) -> list[Result]:
+        self._connect()
         with _collector_paused(len(plan.topics) + len(plan.groups)):
             return self.applier.apply(plan)
 
@@ -180,15 +229,18 @@ class Engine:
             position = observed.resume_position()
             if position is not None and position != record.at:
                 positions.append((stream, group, owner, position))
+        self._connect()
         return self.applier.checkpoint(positions) if positions else 0
 
     def trim_round(self, topics: list[TopicIntent], per_pipeline: int = 50) -> list[TrimStep]:
         """One bounded retention step per Topic (see Applier.trim_round)."""
+        self._connect()
         return self.applier.trim_round(topics, per_pipeline)
 
     def remove_consumer(self, stream: str, group: str, consumer: str) -> bool:
         """Removes one consumer if it holds no pending entry (checked atomically, like
         spec.consumerCleanup). True when it was removed."""
+        self._connect()
         return self.applier.remove_consumer(stream, group, consumer)
 
     def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:

@@ -35,6 +35,7 @@ from .plan import (
     plural,
     reset_text,
 )
+from .registry import Registry
 from .retention import Trimmer, TrimStep, blocked_text
 from .scripts import (
     CHECKPOINT,
@@ -137,6 +138,7 @@ class Applier:
     def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
         self.io = io
         self.registry_key = registry_key
+        self.registry = Registry(registry_key)  # per slot on a Redis Cluster (the engine sets it)
         self.epoch = new_epoch()  # recorded only where the registry has none; fresh per apply
         self.chunk = chunk
         self.trimmer = Trimmer(io, trim_step, chunk)
@@ -192,20 +194,33 @@ class Applier:
         return [*topic_results, *group_results]
 
     def _record_epoch(self, pairs: list[tuple[TopicPlan | GroupPlan, Result]]) -> None:
-        """Tells each result the registry's identity, giving the registry one if it has none
-        (new, from an older version, or lost with Redis' data): one more round trip then."""
-        epoch = next((p.state.registry_epoch for p, _ in pairs if p.state.registry_epoch), None)
-        if epoch is None and any(r.ok for _, r in pairs):
-            replies: list[Any] = []
-            self.run([
-                Call(build=lambda pipe: pipe.hsetnx(self.registry_key, EPOCH_FIELD, self.epoch),
-                     done=lambda _: None, fail=lambda _: None),
-                Call(build=lambda pipe: pipe.hget(self.registry_key, EPOCH_FIELD), done=replies.append,
-                     fail=lambda _: None, write=False),
-            ])
-            epoch = decode_epoch(replies[0]) if replies else None
-        for _, result in pairs:
-            result.epoch = epoch
+        """Tells each result its registry's identity, giving a registry key one if it has
+        none (new, from an older version, or lost with Redis' data): one more round trip
+        then. Each registry key has its own (one key, except on a Redis Cluster)."""
+        by_registry: dict[str, list[tuple[TopicPlan | GroupPlan, Result]]] = {}
+        for pair in pairs:
+            by_registry.setdefault(self.registry.key_for(pair[0].intent.stream), []).append(pair)
+        epochs = {registry: next((p.state.registry_epoch for p, _ in some if p.state.registry_epoch), None)
+                  for registry, some in by_registry.items()}
+        missing = [registry for registry, some in by_registry.items()
+                   if epochs[registry] is None and any(r.ok for _, r in some)]
+        if missing:
+            replies: dict[str, Any] = {}
+            self.run([call for registry in missing for call in self._epoch_calls(registry, replies)])
+            epochs.update({registry: decode_epoch(replies.get(registry)) for registry in missing})
+        for registry, some in by_registry.items():
+            for _, result in some:
+                result.epoch = epochs[registry]
+
+    def _epoch_calls(self, registry: str, replies: dict[str, Any]) -> list[Call]:
+        def done(reply: Any) -> None:
+            replies[registry] = reply
+
+        return [
+            Call(build=lambda pipe: pipe.hsetnx(registry, EPOCH_FIELD, self.epoch),
+                 done=lambda _: None, fail=lambda _: None),
+            Call(build=lambda pipe: pipe.hget(registry, EPOCH_FIELD), done=done, fail=lambda _: None, write=False),
+        ]
 
     def _field(self, p: TopicPlan | GroupPlan) -> str:
         if isinstance(p, TopicPlan):
@@ -242,7 +257,8 @@ class Applier:
                 result.details.append("stream appeared meanwhile; adopted as is")
 
         args = [*self._claim_args(p), INIT_GROUP, EPOCH_FIELD, self.epoch]
-        return [Call(build=lambda pipe: CLAIM_TOPIC.call(pipe, [key, self.registry_key], args),
+        registry = self.registry.key_for(key)
+        return [Call(build=lambda pipe: CLAIM_TOPIC.call(pipe, [key, registry], args),
                      done=done, fail=result.fail, script=CLAIM_TOPIC)]
 
     def _group_calls(self, p: GroupPlan, result: Result, fixups: list[Call]) -> list[Call]:
@@ -255,6 +271,7 @@ class Applier:
             return calls
         intent = p.intent
         start = p.create_at or "$"
+        registry = self.registry.key_for(intent.stream)
 
         def done(reply: Any) -> None:
             outcome = reply[0]
@@ -285,7 +302,7 @@ class Applier:
                 record = ResetRecord(intent.reset.token, intent.reset.to, at, _now(), earlier)
                 fixups.append(Call(
                     build=lambda pipe: pipe.hset(
-                        self.registry_key, reset_field(intent.stream, intent.group), record.encode()),
+                        registry, reset_field(intent.stream, intent.group), record.encode()),
                     done=lambda _: setattr(result, "reset", record),
                     fail=result.fail,
                 ))
@@ -298,7 +315,7 @@ class Applier:
         topic = intent.topic
         args = [*self._claim_args(p), intent.group, start, EPOCH_FIELD, self.epoch, topic_field(intent.stream),
                 topic.cluster, topic.namespace, topic.name]
-        calls.append(Call(build=lambda pipe: CLAIM_GROUP.call(pipe, [intent.stream, self.registry_key], args),
+        calls.append(Call(build=lambda pipe: CLAIM_GROUP.call(pipe, [intent.stream, registry], args),
                           done=done, fail=failed, script=CLAIM_GROUP))
         return calls
 
@@ -328,8 +345,9 @@ class Applier:
 
         args = [intent.group, reset_field(intent.stream, intent.group), reset.token, reset.target, reset.to, at,
                 RESET_COUNT_CAP, RESET_TOKENS_KEPT, group_field(intent.stream, intent.group)]
+        registry = self.registry.key_for(intent.stream)
         return Call(
-            build=lambda pipe: RESET_GROUP.call(pipe, [intent.stream, self.registry_key], args),
+            build=lambda pipe: RESET_GROUP.call(pipe, [intent.stream, registry], args),
             done=done,
             fail=result.fail,
             script=RESET_GROUP,
@@ -409,17 +427,21 @@ class Applier:
         many were updated; failures are left for the next pass."""
         updated = [0]
 
-        def call(items: list[tuple[str, str, Owner, str]]) -> Call:
+        def call(registry: str, items: list[tuple[str, str, Owner, str]]) -> Call:
             args = [x for stream, group, owner, at in items
                     for x in (group_field(stream, group), f"{owner.cluster}\n{owner.namespace}\n{owner.name}", at)]
 
             def done(reply: Any) -> None:
                 updated[0] += int(reply)
 
-            return Call(build=lambda pipe: CHECKPOINT.call(pipe, [self.registry_key], args), done=done,
+            return Call(build=lambda pipe: CHECKPOINT.call(pipe, [registry], args), done=done,
                         fail=lambda _: None, script=CHECKPOINT)
 
-        self.run([call(positions[i:i + per_call]) for i in range(0, len(positions), per_call)])
+        by_registry: dict[str, list[tuple[str, str, Owner, str]]] = {}
+        for item in positions:
+            by_registry.setdefault(self.registry.key_for(item[0]), []).append(item)
+        self.run([call(registry, some[i:i + per_call]) for registry, some in by_registry.items()
+                  for i in range(0, len(some), per_call)])
         return updated[0]
 
     # -- delete ---------------------------------------------------------------------
@@ -464,7 +486,8 @@ class Applier:
 
     def _release(self, fields: Iterable[str], result: Result) -> Call:
         names = list(fields)
-        return Call(build=lambda pipe: pipe.hdel(self.registry_key, *names), done=lambda _: None, fail=result.fail)
+        registry = self.registry.key_for(result.stream)
+        return Call(build=lambda pipe: pipe.hdel(registry, *names), done=lambda _: None, fail=result.fail)
 
     def _delete_group(self, intent: GroupIntent, state: StreamState, calls: list[Call]) -> Result:
         result = _group_result(intent)
@@ -497,7 +520,8 @@ class Applier:
                     result.details.append("group was already gone")
 
             calls.append(Call(
-                build=lambda pipe: DELETE_GROUP.call(pipe, [intent.stream, self.registry_key], [intent.group, *fields]),
+                build=lambda pipe: DELETE_GROUP.call(
+                    pipe, [intent.stream, self.registry.key_for(intent.stream)], [intent.group, *fields]),
                 done=done, fail=result.fail, script=DELETE_GROUP,
             ))
             return result
@@ -559,7 +583,7 @@ class Applier:
 
         calls.append(Call(
             build=lambda pipe: DELETE_STREAM.call(
-                pipe, [intent.stream, self.registry_key], [field_name, *leaving]),
+                pipe, [intent.stream, self.registry.key_for(intent.stream)], [field_name, *leaving]),
             done=done, fail=result.fail, script=DELETE_STREAM,
         ))
         return result

@@ -21,7 +21,8 @@ REDIS_ERROR = "RedisError"
 AUTH_FAILED = "AuthenticationFailed"
 TLS_FAILED = "TLSFailed"
 TOPIC_NOT_READY = "TopicNotReady"
-CLUSTER_NODE = "RedisClusterNode"
+CLUSTER_NODE = "RedisClusterNode"  # a cluster node reached without a cluster connection
+CLUSTER_DOWN = "ClusterSlotUnavailable"  # a hash slot without a master, or moving for too long
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,18 @@ def describe(exc: BaseException, target: str = "", key: str | None = None) -> Fa
                        f"permission denied by Redis ACL{at}: {permission_message(text, user_of(target), key)}")
     if isinstance(exc, rex.ReadOnlyError) or text.startswith("READONLY"):
         return Failure(READ_ONLY, f"Redis{at} is a read-only replica; point the URL at the primary")
-    if isinstance(exc, (rex.MovedError, rex.AskError)) or text.startswith(("MOVED ", "ASK ", "CLUSTERDOWN")):
-        # redis-py shows MOVED as a bare "3999 10.0.0.7:6379"; say what it means.
+    if isinstance(exc, (rex.ClusterDownError, rex.SlotNotCoveredError)) or text.startswith("CLUSTERDOWN"):
+        return Failure(CLUSTER_DOWN, f"Redis Cluster{at}: {text.removeprefix('CLUSTERDOWN ')}")
+    if isinstance(exc, rex.TryAgainError) or text.startswith("TRYAGAIN"):
+        return Failure(CLUSTER_DOWN, f"Redis Cluster{at}: the hash slot was being migrated for longer than "
+                                     f"redistreams waits ({text.removeprefix('TRYAGAIN ')}); apply again")
+    if isinstance(exc, (rex.MovedError, rex.AskError)) or text.startswith(("MOVED ", "ASK ")):
+        # A cluster connection follows these; a standalone one reached a cluster node whose
+        # cluster could not be found out. redis-py shows MOVED as a bare "3999 10.0.0.7:6379".
         slot, _, node = text.removeprefix("MOVED ").removeprefix("ASK ").partition(" ")
         where = f" (slot {slot} is served by {node})" if node else ""
-        return Failure(CLUSTER_NODE, f"Redis{at} is a Redis Cluster node{where}: this version of redistreams "
-                                     "connects to a standalone Redis (or the primary Sentinel reports) only")
+        return Failure(CLUSTER_NODE, f"Redis{at} is a Redis Cluster node{where}, reached without a cluster "
+                                     "connection: use redis+cluster://host:port[,host:port…]")
     if text.startswith("WRONGTYPE"):
         return Failure(WRONG_TYPE, "the key holds a value of another type")
     if text.startswith("NOSCRIPT") or ("unknown command" in text and "eval" in text.lower()):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
@@ -19,6 +19,7 @@ from .errors import Failure, describe
 from .ids import StreamId
 from .ownership import EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, reset_field, topic_field
 from .pipeline import Pipeliner
+from .registry import Registry
 from .scripts import COUNT_AFTER
 from .state import ConsumerState, GroupState, StreamState
 
@@ -36,6 +37,17 @@ class ObservationError(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+_Item = TypeVar("_Item", tuple[str, str | None, str], tuple[str, str])
+
+
+def _by_registry(registry: Registry, items: list[_Item]) -> dict[str, list[_Item]]:
+    """Items (stream first) grouped by the registry key holding their stream's records."""
+    grouped: dict[str, list[_Item]] = {}
+    for item in items:
+        grouped.setdefault(registry.key_for(item[0]), []).append(item)
+    return grouped
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
@@ -60,6 +72,7 @@ class Observer:
     def __init__(self, io: Pipeliner, registry_key: str, chunk_size: int = 500) -> None:
         self.io = io
         self.registry_key = registry_key
+        self.registry = Registry(registry_key)  # per slot on a Redis Cluster (the engine sets it)
         self.chunk_size = chunk_size
         self.consumer_cap = CONSUMER_DETAIL_CAP
         self.consumers_skipped = 0  # groups left without consumer detail by the last observe
@@ -97,41 +110,44 @@ class Observer:
                     fields.append((key, None, topic_field(key)))
                     fields.extend((key, g, group_field(key, g)) for g in dict.fromkeys(owner_groups.get(key, ())))
             resets = [(key, g) for key in chunk for g in dict.fromkeys(reset_groups.get(key, ()))]
+            # One read per registry key (one key, except on a Redis Cluster: see registry.py).
+            field_reads = _by_registry(self.registry, fields)
+            reset_reads = _by_registry(self.registry, resets)
 
             ask_time = not time_asked
-            replies = self._run(partial(self._first_pass, chunk, fields, resets, ask_time))
+            replies = self._run(partial(self._first_pass, chunk, field_reads, reset_reads, ask_time))
             if ask_time:
                 time_asked = True
                 server_time = _server_time(replies.pop())
-            reset_reply = replies.pop() if resets else None
-            owner_reply = replies.pop() if fields else None
             for index, key in enumerate(chunk):
                 states[key] = self._stream_state(key, replies[2 * index], replies[2 * index + 1])
                 states[key].server_time_ms = server_time
-            if owner_reply is not None:
-                self._apply_owners(states, fields, owner_reply)
-            if reset_reply is not None:
-                for (key, group), raw in zip(resets, [] if isinstance(reset_reply, Exception) else reset_reply):
+            read = iter(replies[2 * len(chunk):])
+            for registry, some_fields in field_reads.items():
+                self._apply_owners(states, some_fields, next(read), registry)
+            for registry, some_resets in reset_reads.items():
+                reset_reply = next(read)
+                for (key, group), raw in zip(some_resets, [] if isinstance(reset_reply, Exception) else reset_reply):
                     record = ResetRecord.decode(raw)
                     if record is not None:
                         states[key].reset_records[group] = record
                 if isinstance(reset_reply, Exception):
-                    for key, _ in resets:
-                        states[key].failure = states[key].failure or describe(reset_reply, self.io.target)
+                    for key, _ in some_resets:
+                        states[key].failure = states[key].failure or describe(reset_reply, self.io.target, registry)
             self._second_pass(chunk, states, details, exact_lag, consumers, cleanup)
         return states
 
-    def _first_pass(self, chunk: list[str], fields: list[tuple[str, str | None, str]],
-                    resets: list[tuple[str, str]], ask_time: bool, pipe: Any) -> None:
-        """Per stream XINFO STREAM and GROUPS, the ownership records and the epoch, the
-        reset records asked for, and TIME once."""
+    def _first_pass(self, chunk: list[str], field_reads: dict[str, list[tuple[str, str | None, str]]],
+                    reset_reads: dict[str, list[tuple[str, str]]], ask_time: bool, pipe: Any) -> None:
+        """Per stream XINFO STREAM and GROUPS, the ownership records and the epoch (per
+        registry key), the reset records asked for, and TIME once."""
         for key in chunk:
             pipe.xinfo_stream(key)
             pipe.xinfo_groups(key)
-        if fields:
-            pipe.hmget(self.registry_key, [f for _, _, f in fields] + [EPOCH_FIELD])
-        if resets:
-            pipe.hmget(self.registry_key, [reset_field(k, g) for k, g in resets])
+        for registry, fields in field_reads.items():
+            pipe.hmget(registry, [f for _, _, f in fields] + [EPOCH_FIELD])
+        for registry, resets in reset_reads.items():
+            pipe.hmget(registry, [reset_field(k, g) for k, g in resets])
         if ask_time:
             pipe.time()
 
@@ -179,12 +195,12 @@ class Observer:
         return state
 
     def _apply_owners(self, states: dict[str, StreamState], fields: list[tuple[str, str | None, str]],
-                      reply: Any) -> None:
+                      reply: Any, registry: str) -> None:
         if isinstance(reply, Exception):
-            failure = describe(reply, self.io.target)
+            failure = describe(reply, self.io.target, registry)
             if failure.reason == "WrongType":
                 failure = Failure(
-                    failure.reason, f'the ownership registry key "{self.registry_key}" holds another type'
+                    failure.reason, f'the ownership registry key "{registry}" holds another type'
                 )
             for key, _, _ in fields:
                 states[key].failure = states[key].failure or failure

@@ -2,20 +2,32 @@
 
 Every command the engine sends goes through here, so round trips stay bounded and
 countable (Stats), and names that are not UTF-8 go back to Redis as the bytes it has.
+
+On a Redis Cluster (a ``redis.RedisCluster`` client) a pipeline becomes one round trip
+per master, written to all of them before any is read (``ClusterSender``): each command
+goes to the master of its key's slot, the scripts are loaded on each master in front of
+their first use, redirections (MOVED, ASK), TRYAGAIN, CLUSTERDOWN, NOSCRIPT and lost
+nodes are retried for a few seconds (a failover), and a slot that no master serves
+fails its own commands only, as a reply naming the slot.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import redis
 import redis.exceptions as rex
+from redis.cluster import ClusterNode, PipelineCommand
 
 from ..printable import wire
 from .errors import Failure, describe, is_connection_problem
+from .registry import key_slot
 from .scripts import LuaScript
 
 
@@ -23,33 +35,214 @@ from .scripts import LuaScript
 class Stats:
     """Work done against Redis, for benchmarks and for the no-op guarantee."""
 
-    round_trips: int = 0
+    round_trips: int = 0  # on a cluster: one per master per pipeline
     commands: int = 0
     writes: int = 0
+    node_round_trips: Counter[str] = field(default_factory=Counter)  # cluster: per "host:port"
 
     def reset(self) -> None:
         self.round_trips = self.commands = self.writes = 0
+        self.node_round_trips.clear()
 
 
 class Pipeliner:
     """Runs non-transactional pipelines and keeps Stats."""
 
-    def __init__(self, client: redis.Redis, stats: Stats, target: str = "") -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, stats: Stats, target: str = "") -> None:
         self.client = client
         self.stats = stats
         self.target = target
 
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, redis.RedisCluster)
+
     def run(self, build: Callable[[Any], None], *, writes: int = 0) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+        if isinstance(self.client, redis.RedisCluster):
+            pipe = _recorder()
+        else:
+            pipe = self.client.pipeline(transaction=False)
         build(pipe)
         size = len(pipe.command_stack)
         if not size:
             return []
-        self.stats.round_trips += 1
         self.stats.commands += size
         self.stats.writes += writes
         as_sent(pipe.command_stack)
-        return pipe.execute(raise_on_error=False)
+        if isinstance(self.client, redis.RedisCluster):
+            return ClusterSender(self.client, self.stats).run(pipe.command_stack)
+        self.stats.round_trips += 1
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
+
+
+def _recorder() -> Any:
+    """A pipeline that only records (a standalone one never executed): the engine builds
+    with redis-py's command methods, ClusterSender routes what they queued."""
+    global _RECORDING_CLIENT
+    if _RECORDING_CLIENT is None:
+        _RECORDING_CLIENT = redis.Redis()  # never connects: its pipelines are not executed
+    return _RECORDING_CLIENT.pipeline(transaction=False)
+
+
+_RECORDING_CLIENT: redis.Redis | None = None
+# Commands whose first argument is not their key.
+_KEYLESS = frozenset({"TIME", "PING", "INFO", "SCRIPT"})
+# Replies worth another round: the slot moved or is moving, the node went away, the
+# cluster is electing a new master, or a master lost its script cache.
+_RETRY = (rex.MovedError, rex.AskError, rex.TryAgainError, rex.ClusterDownError, rex.ConnectionError,
+          rex.TimeoutError, rex.NoScriptError)
+
+
+class SlotUnservedError(rex.ClusterDownError):
+    """A command's hash slot has no master (unassigned, or its master lost with no replica)."""
+
+    def __init__(self, slot: int, detail: str = "") -> None:
+        super().__init__(f"CLUSTERDOWN hash slot {slot} is served by no master of the Redis Cluster{detail}")
+        self.slot = slot
+
+
+class ClusterSender:
+    """One recorded pipeline sent to a Redis Cluster: a round trip per master per round,
+    rounds repeated (with a short backoff) for what was redirected or refused for a
+    moment, until ``retry_seconds`` have passed."""
+
+    retry_seconds = 6.0
+
+    def __init__(self, client: redis.RedisCluster, stats: Stats) -> None:
+        self.client = client
+        self.stats = stats
+
+    def run(self, stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        results: list[Any] = [None] * len(stack)
+        sources: dict[str, str] = {}  # sha -> script source, from the SCRIPT LOADs queued
+        load_at: dict[str, int] = {}  # sha -> position of its SCRIPT LOAD in the stack
+        slots: dict[int, int | None] = {}
+        pending: list[int] = []
+        for index, (args, _) in enumerate(stack):
+            if _is_script_load(args):
+                source = str(args[2])
+                sha = hashlib.sha1(source.encode()).hexdigest()
+                sources[sha], load_at[sha] = source, index
+                results[index] = sha
+            else:
+                slots[index] = self._slot(args)
+                pending.append(index)
+        asking: dict[int, ClusterNode] = {}
+        started = time.monotonic()
+        delay = 0.05
+        while pending:
+            retry = self._round(stack, pending, slots, asking, sources, load_at, results)
+            if not retry or time.monotonic() - started > self.retry_seconds:
+                break
+            if any(not isinstance(results[i], (rex.MovedError, rex.AskError)) for i in retry):
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            if any(isinstance(results[i], (rex.MovedError, rex.ConnectionError, rex.TimeoutError,
+                                           rex.ClusterDownError)) for i in retry):
+                self._refresh()
+            pending = retry
+        for index in pending:
+            reply = results[index]
+            slot = slots.get(index)
+            if isinstance(reply, rex.ClusterDownError) and not isinstance(reply, SlotUnservedError) \
+                    and slot is not None:
+                results[index] = SlotUnservedError(slot, f" ({reply})")
+        return results
+
+    def _round(self, stack: list[tuple[tuple[Any, ...], dict[str, Any]]], pending: list[int],
+               slots: dict[int, int | None], asking: dict[int, ClusterNode], sources: dict[str, str],
+               load_at: dict[str, int], results: list[Any]) -> list[int]:
+        """Sends ``pending`` once; returns the positions to send again."""
+        by_node: dict[str, list[int]] = {}
+        nodes: dict[str, ClusterNode] = {}
+        for index in pending:
+            node = asking.get(index) or self._node(slots[index])
+            if node is None:
+                slot = slots[index]
+                results[index] = SlotUnservedError(slot if slot is not None else -1)
+                continue
+            nodes[node.name] = node
+            by_node.setdefault(node.name, []).append(index)
+        commands: list[PipelineCommand] = []
+        sent: list[int | None] = []  # stack position per command; None: a load or ASKING
+        for name, indices in by_node.items():
+            node = nodes[name]
+            needed = dict.fromkeys(str(stack[i][0][1]) for i in indices if stack[i][0][0] == "EVALSHA")
+            for sha in needed:
+                if sha in sources:
+                    commands.append(PipelineCommand(("SCRIPT", "LOAD", sources[sha]), {"target_nodes": node},  # type: ignore[no-untyped-call]
+                                                    len(commands)))
+                    sent.append(-1 - load_at[sha])  # a load: its failure is its script's
+            for index in indices:
+                args, options = stack[index]
+                if index in asking:
+                    commands.append(PipelineCommand(("ASKING",), {"target_nodes": node}, len(commands)))  # type: ignore[no-untyped-call]
+                    sent.append(None)
+                commands.append(PipelineCommand(args, {**options, "target_nodes": node}, len(commands)))  # type: ignore[no-untyped-call]
+                sent.append(index)
+            self.stats.node_round_trips[name] += 1
+        if not commands:
+            return []
+        self.stats.round_trips += len(by_node)
+        pipe = self.client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+        try:
+            replies = pipe.send_cluster_commands(commands, raise_on_error=False, allow_redirections=False)
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            error = exc if isinstance(exc, rex.RedisError) else rex.ConnectionError(f"Redis Cluster: {exc}")
+            replies = [error] * len(commands)
+        retry: list[int] = []
+        asking_now: dict[int, ClusterNode] = {}
+        loads: dict[int, Any] = {}  # stack position of a SCRIPT LOAD -> its sha, or its first error this round
+        for position, reply in zip(sent, replies):
+            if position is None:
+                continue
+            if position < 0:  # a script load, on one master
+                load = -1 - position
+                if not isinstance(loads.get(load), Exception):
+                    loads[load] = reply
+                continue
+            results[position] = reply
+            if isinstance(reply, rex.AskError):
+                asking_now[position] = (self.client.get_node(host=reply.host, port=reply.port)  # type: ignore[no-untyped-call]
+                                        or ClusterNode(reply.host, reply.port))  # type: ignore[no-untyped-call]
+            if isinstance(reply, _RETRY) and not isinstance(reply, SlotUnservedError):
+                retry.append(position)
+        for load, reply in loads.items():
+            results[load] = reply
+        asking.clear()
+        asking.update(asking_now)
+        return retry
+
+    def _slot(self, args: tuple[Any, ...]) -> int | None:
+        name = args[0]
+        if name in ("EVALSHA", "EVAL"):
+            return key_slot(args[3]) if int(args[2]) else None
+        if name in _KEYLESS or len(args) < 2:
+            return None
+        if name == "XINFO":  # sent as two words: XINFO <subcommand> <key>
+            return key_slot(args[2])
+        return key_slot(args[1])
+
+    def _node(self, slot: int | None) -> ClusterNode | None:
+        manager = self.client.nodes_manager
+        if slot is None:
+            node: ClusterNode | None = self.client.get_default_node()  # type: ignore[no-untyped-call]
+            return node
+        try:
+            return manager.get_node_from_slot(slot)
+        except rex.SlotNotCoveredError:
+            return None
+
+    def _refresh(self) -> None:
+        try:
+            self.client.nodes_manager.initialize()
+        except (rex.RedisError, rex.RedisClusterException, OSError):
+            pass  # no node answered: the next round tries again with what is known
+
+
+def _is_script_load(args: tuple[Any, ...]) -> bool:
+    return args[0] == "SCRIPT" and len(args) > 2 and str(args[1]).upper() == "LOAD"
 
 
 def as_sent(stack: list[Any]) -> None:
@@ -75,7 +268,8 @@ class Call:
 def run_calls(io: Pipeliner, calls: list[Call], chunk: int = 5000) -> None:
     """Runs calls in pipelines of at most ``chunk`` commands, each script loaded in front
     of its first use (a server that lost its script cache costs no extra round trip). A
-    lost connection fails the rest."""
+    lost connection fails the rest (on a cluster, only what went to that node: others
+    may be up)."""
     dead: Failure | None = None
     for start in range(0, len(calls), chunk):
         part = calls[start : start + chunk]
@@ -87,9 +281,11 @@ def run_calls(io: Pipeliner, calls: list[Call], chunk: int = 5000) -> None:
         try:
             replies = io.run(partial(_queue, scripts, part), writes=sum(c.write for c in part))
         except (rex.ConnectionError, rex.TimeoutError, rex.AuthenticationError) as exc:
-            dead = describe(exc, io.target)
+            failure = describe(exc, io.target)
             for call in part:
-                call.fail(dead)
+                call.fail(failure)
+            if not io.cluster:
+                dead = failure
             continue
         load_failures = {}
         for script, reply in zip(scripts, replies):
@@ -101,7 +297,7 @@ def run_calls(io: Pipeliner, calls: list[Call], chunk: int = 5000) -> None:
             elif isinstance(reply, Exception):
                 failure = describe(reply, io.target)
                 call.fail(failure)
-                if is_connection_problem(failure):
+                if is_connection_problem(failure) and not io.cluster:
                     dead = failure
             else:
                 call.done(reply)
