@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from redistreams.controller.rbac import OPERATOR_RULES, SECRET_RULES
+from redistreams.controller.rbac import LEADER_ELECTION_RULES, OPERATOR_RULES, SECRET_RULES
 from tests.support.controlplane import Cluster, cluster_for_tests, wait_for
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
@@ -29,7 +29,7 @@ CHART = ROOT / "charts" / "redistreams"
 PLURALS = {"Service": "services", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Deployment": "deployments",
            "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
            "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions",
-           "ConfigMap": "configmaps"}
+           "ConfigMap": "configmaps", "PodDisruptionBudget": "poddisruptionbudgets"}
 VALUE_SETS = {
     "defaults": [],
     "redis-url": ["--set", "redis.url=redis://redis.data:6379/0"],
@@ -99,18 +99,45 @@ def test_operator_rules_are_exactly_the_tested_ones(helm: str) -> None:
     assert _normal(role["rules"]) == _normal(OPERATOR_RULES)
     namespaced = render(helm, "--set", "watchNamespaces={a,b}")
     assert not [d for d in namespaced if d["kind"] == "ClusterRoleBinding"]
-    assert sorted(d["metadata"]["namespace"] for d in namespaced if d["kind"] == "RoleBinding") == ["a", "b"]
+    assert sorted(d["metadata"]["namespace"] for d in namespaced if d["kind"] == "RoleBinding") == \
+        ["a", "b", "redistreams-system"]
+    # Leader election: a Role in the release namespace only, exactly LEADER_ELECTION_RULES.
+    (lease_role,) = [d for d in docs if d["kind"] == "Role"]
+    assert lease_role["metadata"]["namespace"] == "redistreams-system"
+    assert _normal(lease_role["rules"]) == _normal(LEADER_ELECTION_RULES)
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"]["name"] == lease_role["metadata"]["name"]
+    single = render(helm, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    assert not [d for d in single if d["kind"] in ("Role", "RoleBinding")]
 
 
 def test_deployment_shape(helm: str) -> None:
     docs = render(helm, "--set", "redis.url=redis://r:6379/0", "--set", "watchNamespaces={a}")
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    # Two replicas, one reconciling (the Lease holder): rolling updates are safe.
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert "--namespace=a" in container["args"] and container["args"][0] == "operator"
+    assert {"--leader-elect", "--lease-name=rs-redistreams", "--lease-duration=10s", "--renew-deadline=7s",
+            "--retry-period=2s"} <= set(container["args"])
     env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"]
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    single = render(helm, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    (one,) = [d for d in single if d["kind"] == "Deployment"]
+    assert one["spec"]["replicas"] == 1 and one["spec"]["strategy"]["type"] == "Recreate"
+    assert "--leader-elect" not in one["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
+    both = subprocess.run([helm, "template", "rs", str(CHART), "--set", "leaderElection.enabled=false"],
+                          capture_output=True, text=True)
+    assert both.returncode != 0 and "needs leaderElection.enabled" in both.stderr
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"  # never a plain value
     assert "redis://" not in json.dumps(deployment)
     security = container["securityContext"]
@@ -171,8 +198,10 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
     with open(tmp_path / "operator.log", "wb") as log:
         operator = subprocess.Popen(
             [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched, "--redis-url", redis.url,
-             "--liveness", "", "--cluster-id", "chart", "--resync-interval", "2s", "--metrics-port", str(metrics_port)],
-            env={**os.environ, "KUBECONFIG": sa_config}, stdout=log, stderr=subprocess.STDOUT)
+             "--liveness", "", "--cluster-id", "chart", "--resync-interval", "2s", "--metrics-port", str(metrics_port),
+             "--leader-elect", "--lease-name", "rs-redistreams"],  # as the chart runs it
+            env={**os.environ, "KUBECONFIG": sa_config, "POD_NAMESPACE": release_ns},
+            stdout=log, stderr=subprocess.STDOUT)
         try:
             api = f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}"
             cluster.post(f"{api}/topics", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic",
@@ -195,6 +224,9 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
             assert 'redistreams_reconciles_total{kind="Topic",outcome="ready"}' in scrape
             assert re.search(r'redistreams_status_writes_total\{kind="ConsumerGroup"\} [1-9]', scrape)
             assert re.search(r"redistreams_redis_round_trips_total [1-9]", scrape)
+            assert "redistreams_leader 1.0" in scrape
+            lease = cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/{release_ns}/leases/rs-redistreams").json
+            assert lease["spec"]["holderIdentity"]
         finally:
             operator.terminate()
             operator.wait(30)
@@ -211,6 +243,8 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
     assert status("GET", f"/apis/redistreams.dev/v1alpha1/namespaces/{other}/topics") == 403
     assert status("DELETE", f"/apis/redistreams.dev/v1alpha1/namespaces/{watched}/topics/x") == 403
     assert status("GET", f"/api/v1/namespaces/{watched}/pods") == 403
+    assert status("GET", f"/apis/coordination.k8s.io/v1/namespaces/{watched}/leases/x") == 403  # its own only
+    assert status("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{release_ns}/leases/rs-redistreams") == 403
     assert status("POST", f"/api/v1/namespaces/{watched}/configmaps",
                   {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}) == 403
 

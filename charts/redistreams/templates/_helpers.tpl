@@ -31,6 +31,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "redistreams.fullname" .) .Values.redis.existingSecret -}}
 {{- end -}}
 
+{{/* Leader election, in the release namespace: LEADER_ELECTION_RULES of redistreams.controller.rbac (a test checks). */}}
+{{- define "redistreams.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
 {{/* The operator's permissions; the same rules as redistreams.controller.rbac (a test checks). */}}
 {{- define "redistreams.rules" -}}
 - apiGroups: [redistreams.dev]
