@@ -46,10 +46,10 @@ class Operator:
     def __init__(self, name: str, ns: str, system: str, lease: str, kubeconfig: str, redis: RedisServer,
                  log: IO[bytes]) -> None:
         self.name = name
-        self.port = free_port()
+        self.port, self.health = free_port(), free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", ns, "--redis-url", redis.url,
-             "--liveness", "", "--metrics-port", str(self.port), "--resync-interval", "3s",
+             "--liveness", f"http://127.0.0.1:{self.health}/healthz", "--metrics-port", str(self.port), "--resync-interval", "3s",
              "--status-interval", "1s", "--cluster-id", "e2e", "--leader-elect", "--lease-name", lease],
             env={**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": name, "POD_NAMESPACE": system},
             stdout=log, stderr=subprocess.STDOUT)
@@ -58,6 +58,13 @@ class Operator:
         """A sample's value summed over its labels; 0 when absent."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
         return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+    def healthy(self) -> bool:
+        """The liveness/readiness endpoint answers (the standby's own, or kopf's when leading)."""
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=5).status == 200
+        except OSError:
+            return False
 
     def wrote_nothing(self) -> bool:
         return (self.metric("redistreams_leader") == 0 and self.metric("redistreams_status_writes_total") == 0
@@ -352,12 +359,14 @@ def test_clean_shutdown_hands_over_at_once(setup: Setup) -> None:
     b = setup.start("op-b")
     wait_for(lambda: _metrics_up(b), "the standby is up", 30)
     assert b.metric("redistreams_leader") == 0 and a.metric("redistreams_leader") == 1
+    wait_for(lambda: a.healthy() and b.healthy(), "leader and standby both live and ready", 10)
     a.process.terminate()
     stopping = time.monotonic()
     assert a.process.wait(30) == 0
     took = setup.wait_holder(b, timeout=10) - stopping
     assert took < 4, took
     wait_for(lambda: b.metric("redistreams_leader") == 1, "B leads", 10)
+    wait_for(b.healthy, "kopf's endpoint in place of the standby's", 10)
     messages = setup.lease_events()
     assert any(m.startswith("op-a_") and m.endswith("stopped leading") for m in messages), messages
     assert any(m.startswith("op-b_") and m.endswith("became leader") for m in messages), messages
