@@ -149,3 +149,16 @@ def test_racing_replicas_one_wins(cluster: Cluster) -> None:
         assert _lease(cluster, a)["leaseTransitions"] == 1
 
     _run(cluster, body)
+
+
+def test_refused_credentials_log_in_again(cluster: Cluster) -> None:
+    """A standby whose token the API server no longer accepts (401) logs in again and
+    can still take over."""
+    async def body(a: Elector, b: Elector) -> None:
+        good = b.kube
+        b.kube = KubeAPI(kopf.ConnectionInfo(server=cluster.server, ca_data=cluster.ca_data, token="expired"))
+        b.relogin = lambda: good
+        await asyncio.wait_for(b.acquire(), RETRY * 4)
+        assert b.leader and b.kube is good
+
+    _run(cluster, body)

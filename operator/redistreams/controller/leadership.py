@@ -98,12 +98,16 @@ def exit_now(reason: str) -> None:
 
 
 class Elector:
-    """One replica's view of the Lease. ``on_lost`` defaults to ending the process."""
+    """One replica's view of the Lease. ``on_lost`` defaults to ending the process;
+    ``relogin`` makes a new client when the API server refuses the credentials (401: a
+    service-account token rotated while this replica stood by)."""
 
-    def __init__(self, kube: KubeAPI, config: LeaseConfig, on_lost: Callable[[str], None] = exit_now) -> None:
+    def __init__(self, kube: KubeAPI, config: LeaseConfig, on_lost: Callable[[str], None] = exit_now,
+                 relogin: Callable[[], KubeAPI] | None = None) -> None:
         self.kube = kube
         self.config = config
         self.on_lost = on_lost
+        self.relogin = relogin
         self.leader = False
         self.valid_until = 0.0  # monotonic: a leader may write until then
         self.holder = ""  # as last read
@@ -120,7 +124,13 @@ class Elector:
         started = time.monotonic()
         timeout = self._request_timeout(started)
         c = self.config
-        lease = await self.kube.get_lease(c.namespace, c.name, timeout)
+        try:
+            lease = await self.kube.get_lease(c.namespace, c.name, timeout)
+        except KubeError as exc:
+            if exc.status == 401 and self.relogin is not None:
+                old, self.kube = self.kube, self.relogin()
+                await old.close()
+            raise
         now = _microtime()
         if lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -334,8 +344,7 @@ async def lead(config: LeaseConfig, liveness: str | None,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    kube = KubeAPI(login())
-    elector = Elector(kube, config)
+    elector = Elector(KubeAPI(login()), config, relogin=lambda: KubeAPI(login()))
     health = await _standby_health(liveness)
     log.info("%s waiting for lease %s/%s", config.identity, config.namespace, config.name)
     try:
@@ -350,7 +359,7 @@ async def lead(config: LeaseConfig, liveness: str | None,
         if health is not None:
             await health.cleanup()
         if not elector.leader:
-            await kube.close()
+            await elector.kube.close()
     metrics.LEADER.set(1)
     holding = asyncio.create_task(elector.hold())
     await elector.announce("LeaderElection", f"{config.identity} became leader")
@@ -363,7 +372,7 @@ async def lead(config: LeaseConfig, liveness: str | None,
         elector.check()  # a leader whose time ran out while stopping must not touch the Lease
         await elector.release()
         await elector.announce("LeaderElection", f"{config.identity} stopped leading")
-        await kube.close()
+        await elector.kube.close()
 
 
 async def _cancel_the_rest(timeout: float = 5.0) -> None:
