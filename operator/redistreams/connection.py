@@ -117,6 +117,11 @@ class RedisTarget:
 
     def client(self, decode_responses: bool = True) -> redis.Redis:
         """A client for the URL; ``ConnectionConfigError`` (and nothing else) if unusable."""
+        if isinstance(self.url, str) and self.url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            from .sentinel import master_client  # sentinel.py builds on this module
+
+            return master_client(self.url, decode_responses=decode_responses, socket_timeout=self.socket_timeout,
+                                 connect_timeout=self.connect_timeout, retries=self.retries)
         seeds: list[tuple[str, int]] = []
         if isinstance(self.url, str) and self.url.startswith(CLUSTER_PREFIXES):
             from .cluster import cluster_seeds  # cluster.py builds on this module

@@ -73,7 +73,8 @@ MALFORMED = {
     "password-with-slash": f"redis://:{WRONG}/x@127.0.0.1:6379/0",
     "bad-db": f"redis://:{WRONG}@127.0.0.1:6379/zero",
     "misspelt-parameter": f"redis://127.0.0.1:6379/0?Password={WRONG}",
-    "unsupported-scheme": f"redis+sentinel://:{WRONG}@h1:26379,h2:26379/mymaster?sentinel_password={WRONG}",
+    "unsupported-scheme": f"redis+cassandra://:{WRONG}@h1:26379/0?password={WRONG}",
+    "sentinel-without-master": f"redis+sentinel://:{WRONG}@h1:26379,h2:26379/?sentinel_password={WRONG}",
 }
 
 # name: (arguments after the root options, exit codes a wrong password gives)
@@ -276,8 +277,8 @@ class SecretStore:
     def __init__(self, value: str) -> None:
         self.value = value
 
-    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
-        return self.value
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        return {"url": self.value.encode("utf-8", "surrogateescape")}
 
 
 def topic_body(secret: bool) -> dict:

@@ -23,6 +23,8 @@ FORBIDDEN = {
     "redistreams.manifests": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.crds": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.connection": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
+    "redistreams.sentinel": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
+    "redistreams.tls": ("redistreams",),
     "redistreams.printable": ("redistreams",),
     "redistreams.units": ("redistreams",),
     "redistreams.pubsub": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "kopf", "click"),

@@ -123,7 +123,15 @@ MALFORMED = [
     (f"rediss://:{PW}@hostq/0?ssl_cert_reqs=maybe", "'ssl_cert_reqs'"),
     (f"rediss://:{PW}@hostq/0?ssl_min_version=99", "'ssl_min_version'"),
     (f"http://:{PW}@hostq:6379", "unsupported scheme"),
-    (f"redis+sentinel://:{PW}@hostq:26379,h2:26379/mymaster", "unsupported scheme"),
+    (f"redis+sentinel://:{PW}@hostq:26379,h2:26379/", "master name is missing"),
+    (f"redis+sentinel://:{PW}@hostq:26379,h2:26379", "master name is missing"),
+    (f"redis+sentinel://:{PW}@hostq:26379,,h2/m", "sentinel address is empty"),
+    (f"redis+sentinel://:{PW}@hostq:26379,h2:2x/m", "sentinel address: the port is not a number"),
+    (f"redis+sentinel://:{PW}@hostq:26379/m/x/y", "/<master>/<db>"),
+    (f"redis+sentinel://:{PW}@hostq:26379/m/zero", "database number"),
+    (f"redis+sentinel://hostq/m?sentinel_password={PW}&nonsense=1", "query parameter 1 is not"),
+    (f"redis+sentinel://:{PW}@hostq/m?ssl_password={PW}", "does not apply to redis://"),
+    (f"redis+cassandra://:{PW}@hostq:6379/0", "unsupported scheme"),
     (f"REDIS://:{PW}@hostq/0", "lower-case"),
     (f":{PW}@hostq:6379", "does not start with a scheme"),
     (f"hostq:6379?password={PW}", "does not start with a scheme"),
@@ -143,7 +151,7 @@ MALFORMED = [
 
 
 KNOWN_WORDS = {"redis", "rediss", "unix", "sock", "password", "ssl_password", "socket_timeout", "max_connections",
-               "ssl_cert_reqs", "ssl_min_version", "credential_provider", "retry"}
+               "ssl_cert_reqs", "ssl_min_version", "credential_provider", "retry", "sentinel"}
 
 
 @pytest.mark.parametrize(("url", "words"), MALFORMED)
@@ -169,6 +177,8 @@ def test_unusable_urls_raise_only_connection_config_error(url: str, words: str) 
     "redis://localhost:6379/", "redis://localhost/0?dial_timeout=3s&pool_size=5", "redis://[::1]:6379/0",
     "redis://localhost:6379/0?username=app@corp&client_name=x", f"redis://:{PW}@localhost:6379/0\n",
     "redis://localhost/0?socket_timeout=2.5&health_check_interval=10&max_connections=5",
+    f"redis+sentinel://app:{PW}@h1,h2:26380,[::1]:26381/mymaster/2?sentinel_password={PW}&socket_timeout=3",
+    f"rediss+sentinel://h1:26379/mymaster?ssl_ca_certs=/ca.crt&sentinel_username=s&sentinel_password={PW}",
 ])
 def test_usable_urls_still_work(url: str) -> None:
     RedisTarget(url).client()
@@ -244,7 +254,8 @@ def test_redact_never_raises_and_shows_printable_text(text: str) -> None:
 
 @settings(max_examples=300)
 @given(tail=st.text(st.characters(exclude_categories=()), max_size=60),
-       scheme=st.sampled_from(["redis://", "rediss://", "unix://", "redis://:SECRET@", "redis://h/0?password=SECRET"]))
+       scheme=st.sampled_from(["redis://", "rediss://", "unix://", "redis://:SECRET@", "redis://h/0?password=SECRET",
+                               "redis+sentinel://:SECRET@", "rediss+sentinel://h/m?sentinel_password=SECRET&"]))
 def test_client_raises_nothing_but_connection_config_error(tail: str, scheme: str) -> None:
     try:
         RedisTarget(scheme + tail).client()

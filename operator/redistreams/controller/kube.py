@@ -55,14 +55,19 @@ class KubeAPI:
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value, or None when the Secret or the key does not exist."""
+        data = await self.secret_data(namespace, name)
+        raw = None if data is None else data.get(key)
+        return None if raw is None else raw.decode()
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """Every key of the Secret, decoded from base64; None when it does not exist."""
         try:
             secret = await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
-        raw = (secret.get("data") or {}).get(key)
-        return None if raw is None else base64.b64decode(raw).decode()
+        return {key: base64.b64decode(raw) for key, raw in (secret.get("data") or {}).items()}
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._request(

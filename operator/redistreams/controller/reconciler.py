@@ -20,6 +20,7 @@ from ..engine import Engine, Memory, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
 from ..manifests import describe_validation_error
 from ..model import ConsumerGroup, Topic
+from ..tls import TLSMaterial, with_options
 from .conditions import INVALID_SPEC, SECRET_NOT_FOUND, TOPIC_NOT_FOUND, Outcome
 from .kube import KubeAPI
 from .objects import SKIP_CLEANUP_ANNOTATION, Declared, Key, ObjectCache
@@ -36,6 +37,7 @@ class Source:
 
     url: str
     secret: str | None = None
+    tls: TLSMaterial | None = None  # the Secret's ca.crt, tls.crt and tls.key, when it has any
 
 
 class Reconciler(ObjectCache):
@@ -67,19 +69,23 @@ class Reconciler(ObjectCache):
             return None
         ref = topic.spec.connection.secretRef
         secret = f'Secret "{topic.namespace}/{ref.name}" key "{ref.key}"'
+        data = await self.kube.secret_data(topic.namespace, ref.name)
+        if data is None or ref.key not in data:
+            return None
         try:
-            url = await self.kube.secret_value(topic.namespace, ref.name, ref.key)
+            url = data[ref.key].decode()
         except UnicodeDecodeError:
             problem = "the value is not UTF-8 text"
             raise ConnectionConfigError(problem, message=f"{secret}: {problem}") from None
-        return None if url is None else Source(url, secret)
+        tls = TLSMaterial(data.get("ca.crt"), data.get("tls.crt"), data.get("tls.key"))
+        return Source(url, secret, tls or None)
 
     def engine(self, source: Source) -> Engine:
         """The engine for a connection (``ConnectionConfigError`` if its URL is unusable;
         for a Secret the error names the Secret, never its value)."""
         engine = self._engines.get(source)
         if engine is None:
-            target = RedisTarget(source.url)
+            target = RedisTarget(_with_tls(source))
             try:
                 client = target.client()
             except ConnectionConfigError as exc:
@@ -323,3 +329,19 @@ def _deleting(group: Declared) -> bool:
 
 def _validation_message(exc: ValidationError) -> str:
     return "; ".join(describe_validation_error(e) for e in exc.errors())
+
+
+_TLS_SCHEMES = ("rediss://", "rediss+sentinel://")
+
+
+def _with_tls(source: Source) -> str:
+    """The URL with the Secret's certificates as files (``ConnectionConfigError`` naming
+    the Secret, never quoting it, when they cannot be used)."""
+    if source.tls is None:
+        return source.url
+    problem = source.tls.problem()
+    if problem is None and not source.url.startswith(_TLS_SCHEMES):
+        problem = "ca.crt, tls.crt and tls.key are for TLS: the URL must start with rediss:// (or rediss+sentinel://)"
+    if problem:
+        raise ConnectionConfigError(problem, message=f"{source.secret}: {problem}")
+    return with_options(source.url, source.tls.url_options())

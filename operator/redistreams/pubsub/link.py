@@ -19,12 +19,17 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..connection import RedisTarget
+from ..sentinel import SCHEMES as SENTINEL_SCHEMES
+from ..sentinel import master_pool
 
 Command = tuple[Any, ...]
+SENTINEL_PREFIXES = tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES)
 
 
 def make_pool(url: str, *, connect_timeout: float = 5.0, max_connections: int = 16) -> aredis.ConnectionPool:
     """An asyncio pool for ``url`` (go-redis-only options dropped, binary replies)."""
+    if url.startswith(SENTINEL_PREFIXES):
+        return master_pool(url, connect_timeout=connect_timeout, max_connections=max_connections)
     sync_pool = RedisTarget(url, connect_timeout=connect_timeout).client().connection_pool
     connection_class = {
         "Connection": aredis.Connection,

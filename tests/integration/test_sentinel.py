@@ -1,0 +1,207 @@
+"""Redis behind Sentinel (redis+sentinel://): the engine, the CLI and the client follow
+failovers, and a failover that lost writes is treated as a Redis reset."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from redistreams import DEFAULT_REGISTRY_KEY as REGISTRY
+from redistreams.connection import RedisTarget
+from redistreams.engine import Engine, GroupIntent, Memory, Owner, TopicIntent
+from redistreams.engine.ownership import EPOCH_FIELD, decode_epoch
+from redistreams.pubsub import Message, open_subscription, open_topic
+from tests.support.aio import run
+from tests.support.manifests import TOPICS, write
+from tests.support.redis_sentinel import SentinelGroup
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelGroup]:
+    group = SentinelGroup().start()
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+def intents(count: int, memory: Memory | None = None) -> tuple[list[TopicIntent], list[GroupIntent]]:
+    topics, groups = [], []
+    for i in range(count):
+        owner = Owner("c", "ns", f"t{i}")
+        topics.append(TopicIntent(f"topic/t{i}", owner, f"s/{i}", memory=memory))
+        groups.append(GroupIntent(f"consumergroup/g{i}", Owner("c", "ns", f"g{i}"), owner, f"s/{i}", "g",
+                                  memory=memory))
+    return topics, groups
+
+
+def test_engine_and_cli_through_sentinel(cli, sentinel: SentinelGroup, tmp_path: Path) -> None:
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(3)
+    assert {r.outcome for r in engine.reconcile(topics, groups)} == {"created"}
+    path = write(tmp_path, TOPICS)
+    applied = cli("apply", "-f", path, url=sentinel.url)
+    assert applied.returncode == 0, applied.stderr
+    assert sentinel.master().client().exists("orders", "topics/1", "s/0") == 3
+    status = cli("status", "-f", path, "-o", "json", url=sentinel.url)
+    assert status.returncode == 0, status.stderr
+    assert '"billing"' in status.stdout
+    # The sentinels' own password is masked wherever the URL is shown.
+    secret = sentinel.url + "?sentinel_password=s3cret-pw"
+    shown = cli("--redis-timeout", "2", "status", url=secret)
+    assert "s3cret-pw" not in shown.stdout + shown.stderr
+
+
+def test_planned_failover_then_reapply_converges(cli, sentinel: SentinelGroup, tmp_path: Path) -> None:
+    path = write(tmp_path, TOPICS)
+    assert cli("apply", "-f", path, url=sentinel.url).returncode == 0
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(200)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(engine.reconcile(topics, groups)))
+    worker.start()
+    new = sentinel.failover()
+    worker.join(60)
+    # Writes the old master took before it was demoted are gone (asynchronous replication).
+    sentinel.wait_settled()
+    # Whatever the first pass met, one more converges on the promoted master.
+    results = engine.reconcile(topics, groups)
+    assert all(r.ok for r in results), [str(r.failure) for r in results if not r.ok][:3]
+    again = cli("apply", "-f", path, url=sentinel.url)
+    assert again.returncode == 0, again.stderr
+    client = new.client()
+    assert client.exists(*[t.stream for t in topics]) == 200
+    assert all(client.xinfo_groups(f"s/{i}")[0]["name"] == "g" for i in range(0, 200, 37))
+    assert client.exists("orders", "topics/1") == 2
+
+
+@pytest.mark.slow
+def test_master_killed_mid_apply_then_reapply_converges(sentinel: SentinelGroup) -> None:
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(300)
+    worker = threading.Thread(target=lambda: engine.reconcile(topics, groups))
+    worker.start()
+    _, new = sentinel.kill_master()
+    worker.join(60)
+    results = engine.reconcile(topics, groups)
+    assert all(r.ok for r in results), [str(r.failure) for r in results if not r.ok][:3]
+    assert new.client().exists(*[t.stream for t in topics]) == 300
+
+
+def test_pubsub_keeps_working_through_a_failover(sentinel: SentinelGroup) -> None:
+    """Every publish the client saw acknowledged is consumed (at least once)."""
+
+    async def scenario() -> tuple[set[bytes], set[bytes]]:
+        url = sentinel.url
+        sub = await open_subscription("redis://g?topic=events&consumer=c1", redis_url=url)
+        sent: set[bytes] = set()
+        received: set[bytes] = set()
+        stop = asyncio.Event()
+
+        async def publish() -> None:
+            async with await open_topic("redis://events", redis_url=url, retry_for=30) as topic:
+                i = 0
+                while not stop.is_set():
+                    body = f"m{i}".encode()
+                    await topic.send(Message(body))
+                    sent.add(body)
+                    i += 1
+                    await asyncio.sleep(0.005)
+
+        async def consume() -> None:
+            while not stop.is_set() or not sent <= received:
+                for message in await sub.receive_batch(100, timeout=1):
+                    received.add(message.body)
+                    message.ack()
+
+        tasks = [asyncio.create_task(publish()), asyncio.create_task(consume())]
+        await asyncio.sleep(1)
+        await asyncio.to_thread(sentinel.failover)
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await sub.shutdown()
+        return sent, received
+
+    sent, received = run(scenario, within=120)
+    assert len(sent) > 100
+    assert sent <= received
+
+
+def lose_writes(sentinel: SentinelGroup, write: Callable[[], T]) -> tuple[T, RedisServer]:
+    """Runs ``write`` on a master cut off from its replicas, then kills it: the write
+    exists only on the dead master. Returns (what ``write`` returned, the promoted master).
+
+    The replicas are paused (SIGSTOP, well under down-after-milliseconds) while the
+    master drops their links, so they cannot reconnect before it dies."""
+    master = sentinel.master()
+    replicas = [s for s in sentinel.servers.values() if s is not master]
+    for replica in replicas:
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGSTOP)
+    try:
+        master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+        result = write()
+        master.kill()
+    finally:
+        for replica in replicas:
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGCONT)
+    return result, sentinel.wait_for_new_master(master)
+
+
+def test_a_failover_that_lost_a_new_group_is_a_redis_reset(sentinel: SentinelGroup) -> None:
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(1)
+    engine.reconcile(topics, [])  # the stream and its record reach the replicas
+    sentinel.master().client().execute_command("WAIT", 2, 2000)
+
+    def create_group() -> str:
+        engine.reconcile(topics, groups)
+        client = sentinel.master().client()
+        return str(decode_epoch(client.hget(REGISTRY, EPOCH_FIELD)))
+
+    epoch, new = lose_writes(sentinel, create_group)
+    client = new.client()
+    assert client.xinfo_groups("s/0") == [], "the group reached a replica: the test lost nothing"
+    for i in range(3):
+        client.xadd("s/0", {"body": f"after-failover-{i}"})  # publishers go on, on the new master
+    memory = Memory(epoch=epoch)  # what the operator's status remembers
+    topics, groups = intents(1, memory)
+    plan = engine.plan(topics, groups)
+    assert plan.groups[0].create_at == "0", plan.groups[0]
+    assert "Redis lost this data" in (plan.groups[0].lost or "")
+    engine.apply(plan)
+    delivered = client.xreadgroup("g", "c", {"s/0": ">"})
+    assert [f["body"] for _, f in delivered[0][1]] == [f"after-failover-{i}" for i in range(3)]
+
+
+def test_a_failover_to_an_empty_replica_is_a_redis_reset(sentinel: SentinelGroup) -> None:
+    """Everything written since the group formed is lost: the registry epoch is new."""
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(2)
+
+    def apply_all() -> str:
+        engine.reconcile(topics, groups)
+        return str(decode_epoch(sentinel.master().client().hget(REGISTRY, EPOCH_FIELD)))
+
+    epoch, new = lose_writes(sentinel, apply_all)
+    client = new.client()
+    assert client.exists(REGISTRY) == 0
+    client.xadd("s/1", {"body": "first-after-failover"})
+    plan = engine.plan(*intents(2, Memory(epoch=epoch)))
+    assert "the ownership registry is new" in (plan.topics[0].lost or "")
+    assert [g.create_at for g in plan.groups] == ["0", "0"]
+    engine.apply(plan)
+    delivered = client.xreadgroup("g", "c", {"s/1": ">"})
+    assert [f["body"] for _, f in delivered[0][1]] == ["first-after-failover"]

@@ -1,0 +1,173 @@
+"""A Sentinel group on loopback: 1 master, 2 replicas, 3 sentinels (`redis-server
+<conf> --sentinel`, each with its own writable config in a temp dir), with helpers to
+fail over (SENTINEL FAILOVER, or kill the master) and wait for the promotion."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from tests.support.net import free_port
+from tests.support.redis_server import REDIS_SERVER, RedisServer
+
+MASTER_NAME = "mymaster"
+DOWN_AFTER_MS = 1000
+
+
+class Sentinel:
+    def __init__(self, directory: Path, master_port: int) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.conf = directory / f"sentinel-{self.port}.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\ndaemonize no\n"
+            f"logfile {directory / f'sentinel-{self.port}.log'}\n"
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {MASTER_NAME} 4000\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([REDIS_SERVER, str(self.conf), "--sentinel"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2)
+
+    def master(self) -> tuple[str, int] | None:
+        try:
+            address = self.client().sentinel_get_master_addr_by_name(MASTER_NAME)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+        return (address[0], int(address[1])) if address else None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+class SentinelGroup:
+    """``url`` is the redis+sentinel:// URL; ``servers`` maps a port to its RedisServer."""
+
+    def __init__(self, replicas: int = 2, sentinels: int = 3) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="redistreams-sentinel-"))
+        fast = ("--repl-diskless-sync-delay", "0")  # full syncs start at once (default: 5 s)
+        self.master_server = RedisServer(*fast)
+        self.replica_servers = [RedisServer(*fast, "--replicaof", "127.0.0.1", str(self.master_server.port))
+                                for _ in range(replicas)]
+        self.sentinels = [Sentinel(self.dir, self.master_server.port) for _ in range(sentinels)]
+
+    @property
+    def servers(self) -> dict[int, RedisServer]:
+        return {s.port: s for s in [self.master_server, *self.replica_servers]}
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+
+    def start(self, timeout: float = 20) -> SentinelGroup:
+        self.master_server.start()
+        for replica in self.replica_servers:
+            replica.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ready():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the Sentinel group did not form")
+
+    def _ready(self) -> bool:
+        try:
+            info = self.master_server.client().info("replication")
+            online = [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                      and v.get("state") == "online"]
+            if len(online) < len(self.replica_servers):
+                return False
+            for sentinel in self.sentinels:
+                state = sentinel.client().sentinel_master(MASTER_NAME)
+                if int(state.get("num-other-sentinels", 0)) < len(self.sentinels) - 1:
+                    return False
+                if int(state.get("num-slaves", 0)) < len(self.replica_servers):
+                    return False
+            return True
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+
+    def master(self) -> RedisServer:
+        """The server the sentinels currently name as master."""
+        for sentinel in self.sentinels:
+            address = sentinel.master()
+            if address:
+                return self.servers[address[1]]
+        raise RuntimeError("no sentinel answers")
+
+    def wait_for_new_master(self, old: RedisServer, timeout: float = 30) -> RedisServer:
+        """Waits until every live sentinel names another master and it accepts writes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            named = {s.master() for s in self.sentinels if s.process and s.process.poll() is None}
+            if len(named) == 1 and None not in named:
+                ((_, port),) = named  # type: ignore[misc]
+                if port != old.port:
+                    server = self.servers[port]
+                    try:
+                        if server.client().info("replication")["role"] == "master":
+                            return server
+                    except (redis.ConnectionError, redis.TimeoutError):
+                        pass
+            time.sleep(0.1)
+        raise RuntimeError(f"no failover away from port {old.port} within {timeout}s")
+
+    def wait_settled(self, timeout: float = 30) -> RedisServer:
+        """Waits until every live server replicates from the master the sentinels name."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            master = self.master()
+            try:
+                live = [s for s in self.servers.values() if s.process is not None and s is not master]
+                infos = [s.client().info("replication") for s in live]
+                if all(i["role"] == "slave" and int(i["master_port"]) == master.port
+                       and i["master_link_status"] == "up" for i in infos):
+                    return master
+            except (redis.ConnectionError, redis.TimeoutError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the servers did not settle on one master")
+
+    def failover(self) -> RedisServer:
+        """A planned failover (SENTINEL FAILOVER): no write is lost. Returns the new master."""
+        old = self.master()
+        self.sentinels[0].client().sentinel_failover(MASTER_NAME)
+        return self.wait_for_new_master(old)
+
+    def kill_master(self) -> tuple[RedisServer, RedisServer]:
+        """SIGKILL the master; returns (old, new) once a replica is promoted. The old one
+        is not restarted (``restart(old)`` brings it back, as a replica)."""
+        old = self.master()
+        old.kill()
+        return old, self.wait_for_new_master(old)
+
+    def restart(self, server: RedisServer) -> None:
+        server.start()
+
+    def close(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for server in self.servers.values():
+            server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
