@@ -128,6 +128,8 @@ class ClusterSender:
             else:
                 slots[index] = self._slot(args)
                 pending.append(index)
+        if any(slots[i] is not None and self._node(slots[i]) is None for i in pending):
+            self._refresh()  # the slot map says a slot has no master: it may have one by now
         asking: dict[int, ClusterNode] = {}
         started = time.monotonic()
         delay = 0.05
@@ -142,12 +144,15 @@ class ClusterSender:
                                            rex.ClusterDownError)) for i in retry):
                 self._refresh()
             pending = retry
-        for index in pending:
+        for index in pending:  # still refused when the time was up
             reply = results[index]
             slot = slots.get(index)
-            if isinstance(reply, rex.ClusterDownError) and not isinstance(reply, SlotUnservedError) \
-                    and slot is not None:
+            if slot is None:
+                continue
+            if isinstance(reply, rex.ClusterDownError) and not isinstance(reply, SlotUnservedError):
                 results[index] = SlotUnservedError(slot, f" ({reply})")
+            elif isinstance(reply, (rex.AskError, rex.MovedError, rex.TryAgainError)):
+                results[index] = rex.TryAgainError(f"hash slot {slot} is being migrated between masters")
         return results
 
     def _round(self, stack: list[tuple[tuple[Any, ...], dict[str, Any]]], pending: list[int],
