@@ -370,4 +370,9 @@ def test_clean_shutdown_hands_over_at_once(setup: Setup) -> None:
     messages = setup.lease_events()
     assert any(m.startswith("op-a_") and m.endswith("stopped leading") for m in messages), messages
     assert any(m.startswith("op-b_") and m.endswith("became leader") for m in messages), messages
+    c = setup.start("op-c")  # a standby stopped while waiting: exits at once, the Lease untouched
+    wait_for(c.healthy, "the standby is up", 30)
+    c.process.terminate()
+    assert c.process.wait(10) == 0
+    assert setup.holder().startswith("op-b_")
     print(f"clean handover: {took:.1f} s")

@@ -81,6 +81,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             state.task.cancel()
         if state.observe_task is not None:
             state.observe_task.cancel()
+        if state.announcer is not None:  # kopf would wait 5 s for it; with HA, the standby waits too
+            state.announcer.cancel()
         metrics.SNAPSHOT.clear()
         if state.reconciler is not None and state.reconciler.kube is not None:
             await state.reconciler.kube.close()

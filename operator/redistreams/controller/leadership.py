@@ -351,10 +351,11 @@ async def lead(config: LeaseConfig, liveness: str | None,
         acquiring = asyncio.create_task(elector.acquire())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
         if not acquiring.done():
             acquiring.cancel()
             return
-        stopping.cancel()
+        acquiring.result()  # what acquire() could not handle is raised here, not taken for leading
     finally:
         if health is not None:
             await health.cleanup()
