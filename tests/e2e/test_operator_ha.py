@@ -49,8 +49,9 @@ class Operator:
         self.port, self.health = free_port(), free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", ns, "--redis-url", redis.url,
-             "--liveness", f"http://127.0.0.1:{self.health}/healthz", "--metrics-port", str(self.port), "--resync-interval", "3s",
-             "--status-interval", "1s", "--cluster-id", "e2e", "--leader-elect", "--lease-name", lease],
+             "--liveness", f"http://127.0.0.1:{self.health}/healthz", "--metrics-port", str(self.port),
+             "--resync-interval", "3s", "--status-interval", "1s", "--cluster-id", "e2e",
+             "--leader-elect", "--lease-name", lease],
             env={**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": name, "POD_NAMESPACE": system},
             stdout=log, stderr=subprocess.STDOUT)
 
