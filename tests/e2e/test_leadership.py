@@ -162,3 +162,14 @@ def test_refused_credentials_log_in_again(cluster: Cluster) -> None:
         assert b.leader and b.kube is good
 
     _run(cluster, body)
+
+
+def test_cli_refuses_unsafe_durations() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "redistreams.cli", "operator", "--leader-elect", "--lease-namespace", "x",
+         "--lease-duration", "5s", "--renew-deadline", "7s", "--liveness", "", "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "longer than the renew deadline" in result.stderr, result.stderr
