@@ -6,6 +6,8 @@ durations (2 s lease) keep the module at a few seconds."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -165,9 +167,6 @@ def test_refused_credentials_log_in_again(cluster: Cluster) -> None:
 
 
 def test_cli_refuses_unsafe_durations() -> None:
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "redistreams.cli", "operator", "--leader-elect", "--lease-namespace", "x",
          "--lease-duration", "5s", "--renew-deadline", "7s", "--liveness", "", "--metrics-port", "0"],
