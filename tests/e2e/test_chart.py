@@ -298,6 +298,9 @@ def test_alerts_and_dashboard_use_metrics_the_operator_exports(helm: str) -> Non
     assert {"RedisStreamGroupLagGrowing", "RedisStreamOldestPendingTooOld", "RedistreamsResourceNotReady",
             "RedistreamsRetentionBlocked"} <= set(alerts)
     assert "> 50" in alerts["RedisStreamGroupLagGrowing"]["expr"]
+    # Two replicas, one observing: staleness is the leader's only, and no leader is an alert.
+    assert "redistreams_leader == 1" in alerts["RedistreamsObservationStale"]["expr"]
+    assert "redistreams_leader" in alerts["RedistreamsNoLeader"]["expr"]
     metric = re.compile(r"\b(redis_[a-z_]+|redistreams_[a-z_]+)")
     for name, alert in alerts.items():
         used = set(metric.findall(alert["expr"]))
