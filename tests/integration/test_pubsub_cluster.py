@@ -128,15 +128,48 @@ def test_dead_letter_in_the_topics_slot_and_a_clear_error_otherwise(redis_cluste
                 break
         await sub.shutdown()
         assert seen == 2
-        with pytest.raises(PubSubError, match="hash slot"):
-            await open_subscription("redis://g?topic={billing}.in&consumer=c2", redis_url=url,
-                                    dead_letter="elsewhere.dead")
 
     run(scenario)
     client = redis_cluster.client(decode_responses=False)
     (entry,) = client.xrange("{billing}.dead")
     assert entry[1][b"body"] == b"poison" and entry[1][b"dead-letter-stream"] == b"{billing}.in"
     assert _pending(client, "{billing}.in") == 0
+
+
+def test_dead_letter_stream_in_another_slot(redis_cluster: RedisCluster) -> None:
+    """Claimed and handed over by the script, copied to the other node, then acknowledged;
+    malformed entries too. A copy refused (the key holds another type) leaves it pending."""
+    url, topic_key, dead_key = redis_cluster.url, "payments", "dead/payments"
+    assert redis_cluster.master_for(topic_key) is not redis_cluster.master_for(dead_key)
+    client = redis_cluster.client(decode_responses=False)
+
+    async def scenario(dead_letter: str) -> dict[str, int]:
+        sub = await open_subscription(f"redis://g?topic={topic_key}&consumer=c&autoclaim=100ms", redis_url=url,
+                                      dead_letter=DeadLetter(dead_letter, max_deliveries=2), reclaim_interval=0.05)
+        async with await open_topic(f"redis://{topic_key}", redis_url=url) as topic:
+            await topic.send(Message(b"poison"))
+        client.xadd(topic_key, {b"not": b"the driver's format"})
+        for _ in range(100):
+            for message in await sub.receive_batch(10, timeout=0.2):
+                message.nack()
+            await sub.flush()
+            if sub.stats["dead_lettered"] == 2 or sub.stats["dead_letter_failed"] >= 2:
+                break
+        await sub.shutdown()
+        return dict(sub.stats)
+
+    stats = run(lambda: scenario(dead_key))
+    assert stats["dead_lettered"] == 2, stats
+    copies = client.xrange(dead_key)
+    assert sorted(e[1].get(b"body", b"") for e in copies) == [b"", b"poison"]
+    assert {e[1][b"dead-letter-stream"] for e in copies} == {topic_key.encode()}
+    assert _pending(client, topic_key) == 0
+
+    client.delete(topic_key)
+    client.set("dead/other", "a string")
+    stats = run(lambda: scenario("dead/other"))
+    assert stats["dead_letter_failed"] >= 1 and not stats.get("dead_lettered"), stats
+    assert _pending(client, topic_key) >= 1  # still pending: nothing lost
 
 
 def test_a_slot_without_a_master_is_a_clear_error(redis_cluster: RedisCluster) -> None:

@@ -14,6 +14,7 @@ Blocking code uses ``redistreams.pubsub.sync`` with the same names; ``peek`` rea
 stream without a group (debugging).
 """
 
+from .cluster import SlotNotServedError
 from .deadletter import DeadLetter
 from .messages import (
     AcknowledgeError,
@@ -34,7 +35,8 @@ from .wire import encode_headers
 
 __all__ = [
     "AcknowledgeError", "ConsumerInUseError", "DeadLetter", "DeadLetterError", "GroupDeletedError", "Message",
-    "PubSubError", "PublishError", "ReceivedMessage", "Subscription", "SubscriptionClosed", "Topic", "URLError",
+    "PubSubError", "PublishError", "ReceivedMessage", "SlotNotServedError", "Subscription", "SubscriptionClosed",
+    "Topic", "URLError",
     "encode_headers", "open_subscription", "open_topic", "parse_go_duration", "parse_subscription_url",
     "parse_topic_url", "peek",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from redis.exceptions import ResponseError
 
+from .cluster import SlotNotServedError
 from .deadletter import DeadLettering
 from .link import TRANSIENT, Command, RoundTrips
 from .messages import MAX_TRIP, AcknowledgeError, Throttled, backoff, log
@@ -202,7 +203,7 @@ class Acks:
                                                        min_idle_ms, *chunk, "JUSTID")])
                     if isinstance(reply, ResponseError):
                         raise reply
-            except TRANSIENT as exc:
+            except (*TRANSIENT, SlotNotServedError) as exc:
                 log.warning("subscription %s: renewing leases: %s", self._name, exc)
                 continue
             except ResponseError as exc:

@@ -29,12 +29,15 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 class DeadLetter:
     """Move an entry to ``stream`` (and acknowledge it) once it was delivered ``max_deliveries`` times.
 
-    The move is one Lua script, so the stream must be in the same hash slot as the topic
-    on Redis Cluster (``{orders}`` and ``{orders}.dead``). The entry is acknowledged only
-    once its copy is stored: when the copy fails (no XADD permission, the key holds
-    another type) it stays pending, is not handed to the application, and the failure
-    shows in ``Subscription.dead_letter_error``, ``stats["dead_letter_failed"]`` and an
-    error log (at most once a minute).
+    The move is one Lua script when both streams are in one hash slot (always on one
+    server; on Redis Cluster with a hash tag: ``{orders}`` and ``{orders}.dead``).
+    Otherwise the script claims the entry and hands it over, and the subscription copies it
+    to the dead-letter stream's node, then acknowledges it: a copy whose reply was lost
+    may be stored twice. Either way the entry is acknowledged only once its copy is
+    stored: when the copy fails (no XADD permission, the key holds another type) it
+    stays pending, is not handed to the application, and the failure shows in
+    ``Subscription.dead_letter_error``, ``stats["dead_letter_failed"]`` and an error log
+    (at most once a minute).
     """
 
     stream: str
@@ -61,16 +64,28 @@ class DeadLettering:
         self._name = name
         self._log = Throttled()
         self._evalsha = True  # False once EVALSHA was refused: EVAL alone is enough
+        self._elsewhere: RoundTrips | None = None  # the dead-letter stream's link when in another slot
+
+    def hand_off(self, link: RoundTrips) -> None:
+        """The dead-letter stream is in another hash slot: the script hands entries over and
+        they are copied on ``link`` (to that stream's node), then acknowledged."""
+        self._elsewhere = link
+
+    @property
+    def _keys(self) -> list[str]:
+        return [self.stream] if self._elsewhere else [self.stream, self.dead_letter.stream]
 
     async def claim(self, link: RoundTrips, start: str, count: int, *, min_idle: int, owner: str,
                     skip: Iterable[str] = ()) -> tuple[str, list[Any], list[str]]:
         """One step through the pending entries from ``start``: those delivered too often
         are moved, the others claimed. Returns the next start ('' at the end), the
         claimed entries (raw) and the IDs of entries deleted from the stream."""
-        next_start, claimed, moved, gone, errors = await self._script(
-            link, [self.stream, self.dead_letter.stream],
+        next_start, claimed, moved, gone, errors, handed = await self._script(
+            link, self._keys,
             ["claim", self.group, self.consumer, min_idle, start, count, self.dead_letter.max_deliveries, owner,
              *skip])
+        if handed:
+            moved, errors = await self._copy(link, handed)
         if moved:
             log.warning("subscription %s: moved %d entries to %s after %d deliveries: %s", self._name, len(moved),
                         self.dead_letter.stream, self.dead_letter.max_deliveries, format_ids(moved))
@@ -80,9 +95,11 @@ class DeadLettering:
     async def move_malformed(self, link: RoundTrips, ids: list[str]) -> None:
         """Move entries not in the driver's format (pending to this consumer)."""
         try:
-            moved, gone, errors = await self._script(
-                link, [self.stream, self.dead_letter.stream],
+            moved, gone, errors, handed = await self._script(
+                link, self._keys,
                 ["move", self.group, self.consumer, "entry is not in the driver's format (headers/body)", *ids])
+            if handed:
+                moved, errors = await self._copy(link, handed)
         except ResponseError as exc:  # the script as a whole refused (e.g. no access to the dead-letter key)
             self._failed({entry_id: str(exc) for entry_id in ids})
             return
@@ -90,6 +107,27 @@ class DeadLettering:
             log.warning("subscription %s: moved %d malformed entries to %s: %s", self._name, len(moved),
                         self.dead_letter.stream, format_ids(moved))
         self._dead_lettered(moved, errors)
+
+    async def _copy(self, link: RoundTrips, handed: Sequence[Any]) -> tuple[list[bytes], list[bytes]]:
+        """Copy handed-over entries ({id, reason, deliveries, fields}) to the dead-letter
+        stream, then acknowledge those copied. Returns the moved IDs and {id, error, …}."""
+        assert self._elsewhere is not None
+        copies = [("XADD", self.dead_letter.stream, "*", *fields, b"dead-letter-reason", reason,
+                   b"dead-letter-stream", self.stream, b"dead-letter-group", self.group, b"dead-letter-id", entry_id,
+                   b"dead-letter-deliveries", deliveries) for entry_id, reason, deliveries, fields in handed]
+        replies = await self._elsewhere.call(copies)
+        copied = [entry[0] for entry, reply in zip(handed, replies) if not isinstance(reply, ResponseError)]
+        errors: list[bytes] = []
+        for entry, reply in zip(handed, replies):
+            if isinstance(reply, ResponseError):
+                errors += [entry[0], str(reply).encode()]
+        if copied:
+            (acked,) = await link.call([("XACK", self.stream, self.group, *copied)])
+            if isinstance(acked, ResponseError):
+                why = f"copied, but not acknowledged: {acked}".encode()
+                errors += [x for entry_id in copied for x in (entry_id, why)]
+                copied = []
+        return copied, errors
 
     async def _script(self, link: RoundTrips, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -19,7 +19,7 @@ from ..connection import redact
 from .acks import Acks
 from .cluster import Server, server_for
 from .deadletter import DeadLetter, DeadLettering
-from .link import TRANSIENT
+from .link import TRANSIENT, RoundTrips
 from .messages import (
     ConsumerInUseError,
     DeadLetterError,
@@ -94,6 +94,7 @@ class Subscription:
         self._acks = Acks(self._control, spec, name=self._name, stats=self.stats, autoclaim_ms=self._autoclaim_ms,
                           renew_after=max(0.1, spec.autoclaim / 3), dead_lettering=self._dead_lettering,
                           on_confirmed=self._confirmed)
+        self._dead_link: RoundTrips | None = None  # to a dead-letter stream in another slot (cluster)
         self._settled_while_draining: set[str] = set()  # see _held()
         self._drain_from: str | None = "0"  # own pending list still to read; None when done
         self._reclaim_from = "0-0"
@@ -138,16 +139,13 @@ class Subscription:
             raise
 
     def _check_dead_letter_slot(self) -> None:
-        """On a cluster, the dead-letter move is one script over both streams: one slot."""
-        if self.dead_letter is None or not self._pool.cluster:
+        """On a cluster, a dead-letter stream in another hash slot cannot be in the move's
+        script: entries are handed over and copied on a link to its node."""
+        if self._dead_lettering is None or self.dead_letter is None or not self._pool.cluster:
             return
-        slot, dead_slot = self._pool.slot_of(self.stream), self._pool.slot_of(self.dead_letter.stream)
-        if slot != dead_slot:
-            raise PubSubError(
-                f"open subscription {self._name}: on Redis Cluster the dead-letter stream must be in the topic's "
-                f"hash slot (copying an entry and acknowledging it is one script): {self.dead_letter.stream!r} is "
-                f"in slot {dead_slot}, {self.stream!r} in slot {slot}; name them with a common hash tag, e.g. "
-                f"'{{orders}}' and '{{orders}}.dead'")
+        if self._pool.slot_of(self.stream) != self._pool.slot_of(self.dead_letter.stream):
+            self._dead_link = self._pool.link(self.dead_letter.stream, self.timeout, name="redistreams-sub")
+            self._dead_lettering.hand_off(self._dead_link)
 
     async def _ensure_group(self, start: str) -> bool | None:
         """XGROUP CREATE … MKSTREAM like the Go driver. True: created, False: it existed,
@@ -525,7 +523,7 @@ class Subscription:
             _in_use.discard(self._key)
             # A call still in flight is waited for only as long as the deadline allows;
             # disconnecting the pool then ends it.
-            for link in (self._control, self._read):
+            for link in (self._control, self._read, *([self._dead_link] if self._dead_link else [])):
                 try:
                     async with asyncio.timeout_at(max(deadline, self._loop.time() + 0.05)):
                         await link.close()

@@ -1,13 +1,17 @@
 -- Claims pending entries for a consumer, or moves them to a dead-letter stream, atomically.
--- KEYS[1] stream, KEYS[2] dead-letter stream ('' when there is none)
+-- KEYS[1] stream, KEYS[2] dead-letter stream; without KEYS[2] (Redis Cluster, the dead-letter
+--   stream in another slot) entries to move are handed off instead: claimed by the consumer
+--   (JUSTID: idle reset, delivery count kept) and returned, for the caller to copy and
+--   then acknowledge
 -- ARGV[1] mode: 'claim' or 'move'
 -- claim: ARGV[2] group, ARGV[3] consumer, ARGV[4] min idle ms, ARGV[5] start ('-' or '(id'),
 --        ARGV[6] count, ARGV[7] max deliveries (0 = no dead-lettering), ARGV[8] owner ('' = any),
 --        ARGV[9..] ids to leave alone (held by the caller, or their ack is on its way)
 --        returns {next start or '', claimed entries, dead-lettered ids, ids of deleted entries,
---                 {id, error, id, error, ...} of entries that could not be dead-lettered}
+--                 {id, error, id, error, ...} of entries that could not be dead-lettered,
+--                 handed-off entries {{id, reason, deliveries, fields}, ...}}
 -- move:  ARGV[2] group, ARGV[3] consumer, ARGV[4] reason, ARGV[5..] ids still pending to consumer
---        returns {moved ids, ids of deleted entries, {id, error, ...} not moved}
+--        returns {moved ids, ids of deleted entries, {id, error, ...} not moved, handed-off entries}
 local stream, dlq, mode, group = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 
 -- The largest entry ID: nothing comes after it, and Redis refuses '(' in front of it.
@@ -38,6 +42,7 @@ end
 -- moves only (the entries stay pending); claiming goes on.
 local move_refused
 local function check_move()
+  if dlq == nil then return false end  -- handing off: the caller's copy is checked by Redis itself
   if move_refused == nil then
     move_refused = first_refused({{'XADD', dlq, '*', 'f', 'v'}, {'XACK', stream, group, '0-1'}}) or false
   end
@@ -57,6 +62,10 @@ local function move(id, reason, deliveries)
     redis.call('XACK', stream, group, id)
     return 'gone'
   end
+  if dlq == nil then
+    redis.call('XCLAIM', stream, group, ARGV[3], 0, id, 'JUSTID')
+    return {id, reason, tostring(deliveries), entry[1][2]}
+  end
   local args = {'XADD', dlq, '*'}
   for _, value in ipairs(entry[1][2]) do args[#args + 1] = value end
   for _, pair in ipairs({{'dead-letter-reason', reason}, {'dead-letter-stream', stream},
@@ -71,9 +80,11 @@ local function move(id, reason, deliveries)
   return 'moved'
 end
 
-local moved, gone, errors = {}, {}, {}
+local moved, gone, errors, handed = {}, {}, {}, {}
 local function record(id, outcome)
-  if outcome == 'moved' then
+  if type(outcome) == 'table' then
+    handed[#handed + 1] = outcome
+  elseif outcome == 'moved' then
     moved[#moved + 1] = id
   elseif outcome == 'gone' then
     gone[#gone + 1] = id
@@ -94,7 +105,7 @@ if mode == 'move' then
     local info = redis.call('XPENDING', stream, group, id, id, 1, consumer)
     if #info == 1 then record(id, move(id, reason, info[1][4])) end
   end
-  return {moved, gone, errors}
+  return {moved, gone, errors, handed}
 end
 
 local consumer, min_idle, start, count = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -134,4 +145,4 @@ if #claim > 0 then
 end
 local next_start = ''
 if #pending == count and pending[#pending][1] ~= MAX_ID then next_start = '(' .. pending[#pending][1] end
-return {next_start, claimed, moved, gone, errors}
+return {next_start, claimed, moved, gone, errors, handed}
