@@ -22,9 +22,10 @@ that of several replicas exactly one reconciles.
   Lease is released (no holder, ``leaseDurationSeconds: 1``) so a standby takes over on
   its next read instead of waiting for expiry.
 
-Why not kopf peering: it is priority-based pausing (operators of equal priority only
-warn and both keep working), needs cluster-wide peering CRDs, and does not fence a paused
-operator's in-flight handlers.
+Why not kopf peering: it is priority-based pausing (equal priorities pause every replica;
+a lower one resumes only after the other's keepalive lifetime, 60 s by default), needs
+cluster-wide peering CRDs, and fences neither running handlers nor a replica cut off from
+the API server.
 """
 
 from __future__ import annotations
