@@ -136,6 +136,7 @@ def _group_result(intent: GroupIntent) -> Result:
 
 class Applier:
     def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
+        self._epoch_written: set[str] = set()
         self.io = io
         self.registry_key = registry_key
         self.registry = Registry(registry_key)  # per slot on a Redis Cluster (the engine sets it)
@@ -155,6 +156,7 @@ class Applier:
     def apply(self, plan: Plan) -> list[Result]:
         # A registry lost twice under one process must get a new identity each time.
         self.epoch = new_epoch()
+        self._epoch_written = set()  # registry keys a claim script gave an epoch (HSETNX)
         topic_results = [_topic_result(p.intent) for p in plan.topics]
         group_results = [_group_result(p.intent) for p in plan.groups]
         pairs: list[tuple[TopicPlan | GroupPlan, Result]] = [
@@ -206,21 +208,23 @@ class Applier:
                    if epochs[registry] is None and any(r.ok for _, r in some)]
         if missing:
             replies: dict[str, Any] = {}
-            self.run([call for registry in missing for call in self._epoch_calls(registry, replies)])
+            self.run([call for registry in missing
+                      for call in self._epoch_calls(registry, replies, registry in self._epoch_written)])
             epochs.update({registry: decode_epoch(replies.get(registry)) for registry in missing})
         for registry, some in by_registry.items():
             for _, result in some:
                 result.epoch = epochs[registry]
 
-    def _epoch_calls(self, registry: str, replies: dict[str, Any]) -> list[Call]:
+    def _epoch_calls(self, registry: str, replies: dict[str, Any], written: bool) -> list[Call]:
+        """Read the epoch; set it first unless a claim script of this apply did (HSETNX)."""
         def done(reply: Any) -> None:
             replies[registry] = reply
 
-        return [
-            Call(build=lambda pipe: pipe.hsetnx(registry, EPOCH_FIELD, self.epoch),
-                 done=lambda _: None, fail=lambda _: None),
-            Call(build=lambda pipe: pipe.hget(registry, EPOCH_FIELD), done=done, fail=lambda _: None, write=False),
-        ]
+        read = Call(build=lambda pipe: pipe.hget(registry, EPOCH_FIELD), done=done, fail=lambda _: None, write=False)
+        if written:
+            return [read]
+        return [Call(build=lambda pipe: pipe.hsetnx(registry, EPOCH_FIELD, self.epoch),
+                     done=lambda _: None, fail=lambda _: None), read]
 
     def _field(self, p: TopicPlan | GroupPlan) -> str:
         if isinstance(p, TopicPlan):
@@ -243,8 +247,12 @@ class Applier:
             return []
         key = p.intent.stream
 
+        registry = self.registry.key_for(key)
+
         def done(reply: Any) -> None:
             outcome = reply[0]
+            if outcome not in ("conflict", "wrongtype"):
+                self._epoch_written.add(registry)
             if outcome == "created":
                 result.outcome = CREATED
                 result.details.insert(0, "created empty stream")
@@ -257,7 +265,6 @@ class Applier:
                 result.details.append("stream appeared meanwhile; adopted as is")
 
         args = [*self._claim_args(p), INIT_GROUP, EPOCH_FIELD, self.epoch]
-        registry = self.registry.key_for(key)
         return [Call(build=lambda pipe: CLAIM_TOPIC.call(pipe, [key, registry], args),
                      done=done, fail=result.fail, script=CLAIM_TOPIC)]
 
@@ -275,6 +282,8 @@ class Applier:
 
         def done(reply: Any) -> None:
             outcome = reply[0]
+            if outcome in ("created", "exists", "adopted"):
+                self._epoch_written.add(registry)  # the script set the epoch if there was none
             if outcome == "conflict":
                 result.fail(self._conflict(p, reply[1], of_topic=len(reply) > 2))
                 return

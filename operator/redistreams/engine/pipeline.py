@@ -128,7 +128,8 @@ class ClusterSender:
             else:
                 slots[index] = self._slot(args)
                 pending.append(index)
-        if any(slots[i] is not None and self._node(slots[i]) is None for i in pending):
+        cache = self.client.nodes_manager.slots_cache
+        if any(not cache.get(slot) for slot in {slots[i] for i in pending} if slot is not None):
             self._refresh()  # the slot map says a slot has no master: it may have one by now
         asking: dict[int, ClusterNode] = {}
         started = time.monotonic()
@@ -161,8 +162,14 @@ class ClusterSender:
         """Sends ``pending`` once; returns the positions to send again."""
         by_node: dict[str, list[int]] = {}
         nodes: dict[str, ClusterNode] = {}
+        masters: dict[int | None, ClusterNode | None] = {}  # slot -> its master, this round
         for index in pending:
-            node = asking.get(index) or self._node(slots[index])
+            slot = slots[index]
+            node = asking.get(index)
+            if node is None:
+                if slot not in masters:
+                    masters[slot] = self._node(slot)
+                node = masters[slot]
             if node is None:
                 slot = slots[index]
                 results[index] = SlotUnservedError(slot if slot is not None else -1)
@@ -230,14 +237,12 @@ class ClusterSender:
         return key_slot(args[1])
 
     def _node(self, slot: int | None) -> ClusterNode | None:
-        manager = self.client.nodes_manager
+        """The master of a slot by the client's slot map (its first node), or None."""
         if slot is None:
             node: ClusterNode | None = self.client.get_default_node()  # type: ignore[no-untyped-call]
             return node
-        try:
-            return manager.get_node_from_slot(slot)
-        except rex.SlotNotCoveredError:
-            return None
+        serving = self.client.nodes_manager.slots_cache.get(slot)
+        return serving[0] if serving else None
 
     def _refresh(self) -> None:
         try:
