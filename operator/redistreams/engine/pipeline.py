@@ -88,6 +88,7 @@ def _recorder() -> Any:
 _RECORDING_CLIENT: redis.Redis | None = None
 # Commands whose first argument is not their key.
 _KEYLESS = frozenset({"TIME", "PING", "INFO", "SCRIPT"})
+_SCRIPT_CALLS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"})  # <script> <numkeys> <keys…>
 # Replies worth another round: the slot moved or is moving, the node went away, the
 # cluster is electing a new master, or a master lost its script cache.
 _RETRY = (rex.MovedError, rex.AskError, rex.TryAgainError, rex.ClusterDownError, rex.ConnectionError,
@@ -180,7 +181,7 @@ class ClusterSender:
         sent: list[int | None] = []  # stack position per command; None: a load or ASKING
         for name, indices in by_node.items():
             node = nodes[name]
-            needed = dict.fromkeys(str(stack[i][0][1]) for i in indices if stack[i][0][0] == "EVALSHA")
+            needed = dict.fromkeys(str(stack[i][0][1]) for i in indices if stack[i][0][0] in _SCRIPT_CALLS)
             for sha in needed:
                 if sha in sources:
                     commands.append(PipelineCommand(("SCRIPT", "LOAD", sources[sha]), {"target_nodes": node},  # type: ignore[no-untyped-call]
@@ -228,7 +229,7 @@ class ClusterSender:
 
     def _slot(self, args: tuple[Any, ...]) -> int | None:
         name = args[0]
-        if name in ("EVALSHA", "EVAL"):
+        if name in _SCRIPT_CALLS:
             return key_slot(args[3]) if int(args[2]) else None
         if name in _KEYLESS or len(args) < 2:
             return None
