@@ -27,8 +27,8 @@ from typing import Any
 
 import redis
 
+from redistreams.cluster import cluster_seeds, is_cluster_url
 from redistreams.pubsub import Message, open_subscription, open_topic
-from redistreams.pubsub.cluster import cluster_seeds, is_cluster_url
 
 BATCH = 200
 METADATA = {"k": "v"}

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from redistreams.connection import ConnectionConfigError, RedisTarget
 from redistreams.pubsub import DeadLetter, Message, PublishError, PubSubError, open_subscription, open_topic
-from redistreams.pubsub.cluster import SlotNotServedError, cluster_seeds
+from redistreams.pubsub.cluster import SlotNotServedError
 from tests.support.aio import run
 from tests.support.cli import CLI
 from tests.support.redis_cluster import RedisCluster
@@ -28,15 +27,6 @@ def _masters_of(cluster: RedisCluster, keys: list[str]) -> set[str]:
 
 def _pending(client: redis.RedisCluster, stream: str, group: str = "g") -> int:
     return int(client.xpending(stream, group)["pending"])
-
-
-def test_cluster_urls_name_their_seeds() -> None:
-    plain, seeds = cluster_seeds("redis+cluster://u:p%40ss@10.0.0.1:7000,10.0.0.2:7001/0?socket_timeout=3")
-    assert plain == "redis://u:p%40ss@10.0.0.1:7000/0?socket_timeout=3"
-    assert seeds == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
-    assert cluster_seeds("rediss+cluster://[::1]:7000")[0] == "rediss://[::1]:7000"
-    with pytest.raises(PubSubError, match="not host:port"):
-        cluster_seeds("redis+cluster://u:secret@host-without-port")
 
 
 @pytest.mark.parametrize("which", ["cluster URL", "one node's URL"])
@@ -299,11 +289,8 @@ def test_cli_pub_on_the_cluster(redis_cluster: RedisCluster) -> None:
 
 
 def test_cli_sub_on_the_cluster(redis_cluster: RedisCluster) -> None:
-    """`sub -g` checks the group with the engine (connection.py's cluster client) first."""
-    try:
-        RedisTarget(redis_cluster.url).client()
-    except ConnectionConfigError:
-        pytest.skip("connection.py does not open redis+cluster:// URLs yet (the engine's part of issue 13)")
+    """A subscription URL (the group checked by the engine first, then consumed and
+    acknowledged by the client), and peeking (XREAD on the cluster client)."""
     cli = CLI(redis_cluster.url)
     client = redis_cluster.client()
     for stream in STREAMS[:3]:

@@ -1,7 +1,8 @@
 """The server behind a Topic or Subscription: one Redis, or a Redis Cluster.
 
 ``server_for`` reads the server URL: ``redis+cluster://[user:pw@]host:port[,host:port…]``
-(``rediss+cluster://`` for TLS) names a cluster by seeds; a plain ``redis://`` URL may
+(``rediss+cluster://`` for TLS; parsed by ``redistreams.cluster``) names a cluster by
+seeds; a Sentinel URL is one server (``link.make_pool``); a plain ``redis://`` URL may
 name a cluster node too, found out at the first round trip (``INFO cluster``; a user not
 allowed INFO is taken to be on a standalone server). Both give a ``Server``, and its
 ``link(key)`` an object used like ``link.Link``.
@@ -23,18 +24,16 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
 
 import redis.asyncio as aredis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..connection import redact
-from .link import TRANSIENT, Command, Link, make_pool, pool_like
+from ..cluster import cluster_seeds, is_cluster_url
+from .link import SENTINEL_PREFIXES, TRANSIENT, Command, Link, make_pool, pool_like
 from .messages import PubSubError, backoff, log, redis_url_for
 
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 Address = tuple[str, int]
 
 _REDIRECTS = 16  # redirections followed for one trip before giving up
@@ -50,27 +49,6 @@ class SlotNotServedError(PubSubError):
         self.slot, self.key = slot, key
 
 
-def is_cluster_url(url: str) -> bool:
-    return url.partition("://")[0] in CLUSTER_SCHEMES
-
-
-def cluster_seeds(url: str) -> tuple[str, list[Address]]:
-    """``redis+cluster://[user:pw@]h1:p1,h2:p2[/0][?opts]`` as the plain URL of its first
-    seed (connection settings: credentials, TLS, timeouts) and every seed's address."""
-    scheme, _, rest = url.partition("://")
-    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
-    userinfo, at, hosts = authority.rpartition("@")
-    seeds: list[Address] = []
-    for item in hosts.split(","):
-        host, colon, port = item.strip().rpartition(":")
-        if not colon or not port.isdigit() or not host:
-            raise PubSubError(f"cluster URL {redact(url)}: seed {item.strip()!r} is not host:port")
-        seeds.append((unquote(host.strip("[]")), int(port)))
-    plain = f"{CLUSTER_SCHEMES[scheme]}://{userinfo}{at}{hosts.split(',')[0].strip()}{tail}"
-    return plain, seeds
-
-
 def server_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> Server:
     """The server of ``client`` (its connection settings; one server), else of ``redis_url``
     (default ``REDIS_URL``). ``what`` and ``url`` name the topic or subscription in errors."""
@@ -78,15 +56,18 @@ def server_for(client: aredis.Redis | None, redis_url: str | None, what: str, ur
         pool = client.connection_pool
         return Server(pool.connection_class, pool.connection_kwargs, [("", 0)], cluster=False)
     redis_url = redis_url_for(redis_url, what, url)
-    if is_cluster_url(redis_url):
-        plain, seeds = cluster_seeds(redis_url)
-        pool = make_pool(plain)
-        return Server(pool.connection_class, pool.connection_kwargs, seeds, cluster=True)
-    pool = make_pool(redis_url)
+    pool = make_pool(redis_url)  # the first seed's, the Sentinel master's, the server's
     kwargs = pool.connection_kwargs
-    if "host" not in kwargs:  # a unix socket: never a cluster
-        return Server(pool.connection_class, kwargs, [("", 0)], cluster=False)
-    return Server(pool.connection_class, kwargs, [(kwargs["host"], kwargs["port"])], cluster=None)
+    cluster: bool | None
+    if is_cluster_url(redis_url):
+        seeds, cluster = cluster_seeds(redis_url)[1], True
+    elif redis_url.startswith(SENTINEL_PREFIXES) or "host" not in kwargs:  # Sentinel, a unix socket
+        seeds, cluster = [("", 0)], False
+    else:  # maybe a cluster node: the first round trip tells
+        seeds, cluster = [(kwargs["host"], kwargs["port"])], None
+    server = Server(pool.connection_class, kwargs, seeds, cluster=cluster)
+    server.adopt(seeds[0], pool)
+    return server
 
 
 class Server:
@@ -106,6 +87,10 @@ class Server:
         self._stale = True
         self._generation = 0  # bumped by every refresh of the slot map
         self._lock = asyncio.Lock()
+
+    def adopt(self, address: Address, pool: aredis.ConnectionPool) -> None:
+        """Use ``pool`` as made (a Sentinel master's follows failovers) for ``address``."""
+        self._pools[address] = pool
 
     def pool(self, address: Address) -> aredis.ConnectionPool:
         pool = self._pools.get(address)

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..connection import RedisTarget, default_url
+from ..cluster import resolve
+from ..connection import RedisTarget, SeedClient, default_url
 from ..printable import wire
 from .messages import ReceivedMessage
 from .wire import decode_fields
@@ -37,7 +38,8 @@ def peek(
     ``redis_url`` defaults to ``$REDIS_URL``, else the local server.
     ``ConnectionConfigError`` for an unusable URL, redis-py's errors for Redis failures.
     """
-    client = RedisTarget(redis_url or default_url(), socket_timeout=timeout).client(decode_responses=False)
+    seed = RedisTarget(redis_url or default_url(), socket_timeout=timeout).client(decode_responses=False)
+    client = resolve(seed) if isinstance(seed, SeedClient) else seed  # a cluster client on Redis Cluster
     key = wire(stream)
     cursor, seen = start, 0
     if cursor == "$":
