@@ -136,7 +136,7 @@ def _group_result(intent: GroupIntent) -> Result:
 
 class Applier:
     def __init__(self, io: Pipeliner, registry_key: str, *, trim_step: int = 1000, chunk: int = 5000) -> None:
-        self._epoch_written: set[str] = set()
+        self._epochs: dict[str, str | None] = {}
         self.io = io
         self.registry_key = registry_key
         self.registry = Registry(registry_key)  # per slot on a Redis Cluster (the engine sets it)
@@ -156,7 +156,7 @@ class Applier:
     def apply(self, plan: Plan) -> list[Result]:
         # A registry lost twice under one process must get a new identity each time.
         self.epoch = new_epoch()
-        self._epoch_written = set()  # registry keys a claim script gave an epoch (HSETNX)
+        self._epochs = {}  # registry key -> its epoch, as a claim script of this apply read it
         topic_results = [_topic_result(p.intent) for p in plan.topics]
         group_results = [_group_result(p.intent) for p in plan.groups]
         pairs: list[tuple[TopicPlan | GroupPlan, Result]] = [
@@ -202,29 +202,30 @@ class Applier:
         by_registry: dict[str, list[tuple[TopicPlan | GroupPlan, Result]]] = {}
         for pair in pairs:
             by_registry.setdefault(self.registry.key_for(pair[0].intent.stream), []).append(pair)
-        epochs = {registry: next((p.state.registry_epoch for p, _ in some if p.state.registry_epoch), None)
+        # As observed (a registry lost since then shows next time), else as a claim script
+        # of this apply found or set it, else read (and set when there is none).
+        epochs = {registry: next((p.state.registry_epoch for p, _ in some if p.state.registry_epoch),
+                                 self._epochs.get(registry))
                   for registry, some in by_registry.items()}
         missing = [registry for registry, some in by_registry.items()
                    if epochs[registry] is None and any(r.ok for _, r in some)]
         if missing:
             replies: dict[str, Any] = {}
-            self.run([call for registry in missing
-                      for call in self._epoch_calls(registry, replies, registry in self._epoch_written)])
+            self.run([call for registry in missing for call in self._epoch_calls(registry, replies)])
             epochs.update({registry: decode_epoch(replies.get(registry)) for registry in missing})
         for registry, some in by_registry.items():
             for _, result in some:
                 result.epoch = epochs[registry]
 
-    def _epoch_calls(self, registry: str, replies: dict[str, Any], written: bool) -> list[Call]:
-        """Read the epoch; set it first unless a claim script of this apply did (HSETNX)."""
+    def _epoch_calls(self, registry: str, replies: dict[str, Any]) -> list[Call]:
         def done(reply: Any) -> None:
             replies[registry] = reply
 
-        read = Call(build=lambda pipe: pipe.hget(registry, EPOCH_FIELD), done=done, fail=lambda _: None, write=False)
-        if written:
-            return [read]
-        return [Call(build=lambda pipe: pipe.hsetnx(registry, EPOCH_FIELD, self.epoch),
-                     done=lambda _: None, fail=lambda _: None), read]
+        return [
+            Call(build=lambda pipe: pipe.hsetnx(registry, EPOCH_FIELD, self.epoch),
+                 done=lambda _: None, fail=lambda _: None),
+            Call(build=lambda pipe: pipe.hget(registry, EPOCH_FIELD), done=done, fail=lambda _: None, write=False),
+        ]
 
     def _field(self, p: TopicPlan | GroupPlan) -> str:
         if isinstance(p, TopicPlan):
@@ -251,8 +252,8 @@ class Applier:
 
         def done(reply: Any) -> None:
             outcome = reply[0]
-            if outcome not in ("conflict", "wrongtype"):
-                self._epoch_written.add(registry)
+            if outcome not in ("conflict", "wrongtype") and len(reply) > 1:
+                self._epochs[registry] = decode_epoch(reply[1])
             if outcome == "created":
                 result.outcome = CREATED
                 result.details.insert(0, "created empty stream")
@@ -282,8 +283,8 @@ class Applier:
 
         def done(reply: Any) -> None:
             outcome = reply[0]
-            if outcome in ("created", "exists", "adopted"):
-                self._epoch_written.add(registry)  # the script set the epoch if there was none
+            if outcome in ("created", "exists", "adopted") and len(reply) > 2:
+                self._epochs[registry] = decode_epoch(reply[2])
             if outcome == "conflict":
                 result.fail(self._conflict(p, reply[1], of_topic=len(reply) > 2))
                 return

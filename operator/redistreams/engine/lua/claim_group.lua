@@ -10,7 +10,8 @@
 -- ARGV[6]  where to create it: '$' (the stream's last entry, with ENTRIESREAD), '0' or an entry ID
 -- ARGV[7]  registry field of the epoch, ARGV[8] epoch to record when there is none
 -- ARGV[9]  registry field of the stream's Topic record, ARGV[10..12] the Topic the group declares
--- Returns {'created', at}, {'adopted'|'exists', at}, {'conflict', raw record} (of the
+-- Returns {'created', at, epoch}, {'adopted'|'exists', at, epoch} (epoch: the registry's epoch
+-- record), {'conflict', raw record} (of the
 -- group, or 'topic' and the Topic's when another Topic owns the stream), {'nostream'}
 -- or {'wrongtype', type}.
 local stream, registry = KEYS[1], KEYS[2]
@@ -51,7 +52,7 @@ if info then
     redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created, first, at))
   end
   redis.call('HSETNX', registry, ARGV[7], ARGV[8])
-  return {current and 'exists' or 'adopted', at}
+  return {current and 'exists' or 'adopted', at, redis.call('HGET', registry, ARGV[7])}
 end
 
 refused = denied({{'XGROUP', 'CREATE', stream, group, '$'}, {'XINFO', 'STREAM', stream}})
@@ -77,4 +78,4 @@ else
 end
 redis.call('HSET', registry, field, encode_record(cluster, namespace, name, true, at, at))
 redis.call('HSETNX', registry, ARGV[7], ARGV[8])
-return {'created', at}
+return {'created', at, redis.call('HGET', registry, ARGV[7])}

@@ -7,7 +7,8 @@
 -- ARGV[2..4] owner: cluster, namespace, name
 -- ARGV[5]  temporary group name used to create an empty stream
 -- ARGV[6]  registry field of the epoch, ARGV[7] epoch to record when there is none
--- Returns {'created'|'adopted'|'exists'}, {'conflict', raw record} or {'wrongtype', type}.
+-- Returns {'created'|'adopted'|'exists', the registry's epoch record}, {'conflict', raw record}
+-- or {'wrongtype', type}.
 local stream, registry = KEYS[1], KEYS[2]
 local field, cluster, namespace, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
@@ -43,4 +44,4 @@ if not current or current['created'] ~= created then
   redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created))
 end
 redis.call('HSETNX', registry, ARGV[6], ARGV[7])
-return {outcome}
+return {outcome, redis.call('HGET', registry, ARGV[6])}
