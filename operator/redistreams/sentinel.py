@@ -27,7 +27,8 @@ import redis
 import redis.asyncio as aredis
 import redis.asyncio.sentinel as asentinel
 import redis.sentinel as rsentinel
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.retry import Retry as ARetry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from .connection import ConnectionConfigError, _checked, _parse_url
@@ -163,7 +164,8 @@ def master_client(url: str, *, decode_responses: bool, socket_timeout: float, co
     """A client for the master the sentinels name, found again after a failover."""
     spec = SentinelURL.parse(url)
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-    sentinel_kwargs = {**timeouts, **spec.sentinel}
+    # One attempt per sentinel and question: the master's connection retries the round.
+    sentinel_kwargs = {**timeouts, **spec.sentinel, "retry": Retry(NoBackoff(), 0)}
     options: dict[str, Any] = {**timeouts, **spec.master}
     options.update(decode_responses=decode_responses, encoding_errors="surrogateescape",
                    retry=_retry(retries), protocol=2)
@@ -180,7 +182,8 @@ def master_pool(url: str, *, connect_timeout: float, max_connections: int) -> ar
     """An asyncio pool whose connections go to the current master (pubsub's round trips:
     binary replies, no per-read deadline, no retry of its own: the caller retries)."""
     spec = SentinelURL.parse(url)
-    sentinel_kwargs = {"socket_timeout": connect_timeout, "socket_connect_timeout": connect_timeout, **spec.sentinel}
+    sentinel_kwargs = {"socket_timeout": connect_timeout, "socket_connect_timeout": connect_timeout, **spec.sentinel,
+                       "retry": ARetry(NoBackoff(), 0)}
     manager = asentinel.Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]  # untyped in redis-py
     options: dict[str, Any] = {"socket_connect_timeout": connect_timeout, **spec.master}
     options.update(decode_responses=False, socket_timeout=None, protocol=2, retry=None,

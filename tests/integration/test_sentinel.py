@@ -62,6 +62,27 @@ def test_engine_and_cli_through_sentinel(cli, sentinel: SentinelGroup, tmp_path:
     assert "s3cret-pw" not in shown.stdout + shown.stderr
 
 
+@pytest.mark.slow
+def test_separate_credentials_for_the_sentinels_and_the_master(cli, tmp_path: Path) -> None:
+    group = SentinelGroup(password="data-pw-1", sentinel_password="sentinel-pw-2").start()
+    try:
+        path = write(tmp_path, TOPICS)
+        applied = cli("apply", "-f", path, url=group.url)
+        assert applied.returncode == 0, applied.stderr
+        assert group.master().client().exists("orders") == 1
+        for wrong in (group.url.replace("sentinel-pw-2", "nope"), group.url.replace("data-pw-1", "nope")):
+            result = cli("--redis-timeout", "2", "apply", "-f", path, url=wrong)
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr
+            assert "pw-" not in result.stdout + result.stderr
+        sentinels_refused, master_refused = (cli("--redis-timeout", "2", "status", url=u).stderr for u in (
+            group.url.replace("sentinel-pw-2", "nope"), group.url.replace("data-pw-1", "nope")))
+        assert "no sentinel named the master" in sentinels_refused and "sentinel_password" in sentinels_refused
+        assert "refused the credentials" in master_refused
+    finally:
+        group.close()
+
+
 def test_planned_failover_then_reapply_converges(cli, sentinel: SentinelGroup, tmp_path: Path) -> None:
     path = write(tmp_path, TOPICS)
     assert cli("apply", "-f", path, url=sentinel.url).returncode == 0

@@ -20,7 +20,8 @@ DOWN_AFTER_MS = 1000
 
 
 class Sentinel:
-    def __init__(self, directory: Path, master_port: int) -> None:
+    def __init__(self, directory: Path, master_port: int, password: str | None = None,
+                 sentinel_password: str | None = None) -> None:
         self.port = free_port()
         self.dir = directory
         self.conf = directory / f"sentinel-{self.port}.conf"
@@ -31,7 +32,11 @@ class Sentinel:
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} 4000\n"
             f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+            + (f"sentinel auth-pass {MASTER_NAME} {password}\n" if password else "")
+            + (f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
+               if sentinel_password else "")
         )
+        self.password = sentinel_password
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -39,7 +44,8 @@ class Sentinel:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2)
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2,
+                           password=self.password)
 
     def master(self) -> tuple[str, int] | None:
         try:
@@ -59,15 +65,22 @@ class Sentinel:
 
 
 class SentinelGroup:
-    """``url`` is the redis+sentinel:// URL; ``servers`` maps a port to its RedisServer."""
+    """``url`` is the redis+sentinel:// URL; ``servers`` maps a port to its RedisServer.
+    ``password``: the servers' requirepass (and masterauth); ``sentinel_password``: the
+    sentinels' own requirepass."""
 
-    def __init__(self, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(self, replicas: int = 2, sentinels: int = 3, password: str | None = None,
+                 sentinel_password: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="redistreams-sentinel-"))
+        self.password = password
+        self.sentinel_password = sentinel_password
         fast = ("--repl-diskless-sync-delay", "0")  # full syncs start at once (default: 5 s)
-        self.master_server = RedisServer(*fast)
-        self.replica_servers = [RedisServer(*fast, "--replicaof", "127.0.0.1", str(self.master_server.port))
-                                for _ in range(replicas)]
-        self.sentinels = [Sentinel(self.dir, self.master_server.port) for _ in range(sentinels)]
+        auth = ("--masterauth", password) if password else ()
+        self.master_server = RedisServer(*fast, *auth, password=password)
+        self.replica_servers = [RedisServer(*fast, *auth, "--replicaof", "127.0.0.1", str(self.master_server.port),
+                                            password=password) for _ in range(replicas)]
+        self.sentinels = [Sentinel(self.dir, self.master_server.port, password, sentinel_password)
+                          for _ in range(sentinels)]
 
     @property
     def servers(self) -> dict[int, RedisServer]:
@@ -76,7 +89,9 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{MASTER_NAME}/0{query}"
 
     def start(self, timeout: float = 20) -> SentinelGroup:
         self.master_server.start()

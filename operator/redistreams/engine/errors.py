@@ -48,6 +48,10 @@ def describe(exc: BaseException, target: str = "", key: str | None = None) -> Fa
         return Failure(AUTH_FAILED, f"Redis{at} refused the credentials: {text}")
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError)) and (tls := tls_problem(exc)):
         return Failure(TLS_FAILED, f"TLS connection to Redis{at} failed: {tls}")
+    if type(exc).__name__ == "MasterNotFoundError":  # redis.sentinel's and redis.asyncio.sentinel's
+        return Failure(REDIS_UNAVAILABLE, f"Redis{at}: no sentinel named the master: the sentinels are unreachable, "
+                                          "refused their credentials (sentinel_username, sentinel_password) or do "
+                                          "not monitor that name")
     if isinstance(exc, rex.TimeoutError):
         return Failure(TIMEOUT, f"Redis{at} did not answer in time: {text or 'timeout'}")
     if isinstance(exc, rex.ConnectionError):
