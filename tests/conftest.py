@@ -9,12 +9,12 @@ import redis
 
 from tests.support.cli import CLI
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, acl_from_env
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+    server = RedisServer(acl=acl_from_env()).start()
     try:
         yield server
     finally:
@@ -40,6 +40,7 @@ def make_redis() -> Iterator:
     servers: list[RedisServer] = []
 
     def make(*args: str, **kwargs: object) -> RedisServer:
+        kwargs.setdefault("acl", acl_from_env())
         server = RedisServer(*args, **kwargs)  # type: ignore[arg-type]
         servers.append(server)
         return server.start()

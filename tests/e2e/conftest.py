@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.controlplane import Cluster
 from tests.support.kube import new_namespace, run_operator
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, acl_from_env
 
 
 def pytest_configure(config):
@@ -37,8 +37,9 @@ def cluster() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[object]:
-    """One redis-server for the module."""
-    server = RedisServer().start()
+    """One redis-server for the module (``url``: the documented-rules user under
+    REDISTREAMS_TEST_ACL, see tests/support/redis_server.py)."""
+    server = RedisServer(acl=acl_from_env()).start()
     yield server
     server.close()
 

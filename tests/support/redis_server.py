@@ -15,20 +15,41 @@ from tests.support.net import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
+# REDISTREAMS_TEST_ACL=manager (or a comma list of rule sets from redistreams.acl, e.g.
+# manager,publisher,consumer): the shared fixtures' ``url`` logs in as a user with exactly
+# those documented rules (keys ~*); ``client()`` and ``admin_url`` stay the admin.
+TEST_ACL_ENV = "REDISTREAMS_TEST_ACL"
+ACL_USER, ACL_PASSWORD = "redistreams-test", "acl-test-pw"
+
+
+def acl_from_env() -> tuple[str, ...]:
+    """The rule sets the shared fixtures' user gets (empty: the default user)."""
+    return tuple(n.strip() for n in os.environ.get(TEST_ACL_ENV, "").split(",") if n.strip())
+
 
 class RedisServer:
     """One redis-server; ``stop()``/``start()`` simulate outages and restarts."""
 
-    def __init__(self, *extra_args: str, persistence: bool = False, password: str | None = None) -> None:
+    def __init__(self, *extra_args: str, persistence: bool = False, password: str | None = None,
+                 acl: tuple[str, ...] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="redistreams-redis-"))
         self.port = free_port()
         self.extra_args = list(extra_args)
         self.persistence = persistence
         self.password = password
+        self.acl = acl  # rule sets of the user ``url`` logs in as (see acl_from_env)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The URL for the code under test: the documented-rules user when ``acl`` is set."""
+        if self.acl:
+            return f"redis://{ACL_USER}:{ACL_PASSWORD}@127.0.0.1:{self.port}/0"
+        return self.admin_url
+
+    @property
+    def admin_url(self) -> str:
+        """The default user (all commands): for tests that set up or break the server."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
@@ -60,10 +81,21 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited early: {self.log_tail()}")
             try:
                 if self.client().ping():
+                    self._create_acl_user()
                     return self
             except (redis.ConnectionError, redis.BusyLoadingError, OSError):
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+
+    def _create_acl_user(self) -> None:
+        """The test user with exactly the documented rules (again after every restart:
+        users made by ACL SETUSER are not saved)."""
+        if not self.acl:
+            return
+        from redistreams.acl import combined
+
+        rules = combined(self.acl).rules(["*"], with_optional=True)
+        self.client().execute_command("ACL", "SETUSER", ACL_USER, "reset", "on", f">{ACL_PASSWORD}", *rules)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

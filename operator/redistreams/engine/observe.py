@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
-from .errors import Failure, describe
+from .errors import PERMISSION_DENIED, Failure, describe
 from .ids import StreamId
 from .ownership import EPOCH_FIELD, OwnerRecord, ResetRecord, decode_epoch, group_field, reset_field, topic_field
 from .pipeline import Pipeliner
@@ -167,7 +167,7 @@ class Observer:
                 state.type = "?"  # resolved in the second pass
                 return state
             state.type = "unknown"
-            state.failure = describe(info, self.io.target)
+            state.failure = describe(info, self.io.target, key)
             return state
         state.type = "stream"
         state.length = int(info["length"])
@@ -179,7 +179,7 @@ class Observer:
         state.radix_tree_keys = _int_or_none(info.get("radix-tree-keys"))
         state.radix_tree_nodes = _int_or_none(info.get("radix-tree-nodes"))
         if isinstance(groups, Exception):
-            state.failure = describe(groups, self.io.target)
+            state.failure = describe(groups, self.io.target, key)
             return state
         for g in groups:
             state.groups[g["name"]] = GroupState(
@@ -253,14 +253,24 @@ class Observer:
         if not any(states[k].type == "?" for k in chunk) and not (details or exact_lag or consumers or cleanup):
             return
         replies = self._run(build)
+        load_refused: Failure | None = None  # SCRIPT LOAD refused: each count says so, not NOSCRIPT
         for (kind, key, group), reply in zip(calls, replies):
             state = states[key]
             if isinstance(reply, Exception):
+                refused = describe(reply, self.io.target, key)
+                if kind == "load" and refused.reason == PERMISSION_DENIED:
+                    load_refused = refused
+                    continue
+                if kind == "count" and load_refused is not None:
+                    refused = load_refused
+                if refused.reason == PERMISSION_DENIED:  # a refused read is named, never a figure left out
+                    state.failure = state.failure or refused
+                    continue
                 if kind in ("load", "consumers"):
                     continue  # a group destroyed meanwhile, say: its detail is just missing
                 if kind != "type" and group is not None and state.groups[group].lag is None:
                     continue  # lag stays unknown; not worth failing the stream
-                state.failure = state.failure or describe(reply, self.io.target)
+                state.failure = state.failure or describe(reply, self.io.target, key)
                 continue
             if kind == "type":
                 state.type = reply

@@ -23,10 +23,14 @@ def _read(name: str) -> str:
 class LuaScript:
     name: str
     uses: tuple[str, ...] = ()  # Lua has no imports here: shared helpers are prepended
+    # Reads only: flagged no-writes and run with EVALSHA_RO, so a read-only ACL user
+    # (+evalsha_ro, no +evalsha) can run it, and Redis itself refuses any write in it.
+    read_only: bool = False
 
     @cached_property
     def source(self) -> str:
-        return "".join(_read(name) + "\n" for name in self.uses) + _read(self.name)
+        flags = "#!lua flags=no-writes\n" if self.read_only else ""
+        return flags + "".join(_read(name) + "\n" for name in self.uses) + _read(self.name)
 
     @cached_property
     def sha(self) -> str:
@@ -36,7 +40,7 @@ class LuaScript:
         pipe.execute_command("SCRIPT", "LOAD", self.source)
 
     def call(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA_RO" if self.read_only else "EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 CLAIM_TOPIC = LuaScript("claim_topic", uses=("ids", "registry"))
@@ -45,7 +49,7 @@ DELETE_STREAM = LuaScript("delete_stream", uses=("ids", "registry"))
 DELETE_GROUP = LuaScript("delete_group", uses=("ids", "registry"))
 CHECKPOINT = LuaScript("checkpoint", uses=("ids", "registry"))
 TRIM = LuaScript("trim", uses=("ids", "registry"))
-COUNT_AFTER = LuaScript("count_after", uses=("ids",))
+COUNT_AFTER = LuaScript("count_after", uses=("ids",), read_only=True)
 RESET_GROUP = LuaScript("reset_group", uses=("ids", "registry"))
 REMOVE_CONSUMERS = LuaScript("remove_consumers", uses=("ids", "registry"))
 
