@@ -21,6 +21,7 @@ from tests.support.aio import run
 from tests.support.manifests import TOPICS, write
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer
+from tests.support.tls import Certificates
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -81,6 +82,23 @@ def test_separate_credentials_for_the_sentinels_and_the_master(cli, tmp_path: Pa
         assert "refused the credentials" in master_refused
     finally:
         group.close()
+
+
+def test_tls_to_the_sentinels_and_the_master(cli, tmp_path: Path) -> None:
+    certs = Certificates.make()
+    group = SentinelGroup(certs=certs).start()
+    try:
+        assert group.url.startswith("rediss+sentinel://")
+        path = write(tmp_path, TOPICS)
+        applied = cli("apply", "-f", path, url=group.url)
+        assert applied.returncode == 0, applied.stderr
+        new = group.failover()
+        again = cli("apply", "-f", path, url=group.url)
+        assert again.returncode == 0, again.stderr
+        assert new.client().exists("orders", "topics/1") == 2
+    finally:
+        group.close()
+        certs.close()
 
 
 def test_planned_failover_then_reapply_converges(cli, sentinel: SentinelGroup, tmp_path: Path) -> None:

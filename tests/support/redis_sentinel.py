@@ -9,11 +9,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from tests.support.net import free_port
 from tests.support.redis_server import REDIS_SERVER, RedisServer
+from tests.support.tls import Certificates, TLSRedisServer
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
@@ -21,12 +23,16 @@ DOWN_AFTER_MS = 1000
 
 class Sentinel:
     def __init__(self, directory: Path, master_port: int, password: str | None = None,
-                 sentinel_password: str | None = None) -> None:
+                 sentinel_password: str | None = None, certs: Certificates | None = None) -> None:
         self.port = free_port()
         self.dir = directory
+        self.certs = certs
         self.conf = directory / f"sentinel-{self.port}.conf"
+        listen = (f"port 0\ntls-port {self.port}\ntls-cert-file {certs.server_cert}\n"
+                  f"tls-key-file {certs.server_key}\ntls-ca-cert-file {certs.ca}\ntls-auth-clients no\n"
+                  "tls-replication yes\n") if certs else f"port {self.port}\n"
         self.conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\ndaemonize no\n"
+            f"{listen}bind 127.0.0.1\ndir {directory}\ndaemonize no\n"
             f"logfile {directory / f'sentinel-{self.port}.log'}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
@@ -44,8 +50,9 @@ class Sentinel:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self) -> redis.Redis:
+        tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.certs.ca)} if self.certs else {}
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2,
-                           password=self.password)
+                           password=self.password, **tls)
 
     def master(self) -> tuple[str, int] | None:
         try:
@@ -67,19 +74,26 @@ class Sentinel:
 class SentinelGroup:
     """``url`` is the redis+sentinel:// URL; ``servers`` maps a port to its RedisServer.
     ``password``: the servers' requirepass (and masterauth); ``sentinel_password``: the
-    sentinels' own requirepass."""
+    sentinels' own requirepass; ``certs``: TLS only, everywhere (replication too)."""
 
     def __init__(self, replicas: int = 2, sentinels: int = 3, password: str | None = None,
-                 sentinel_password: str | None = None) -> None:
+                 sentinel_password: str | None = None, certs: Certificates | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="redistreams-sentinel-"))
         self.password = password
         self.sentinel_password = sentinel_password
         fast = ("--repl-diskless-sync-delay", "0")  # full syncs start at once (default: 5 s)
         auth = ("--masterauth", password) if password else ()
-        self.master_server = RedisServer(*fast, *auth, password=password)
-        self.replica_servers = [RedisServer(*fast, *auth, "--replicaof", "127.0.0.1", str(self.master_server.port),
-                                            password=password) for _ in range(replicas)]
-        self.sentinels = [Sentinel(self.dir, self.master_server.port, password, sentinel_password)
+        self.certs = certs
+
+        def server(*args: str) -> RedisServer:
+            if certs:
+                return TLSRedisServer(certs, *fast, *auth, "--tls-replication", "yes", *args, password=password)
+            return RedisServer(*fast, *auth, *args, password=password)
+
+        self.master_server = server()
+        self.replica_servers = [server("--replicaof", "127.0.0.1", str(self.master_server.port))
+                                for _ in range(replicas)]
+        self.sentinels = [Sentinel(self.dir, self.master_server.port, password, sentinel_password, certs)
                           for _ in range(sentinels)]
 
     @property
@@ -90,8 +104,12 @@ class SentinelGroup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         auth = f":{self.password}@" if self.password else ""
-        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
-        return f"redis+sentinel://{auth}{hosts}/{MASTER_NAME}/0{query}"
+        options = [f"sentinel_password={self.sentinel_password}"] if self.sentinel_password else []
+        if self.certs:
+            options.append(f"ssl_ca_certs={self.certs.ca}")
+        query = f"?{'&'.join(options)}" if options else ""
+        scheme = "rediss+sentinel" if self.certs else "redis+sentinel"
+        return f"{scheme}://{auth}{hosts}/{MASTER_NAME}/0{query}"
 
     def start(self, timeout: float = 20) -> SentinelGroup:
         self.master_server.start()
