@@ -105,7 +105,23 @@ def cluster_client(seed: SeedClient, seeds: list[Address] | None = None) -> redi
     except rex.RedisError:
         raise
     except rex.RedisClusterException as exc:  # not a RedisError: no seed answered, or none knew the slots
+        refused = _response_error(exc)
+        if refused is not None:  # a seed answered, refusing CLUSTER SLOTS (NOPERM…)
+            raise refused from None
         raise rex.ConnectionError(f"no Redis Cluster node answered ({_cluster_problem(exc)})") from None
+
+
+def _response_error(exc: BaseException) -> rex.ResponseError | None:
+    """The server's refusal behind redis-py's wrapping, if any (redis-py words a refused
+    CLUSTER SLOTS as "Cluster mode is not enabled on this node")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, rex.ResponseError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _cluster_problem(exc: BaseException) -> str:

@@ -108,6 +108,23 @@ def test_a_nodes_plain_url_finds_the_cluster(redis_cluster: RedisCluster) -> Non
         assert_on_its_node(redis_cluster, f"s{i}")
 
 
+def test_a_cluster_that_cannot_be_read_is_a_clear_error(redis_cluster: RedisCluster) -> None:
+    """A node's URL for a user that may not read the slot map (no +cluster): every resource
+    fails naming the cause, never MOVED noise, never the password."""
+    for node in redis_cluster.nodes:  # ACL users are per node in a cluster
+        node.client().execute_command("ACL", "SETUSER", "noslots", "on", ">Pw-noslots-9", "~*", "+@all", "-cluster")
+    url = f"redis://noslots:Pw-noslots-9@127.0.0.1:{redis_cluster.nodes[0].port}/0"
+    target = RedisTarget(url)
+    engine = Engine(target.client(), target=target.display)
+    results = engine.reconcile(*intents(["x", "y"], 1))
+    assert {r.failure.reason for r in results if r.failure} == {"RedisClusterNode"} and len(results) == 4
+    message = results[0].failure.message if results[0].failure else ""
+    assert "is a Redis Cluster node, but the cluster's slot map could not be read" in message
+    assert "cluster" in message.lower() and "Pw-noslots-9" not in message
+    for node in redis_cluster.nodes:
+        node.client().execute_command("ACL", "DELUSER", "noslots")
+
+
 def test_hash_tags_and_non_ascii_names(redis_cluster: RedisCluster) -> None:
     streams = ["{orders}.in", "{orders}.out", "{orders}", "ünïcødé/流/{ß}", "emoji/🚀", "a{}b{c}", "x{y"]
     engine = engine_for(redis_cluster)
