@@ -24,6 +24,7 @@ FORBIDDEN = {
     "redistreams.crds": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.connection": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.sentinel": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
+    "redistreams.cluster": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.tls": ("redistreams",),
     "redistreams.printable": ("redistreams",),
     "redistreams.units": ("redistreams",),
