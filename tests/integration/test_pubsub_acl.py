@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 
+from redistreams import acl
 from redistreams.pubsub import (
     AcknowledgeError,
     DeadLetterError,
@@ -33,11 +34,11 @@ from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
-# The documented rule sets (README "Redis permissions", applications).
-PUBLISHER = ["xadd"]
-CONSUMER = ["xreadgroup", "xack", "xclaim", "xautoclaim", "xinfo|stream", "exists"]
-DEAD_LETTER = ["evalsha", "eval", "xpending", "xrange", "xadd"]  # added by dead-lettering
-OPTIONAL = ["xgroup|create", "xgroup|createconsumer", "client|setname"]  # used when granted
+# The documented rule sets (README "Redis permissions", applications; redistreams/acl.py).
+PUBLISHER = list(acl.PUBLISHER.commands)
+CONSUMER = list(acl.CONSUMER.commands)
+DEAD_LETTER = list(acl.DEAD_LETTER.commands)  # added by dead-lettering
+OPTIONAL = list(acl.CONSUMER.optional)  # used when granted
 
 # Commands a scenario cannot do without: refused, the client raises a PubSubError naming
 # it (xadd for dead letters: the entry stays pending, sub.dead_letter_error names it).

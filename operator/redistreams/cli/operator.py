@@ -39,6 +39,12 @@ OFF = ("0", "off")  # --observe-interval values that turn observation off
 @click.option("--renew-deadline", default="7s", show_default=True,
               help="The leader stops (exits) when it has not renewed for this long; below --lease-duration.")
 @click.option("--retry-period", default="2s", show_default=True, help="Renewal and standby polling period.")
+@click.option("--tenant", "tenants", multiple=True, metavar="NS=PREFIX", envvar="REDISTREAMS_TENANTS",
+              help="Namespace NS may declare only streams starting with PREFIX (repeatable; * for every "
+                   "namespace not listed, {namespace} for its name). With any entry, unlisted namespaces may "
+                   "declare nothing. Env: REDISTREAMS_TENANTS, space-separated.")
+@click.option("--tenancy-file", metavar="PATH", envvar="REDISTREAMS_TENANCY_FILE",
+              help="YAML mapping of namespace to a prefix or a list of prefixes (as --tenant).")
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
@@ -46,21 +52,27 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
                      cluster_id: str, resync_interval: str, status_interval: str, observe_interval: str,
                      liveness: str, metrics_port: int, leader_elect: bool, lease_name: str,
                      lease_namespace: str | None, lease_duration: str, renew_deadline: str, retry_period: str,
-                     log_format: str, verbose: bool) -> None:
+                     tenants: tuple[str, ...], tenancy_file: str | None, log_format: str, verbose: bool) -> None:
     """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
     from ..connection import ConnectionConfigError, RedisTarget, default_url
     from ..controller.leadership import LeaseConfig, default_lease_namespace
     from ..controller.main import run
     from ..controller.runtime import OperatorConfig
+    from ..tenancy import Tenancy, TenancyError
 
     if all_namespaces and namespaces:
         fail("give either --namespace or --all-namespaces")
+    try:
+        tenancy = Tenancy.load(tenants, tenancy_file)
+    except TenancyError as exc:
+        fail(str(exc))
     config = OperatorConfig(
         cluster_id=cluster_id,
         redis_url=redis_url or ctx.find_root().params.get("redis_url") or default_url(),
         resync_interval=duration_option(resync_interval),
         status_interval=duration_option(status_interval),
         observe_interval=0.0 if observe_interval in OFF else duration_option(observe_interval),
+        tenancy=tenancy,
     )
     try:  # an unusable default URL is a start-up error, not a status on every Topic
         RedisTarget(config.redis_url).client()

@@ -22,9 +22,11 @@ INVALID_SPEC = "InvalidSpec"
 PAUSED = "Paused"
 STREAM_READY = "StreamReady"
 GROUP_READY = "GroupReady"
+# The operator's tenancy setting does not let the namespace declare the stream.
+OUTSIDE_TENANT_PREFIX = "StreamOutsideTenantPrefix"
 
 # Errors that need a person: retrying changes nothing.
-TERMINAL = frozenset({WRONG_TYPE, CONFLICT, SECRET_NOT_FOUND, INVALID_SPEC, CLUSTER_NODE})
+TERMINAL = frozenset({WRONG_TYPE, CONFLICT, SECRET_NOT_FOUND, INVALID_SPEC, CLUSTER_NODE, OUTSIDE_TENANT_PREFIX})
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             state: State = memo.state
             if state.reconciler is None:
                 state.reconciler = Reconciler(cluster_id=config.cluster_id, default_url=config.redis_url,
-                                              kube=KubeAPI(info))
+                                              kube=KubeAPI(info), tenancy=config.tenancy)
         return info
 
     @kopf.on.cleanup(registry=registry)

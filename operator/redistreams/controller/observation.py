@@ -129,6 +129,8 @@ def _topics(reconciler: Reconciler) -> list[Item]:
         except ValidationError:
             continue
         assert isinstance(model, Topic)
+        if reconciler.tenant_refusal(model.namespace, model.stream) is not None:
+            continue  # outside its namespace's prefixes: never read, never trimmed
         topics.append((key, declared, model))
     return topics
 

@@ -20,8 +20,9 @@ from ..engine import Engine, Memory, Result
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
 from ..manifests import describe_validation_error
 from ..model import ConsumerGroup, Topic
+from ..tenancy import Tenancy
 from ..tls import TLSMaterial, with_options
-from .conditions import INVALID_SPEC, SECRET_NOT_FOUND, TOPIC_NOT_FOUND, Outcome
+from .conditions import INVALID_SPEC, OUTSIDE_TENANT_PREFIX, SECRET_NOT_FOUND, TOPIC_NOT_FOUND, Outcome
 from .kube import KubeAPI
 from .objects import SKIP_CLEANUP_ANNOTATION, Declared, Key, ObjectCache
 from .status import Computed, day2_fields, group_fields, group_outcome, scrubbed, topic_fields, topic_outcome
@@ -45,9 +46,10 @@ class Reconciler(ObjectCache):
     and delete passes over them."""
 
     def __init__(self, *, cluster_id: str, default_url: str, kube: KubeAPI | None = None,
-                 registry_key: str = DEFAULT_REGISTRY_KEY) -> None:
+                 registry_key: str = DEFAULT_REGISTRY_KEY, tenancy: Tenancy | None = None) -> None:
         super().__init__()
         self.cluster_id = cluster_id
+        self.tenancy = tenancy or Tenancy()  # which streams each namespace may declare
         self.default_url = default_url
         self.kube = kube
         self.registry_key = registry_key
@@ -57,6 +59,11 @@ class Reconciler(ObjectCache):
         self._flusher: asyncio.Task[None] | None = None
         self.linger = 0.05
         self.trim_on_apply = True  # False when the observation loop applies retention
+
+    def tenant_refusal(self, namespace: str, stream: str) -> str | None:
+        """Why the tenancy setting does not let ``namespace`` declare ``stream`` (None: it
+        does). Checked before anything is read from or written to Redis for it."""
+        return self.tenancy.refusal(namespace, stream)
 
     # -- connections ----------------------------------------------------------------
 
@@ -154,6 +161,10 @@ class Reconciler(ObjectCache):
                 computed[key] = Computed(Outcome(False, INVALID_SPEC, _validation_message(exc)))
                 return None
             assert isinstance(model, Topic)
+            refusal = self.tenant_refusal(model.namespace, model.stream)
+            if refusal is not None:  # before its Secret is read: nothing is done for it
+                computed[key] = Computed(Outcome(False, OUTSIDE_TENANT_PREFIX, refusal))
+                return None
             try:
                 url = await self.source_for(model)
             except ConnectionConfigError as exc:
@@ -290,6 +301,8 @@ class Reconciler(ObjectCache):
         async with self.lock:
             model = declared.model()
             if isinstance(model, Topic):
+                if self.tenant_refusal(model.namespace, model.stream) is not None:
+                    return None  # never provisioned: its stream is not the tenant's to delete
                 source = await self.source_for(model)
                 if source is None:
                     return None
@@ -303,6 +316,9 @@ class Reconciler(ObjectCache):
             topic_model = topic_decl.model() if topic_decl is not None else None
             if stream is None and topic_model is None:
                 return None  # never provisioned
+            where = topic_model.stream if isinstance(topic_model, Topic) else stream
+            if where is not None and self.tenant_refusal(model.namespace, where) is not None:
+                return None  # never provisioned: the group is not the tenant's to delete
             source = await self.source_for(topic_model) if isinstance(topic_model, Topic) else Source(self.default_url)
             if source is None:
                 return None

@@ -23,6 +23,7 @@ import kopf
 
 from .. import DEFAULT_CLUSTER_ID, metrics
 from ..printable import printable, printable_tree
+from ..tenancy import Tenancy
 from .conditions import conditions, same_conditions
 from .objects import Declared, Key
 from .reconciler import Reconciler
@@ -51,6 +52,8 @@ class OperatorConfig:
     observe_interval: float = 30.0
     retention_steps_per_pass: int = 1000  # Lua steps of <= 1000 entries each, over all Topics
     retention_pause: float = 0.02  # between rounds of steps, so other clients' commands get in
+    # Namespaces -> allowed stream-name prefixes (empty: no tenancy, any stream).
+    tenancy: Tenancy = field(default_factory=Tenancy)
 
 
 @dataclass
@@ -96,7 +99,8 @@ class State:
         """The Reconciler; made without Kubernetes credentials when login gave none we can
         reuse (tests)."""
         if self.reconciler is None:
-            self.reconciler = Reconciler(cluster_id=self.config.cluster_id, default_url=self.config.redis_url)
+            self.reconciler = Reconciler(cluster_id=self.config.cluster_id, default_url=self.config.redis_url,
+                                         tenancy=self.config.tenancy)
         return self.reconciler
 
 
