@@ -216,12 +216,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="per stream")
     parser.add_argument("--size", type=int, default=100, help="body bytes")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=1, help="per master (0: masters only, as the one server)")
     args = parser.parse_args()
-    cluster = RedisCluster().start()
+    cluster = RedisCluster(3, args.replicas).start()
     single = RedisServer().start()
     try:
-        print(f"3-master/3-replica cluster vs one redis-server, loopback, {os.cpu_count()} CPUs shared by "
-              f"servers and clients; batches of {BATCH}, best of {args.rounds}")
+        print(f"3-master cluster ({args.replicas} replica(s) each) vs one redis-server, loopback, "
+              f"{os.cpu_count()} CPUs shared by servers and clients; batches of {BATCH}, best of {args.rounds}")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         print(f"\n{'msg/s':<66}{'clients':>8}{'one server':>12}{'cluster':>10}{'ratio':>7}"
               f"{'server CPU s/M msgs: one':>26}{'busiest master':>16}{'capacity ratio':>16}")

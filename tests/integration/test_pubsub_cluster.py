@@ -105,8 +105,8 @@ def test_dead_letter_in_the_topics_slot_and_a_clear_error_otherwise(redis_cluste
                                       dead_letter=DeadLetter("{billing}.dead", max_deliveries=2),
                                       reclaim_interval=0.05)
         seen = 0
-        while True:
-            batch = await sub.receive_batch(10, timeout=5)
+        for _ in range(100):
+            batch = await sub.receive_batch(10, timeout=0.2)
             for message in batch:
                 if message.body == b"poison":
                     seen += 1

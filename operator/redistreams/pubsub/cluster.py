@@ -27,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoPermissionError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..cluster import cluster_seeds, is_cluster_url
@@ -85,6 +85,8 @@ class Server:
         self._control: dict[Address, Link] = {}
         self._slots: list[Address | None] | None = None
         self._stale = True
+        self._nodes: list[Address] = []  # every node of the last slot map, masters and replicas
+        self._suspects: set[Address] = set()  # nodes whose connection failed: asked last
         self._generation = 0  # bumped by every refresh of the slot map
         self._lock = asyncio.Lock()
 
@@ -117,7 +119,10 @@ class Server:
                 if self.cluster is None:
                     # A refusal while connecting (AUTH, SELECT) raises, as it would on one server.
                     (reply,) = await link.call([("INFO", "cluster")])
-                    self.cluster = not isinstance(reply, ResponseError) and b"cluster_enabled:1" in reply
+                    if isinstance(reply, NoPermissionError):
+                        self.cluster = False  # an ACL without INFO: taken for one server, as before
+                    elif not isinstance(reply, ResponseError):  # else (LOADING…) asked again next trip
+                        self.cluster = b"cluster_enabled:1" in reply
                     if self.cluster:
                         log.debug("%s:%d is a cluster node: routing by hash slot", *self.seeds[0])
         if self.cluster and self._stale:
@@ -129,9 +134,11 @@ class Server:
             link = self._control[address] = Link(self.pool(address), 5.0, name="redistreams-cluster")
         return link
 
-    def stale(self) -> None:
+    def stale(self, failed: Address | None = None) -> None:
         """A node failed or redirected: refresh the slot map before the next trip."""
         self._stale = True
+        if failed is not None:
+            self._suspects.add(failed)
 
     async def refresh(self, seen: int) -> None:
         """Load the slot map from the first node that answers, unless it was refreshed
@@ -139,11 +146,9 @@ class Server:
         async with self._lock:
             if self._generation != seen and self._slots is not None:
                 return
-            known = [] if self._slots is None else list(dict.fromkeys(a for a in self._slots if a is not None))
+            candidates = [a for a in dict.fromkeys([*self._nodes, *self.seeds, *self._pools]) if a != ("", 0)]
             failure: Exception | None = None
-            for address in dict.fromkeys([*known, *self.seeds, *self._pools]):
-                if address == ("", 0):
-                    continue
+            for address in sorted(candidates, key=lambda a: a in self._suspects):  # stable: suspects last
                 try:
                     (reply,) = await self._control_link(address).call([("CLUSTER", "SLOTS")])
                 except TRANSIENT as exc:
@@ -152,7 +157,8 @@ class Server:
                 if isinstance(reply, ResponseError):
                     failure = reply
                     continue
-                self._slots = _slot_map(reply, address)
+                self._slots, self._nodes = _slot_map(reply, address)
+                self._suspects.clear()
                 self._stale = False
                 self._generation += 1
                 return
@@ -186,13 +192,20 @@ class Server:
             await pool.disconnect()
 
 
-def _slot_map(reply: list[Any], asked: Address) -> list[Address | None]:
+def _slot_map(reply: list[Any], asked: Address) -> tuple[list[Address | None], list[Address]]:
+    """CLUSTER SLOTS as the master of every slot, and every node's address."""
     slots: list[Address | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
-    for start, end, master, *_ in reply:
-        host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
-        address = (host if host and host != "?" else asked[0], int(master[1]))
+    nodes: dict[Address, None] = {}
+    for start, end, master, *replicas in reply:
+        address = _address(master, asked)
         slots[int(start):int(end) + 1] = [address] * (int(end) - int(start) + 1)
-    return slots
+        nodes.update(dict.fromkeys([address, *(_address(replica, asked) for replica in replicas)]))
+    return slots, list(nodes)
+
+
+def _address(node: list[Any], asked: Address) -> Address:
+    host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+    return (host if host and host != "?" else asked[0]), int(node[1])
 
 
 class RoutedLink:
@@ -265,7 +278,7 @@ class RoutedLink:
                                       extra_timeout=extra_timeout)
             return replies[1::2]
         except TRANSIENT:
-            self.server.stale()  # a master killed: its replica may own the slot by the next try
+            self.server.stale(address)  # a master killed: its replica may own the slot by the next try
             raise
 
     async def call_one(self, *command: Any, extra_timeout: float = 0.0) -> Any:
