@@ -29,26 +29,27 @@ class RuleSet:
     registry: bool = False  # needs the ownership registry key too
 
     def rules(self, keys: Iterable[str], registry_key: str = DEFAULT_REGISTRY_KEY,
-              with_optional: bool = False) -> list[str]:
-        """``ACL SETUSER`` arguments after the user name and password: keys, then commands."""
+              with_optional: bool = False, cluster: bool = False) -> list[str]:
+        """``ACL SETUSER`` arguments after the user name and password: keys, then commands.
+        On a Redis Cluster the registry is one hash per slot, ``<key>{<tag>}``."""
         patterns = list(keys)
         if self.registry and "*" not in patterns:  # Redis refuses patterns after ~*
-            patterns.append(registry_key)
+            patterns.append(f"{registry_key}{{*}}" if cluster else registry_key)
         commands = [*self.commands, *(self.optional if with_optional else ())]
         return ["resetkeys", *(f"~{p}" for p in dict.fromkeys(patterns)), "resetchannels", "-@all",
                 *(f"+{c}" for c in commands)]
 
     def setuser(self, user: str, keys: Iterable[str], password: str = "SECRET",
-                registry_key: str = DEFAULT_REGISTRY_KEY, with_optional: bool = False) -> str:
+                registry_key: str = DEFAULT_REGISTRY_KEY, with_optional: bool = False, cluster: bool = False) -> str:
         """The ``ACL SETUSER`` line for this rule set (``password`` after ``>``)."""
-        rules = self.rules(keys, registry_key, with_optional)
+        rules = self.rules(keys, registry_key, with_optional, cluster)
         return " ".join(["ACL SETUSER", user, "on", f">{password}", *rules])
 
 
 # apply, plan, delete (and status, wait, export) from the CLI, and the operator.
 MANAGER = RuleSet(
     "manager",
-    "the operator and the CLI's apply, plan, delete (and everything the reader does)",
+    "the operator and the CLI's apply, plan, delete, status, wait and export",
     (
         # observe: stream and group state, key types, the oldest pending entry, exact lag
         "xinfo|stream", "xinfo|groups", "xinfo|consumers", "xpending", "xrange", "type", "scan",

@@ -185,3 +185,23 @@ def test_read_only_rules(cli, redis_server: RedisServer, tmp_path: Path, missing
         assert holes["groups"][0]["lag"] == 1
     assert redis_server.dirty() == before, "a read-only command wrote to Redis"
     invariants(r)
+
+
+@pytest.mark.parametrize("roles", [["manager"], ["reader"], ["publisher"], ["consumer", "dead-letter"],
+                                   ["manager", "reader", "publisher", "consumer"]])
+def test_printed_rules_are_accepted_by_redis(cli, redis_server: RedisServer, roles: list[str]) -> None:
+    """`redistreams acl` prints lines Redis takes as they are, granting what they say."""
+    printed = cli("acl", *roles, "--key", "team-a/*", "--user", "printed", "--password", "pw")
+    assert printed.returncode == 0, printed.stderr
+    r = redis_server.client()
+    assert r.execute_command(*printed.stdout.splitlines()[-1].split()) == "OK"
+
+    def dryrun(*command: str) -> str:
+        return str(r.execute_command("ACL", "DRYRUN", "printed", *command))
+
+    def probe(key: str) -> list[str]:
+        return ["XADD", key, "*", "f", "v"] if roles == ["publisher"] else ["XINFO", "STREAM", key]
+
+    assert dryrun(*probe("team-a/x")) == "OK"
+    assert "no permissions" in dryrun(*probe("team-b/x"))
+    assert "no permissions" in dryrun("FLUSHALL")

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from . import apply, inspect, messages, operator
+from . import acl, apply, inspect, messages, operator
 from .options import REDIS_TIMEOUT, REGISTRY_KEY, connection_options
 
 
@@ -37,7 +37,7 @@ def cli(**_: Any) -> None:
 
 
 for _command in (apply.apply, apply.plan, apply.delete, inspect.status, inspect.wait, inspect.export,
-                 messages.pub, messages.sub, operator.operator_command):
+                 messages.pub, messages.sub, operator.operator_command, acl.acl):
     cli.add_command(_command)
 
 
