@@ -47,3 +47,16 @@ def test_describe_names_the_user_from_the_target() -> None:
     assert failure.reason == PERMISSION_DENIED
     assert failure.message.startswith("permission denied by Redis ACL at redis://viewer:***@127.0.0.1:6379/0: "
                                       """user "viewer" may not run 'scan'""")
+
+
+def test_readme_shows_the_rules_of_acl_py() -> None:
+    """The README's ACL SETUSER lines are what acl.py (and `redistreams acl`) produce."""
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for line in (MANAGER.setuser("redistreams", ["topics/*", "orders*"], with_optional=True),
+                 READER.setuser("viewer", ["topics/*", "orders*"], with_optional=True),
+                 RULE_SETS["publisher"].setuser("orders-writer", ["orders"]),
+                 CONSUMER.setuser("billing", ["orders"]),
+                 combined(["consumer", "dead-letter"]).setuser("billing", ["orders", "orders.dead"])):
+        assert line in readme, line
