@@ -137,13 +137,13 @@ def resolve(seed: SeedClient) -> redis.Redis | redis.RedisCluster:
     unresolved (its commands fail as unreachable; the next use asks again)."""
     if seed.cluster_mode is None:
         try:
-            info = seed.info("cluster")
+            info = _ask_once(seed)
         except (rex.ConnectionError, rex.TimeoutError, OSError):
             return seed
         except rex.ResponseError:  # INFO refused (an ACL without it): a standalone server, as before
             seed.cluster_mode = False
             return seed
-        seed.cluster_mode = str(info.get("cluster_enabled", 0)) == "1"
+        seed.cluster_mode = "cluster_enabled:1" in info
         if not seed.cluster_mode:
             return seed
         kwargs = seed.connection_pool.connection_kwargs
@@ -154,3 +154,19 @@ def resolve(seed: SeedClient) -> redis.Redis | redis.RedisCluster:
         return cluster_client(seed)
     except (rex.ConnectionError, rex.TimeoutError, OSError):
         return seed
+
+
+def _ask_once(seed: SeedClient) -> str:
+    """``INFO cluster`` on one connection, without the client's retries: a server that
+    does not answer is asked again at the next use, and costs one timeout now."""
+    pool = seed.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_command("INFO", "cluster")  # type: ignore[no-untyped-call]
+        reply = connection.read_response()
+    except BaseException:
+        connection.disconnect()  # type: ignore[no-untyped-call]  # a late reply must never reach another caller
+        raise
+    finally:
+        pool.release(connection)
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)

@@ -10,6 +10,7 @@ cluster the ownership registry is split per hash slot (registry.py).
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 
+# A server that did not answer whether it is a cluster node is asked again after this long.
+DISCOVERY_INTERVAL = 2.0
+
+
 @contextmanager
 def _collector_paused(size: int) -> Iterator[None]:
     """Big batches allocate many small, acyclic objects; Python's cyclic collector would
@@ -86,6 +91,7 @@ class Engine:
         self.io = Pipeliner(client, self.stats, target)
         self.observer = Observer(self.io, registry_key, chunk_size)
         self.applier = Applier(self.io, registry_key, trim_step=trim_step)
+        self._asked = -DISCOVERY_INTERVAL  # when a server was last asked whether it is a cluster node
         self._use(client)
 
     # -- topology -------------------------------------------------------------------
@@ -108,6 +114,10 @@ class Engine:
         client = self.client
         if not isinstance(client, SeedClient) or client.cluster_mode is False:
             return None
+        now = time.monotonic()
+        if now - self._asked < DISCOVERY_INTERVAL:
+            return None  # asked a moment ago (this same plan-then-apply): no answer yet
+        self._asked = now
         try:
             resolved = resolve(client)
         except (rex.RedisError, rex.RedisClusterException) as exc:
