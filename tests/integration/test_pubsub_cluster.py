@@ -303,3 +303,19 @@ def test_cli_sub_on_the_cluster(redis_cluster: RedisCluster) -> None:
         peeked = cli("sub", stream, "--from", "0", "--count", "2")
         assert peeked.returncode == 0, peeked.stderr
         assert [line.split()[-1] for line in peeked.stdout.splitlines()] == ["one", "two"]
+
+
+def test_replicas_waits_for_replication_and_says_when_it_falls_short(url: str, redis_cluster: RedisCluster) -> None:
+    """``replicas=1``: on the cluster every master has a replica and sends return; on one
+    server without replicas the messages are stored but the send raises, naming the shortfall."""
+
+    async def scenario() -> None:
+        async with await open_topic("redis://durable", redis_url=redis_cluster.url, replicas=1) as topic:
+            assert len(await topic.send_batch([b"a", b"b"])) == 2
+        async with await open_topic("redis://durable", redis_url=url, replicas=1, timeout=0.3) as topic:
+            with pytest.raises(PublishError, match="only 0 of 1 replicas") as raised:
+                await topic.send(b"c")
+            assert raised.value.ids[0] is not None  # stored on the master
+
+    run(scenario)
+    assert redis_cluster.client().xlen("durable") == 2
