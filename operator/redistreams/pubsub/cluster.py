@@ -21,12 +21,13 @@ server and the caller retries the trip (at least once). A slot no master serves 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoPermissionError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -83,7 +84,7 @@ class Server:
         self._max_connections = max_connections
         self._pools: dict[Address, aredis.ConnectionPool] = {}
         self._control: dict[Address, Link] = {}
-        self._slots: list[Address | None] | None = None
+        self._slots: SlotMap | None = None
         self._stale = True
         self._nodes: list[Address] = []  # every node of the last slot map, masters and replicas
         self._suspects: set[Address] = set()  # nodes whose connection failed: asked last
@@ -170,10 +171,10 @@ class Server:
         if self._slots is None or self._stale:
             await self.refresh(self._generation)
         assert self._slots is not None
-        address = self._slots[slot]
+        address = self._slots.get(slot)
         if address is None:
             await self.refresh(self._generation)  # it may have just been assigned
-            address = self._slots[slot]
+            address = self._slots.get(slot)
         if address is None:
             raise SlotNotServedError(f"hash slot {slot} of key {key!r} is served by no master of the cluster "
                                      f"(unassigned, or its master failed without a replica to take over)",
@@ -182,7 +183,7 @@ class Server:
 
     def moved(self, slot: int, address: Address) -> None:
         if self._slots is not None:
-            self._slots[slot] = address
+            self._slots.move(slot, address)
         self._stale = True  # a MOVED seldom comes alone: reload the rest too
 
     async def disconnect(self) -> None:
@@ -192,15 +193,37 @@ class Server:
             await pool.disconnect()
 
 
-def _slot_map(reply: list[Any], asked: Address) -> tuple[list[Address | None], list[Address]]:
-    """CLUSTER SLOTS as the master of every slot, and every node's address."""
-    slots: list[Address | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+class SlotMap:
+    """The master of each slot: CLUSTER SLOTS' ranges (a few per master, so a process with
+    thousands of topics does not hold 16,384 entries for each), and slots MOVED since."""
+
+    def __init__(self, ranges: list[tuple[int, int, Address]]) -> None:
+        self._ranges = sorted(ranges)
+        self._starts = [start for start, _, _ in self._ranges]
+        self._moved: dict[int, Address] = {}
+
+    def get(self, slot: int) -> Address | None:
+        moved = self._moved.get(slot)
+        if moved is not None:
+            return moved
+        index = bisect.bisect_right(self._starts, slot) - 1
+        if index >= 0 and self._ranges[index][1] >= slot:
+            return self._ranges[index][2]
+        return None
+
+    def move(self, slot: int, address: Address) -> None:
+        self._moved[slot] = address
+
+
+def _slot_map(reply: list[Any], asked: Address) -> tuple[SlotMap, list[Address]]:
+    """CLUSTER SLOTS as a slot map, and every node's address (masters and replicas)."""
+    ranges: list[tuple[int, int, Address]] = []
     nodes: dict[Address, None] = {}
     for start, end, master, *replicas in reply:
         address = _address(master, asked)
-        slots[int(start):int(end) + 1] = [address] * (int(end) - int(start) + 1)
+        ranges.append((int(start), int(end), address))
         nodes.update(dict.fromkeys([address, *(_address(replica, asked) for replica in replicas)]))
-    return slots, list(nodes)
+    return SlotMap(ranges), list(nodes)
 
 
 def _address(node: list[Any], asked: Address) -> Address:
