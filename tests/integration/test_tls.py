@@ -93,6 +93,25 @@ def test_certificate_problems_are_clear_errors(cli, mtls: TLSRedisServer, certs:
     assert_clean(status)
 
 
+def test_the_host_name_is_checked_unless_turned_off(cli, certs: Certificates, tmp_path: Path) -> None:
+    """The certificate names elsewhere.test; the URL says 127.0.0.1 (also the SNI name)."""
+    server = TLSRedisServer(certs, misnamed=True).start()
+    try:
+        path = write(tmp_path, TOPICS)
+        refused = cli("--redis-timeout", "3", "apply", "-f", path, url=server.url)
+        assert refused.returncode == 1
+        assert_clean(refused)
+        assert "the server's certificate does not name the host in the URL" in refused.stderr, refused.stderr
+        unchecked = with_options(server.url, {"ssl_check_hostname": "false"})
+        assert cli("apply", "-f", path, url=unchecked).returncode == 0
+        # The chain is still verified without the name check.
+        untrusted = with_options(server.tls_url(ca=certs.other_ca), {"ssl_check_hostname": "false"})
+        result = cli("--redis-timeout", "3", "apply", "-f", path, url=untrusted)
+        assert result.returncode == 1 and "not signed by the CA" in result.stderr
+    finally:
+        server.close()
+
+
 def test_tls_to_a_plain_text_server_is_a_clear_error(cli, redis_server: RedisServer, certs: Certificates,
                                                      tmp_path: Path) -> None:
     url = f"rediss://127.0.0.1:{redis_server.port}/0?ssl_ca_certs={certs.ca}&socket_connect_timeout=1"

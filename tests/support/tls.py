@@ -37,6 +37,8 @@ class Certificates:
     client_key = property(lambda self: self.dir / "client.key")
     expired_cert = property(lambda self: self.dir / "expired.crt")
     other_ca = property(lambda self: self.dir / "other-ca.crt")
+    misnamed_cert = property(lambda self: self.dir / "misnamed.crt")  # a server certificate for elsewhere.test
+    misnamed_key = property(lambda self: self.dir / "misnamed.key")
 
     @classmethod
     def make(cls, directory: Path | None = None) -> Certificates:
@@ -48,8 +50,10 @@ class Certificates:
         (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                                       "extendedKeyUsage=serverAuth,clientAuth\n")
         (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+        (d / "misnamed.ext").write_text("subjectAltName=DNS:elsewhere.test\nextendedKeyUsage=serverAuth\n")
         for name, subject, ext in (("server", "/CN=localhost", "server.ext"), ("client", "/CN=client", "client.ext"),
-                                   ("expired", "/CN=expired client", "client.ext")):
+                                   ("expired", "/CN=expired client", "client.ext"),
+                                   ("misnamed", "/CN=elsewhere.test", "misnamed.ext")):
             _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
                      "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
             # The expired certificate ends a day before it starts (openssl 3.0 has no -not_after).
@@ -66,10 +70,12 @@ class TLSRedisServer(RedisServer):
     """redis-server on a TLS port only (``--port 0``); ``auth_clients`` is redis'
     ``tls-auth-clients``: ``yes`` (mutual TLS), ``optional`` or ``no``."""
 
-    def __init__(self, certs: Certificates, *extra_args: str, auth_clients: str = "no", **kwargs: object) -> None:
+    def __init__(self, certs: Certificates, *extra_args: str, auth_clients: str = "no", misnamed: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(*extra_args, **kwargs)  # type: ignore[arg-type]
         self.certs = certs
         self.auth_clients = auth_clients
+        self.misnamed = misnamed  # serve the certificate for elsewhere.test
 
     @property
     def url(self) -> str:
@@ -89,8 +95,8 @@ class TLSRedisServer(RedisServer):
         args[args.index("--port") + 1] = "0"
         return args + [
             "--tls-port", str(self.port),
-            "--tls-cert-file", str(self.certs.server_cert),
-            "--tls-key-file", str(self.certs.server_key),
+            "--tls-cert-file", str(self.certs.misnamed_cert if self.misnamed else self.certs.server_cert),
+            "--tls-key-file", str(self.certs.misnamed_key if self.misnamed else self.certs.server_key),
             "--tls-ca-cert-file", str(self.certs.ca),
             "--tls-auth-clients", self.auth_clients,
         ]
@@ -101,5 +107,7 @@ class TLSRedisServer(RedisServer):
             "ssl": True, "ssl_ca_certs": str(self.certs.ca),
             "ssl_certfile": str(self.certs.client_cert), "ssl_keyfile": str(self.certs.client_key),
         }
+        if self.misnamed:
+            options["ssl_check_hostname"] = False
         options.update(kwargs)
         return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
