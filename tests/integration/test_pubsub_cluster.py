@@ -319,3 +319,24 @@ def test_replicas_waits_for_replication_and_says_when_it_falls_short(url: str, r
 
     run(scenario)
     assert redis_cluster.client().xlen("durable") == 2
+
+
+def test_an_applications_own_asyncio_cluster_client_names_the_cluster(redis_cluster: RedisCluster) -> None:
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+    async def scenario() -> list[bytes]:
+        host, port = redis_cluster.nodes[0].address.split(":")
+        client = AsyncRedisCluster(startup_nodes=[ClusterNode(host, int(port))], decode_responses=True)
+        try:
+            async with await open_topic("redis://own-client", client=client) as topic:
+                await topic.send_batch([f"m{i}".encode() for i in range(3)] + [b"x"])
+            sub = await open_subscription("redis://g?topic=own-client&consumer=c", client=client)
+            got = await sub.receive_batch(10, timeout=5)
+            sub.ack(*got)
+            await sub.shutdown()
+            return [m.body for m in got]
+        finally:
+            await client.aclose()
+
+    assert run(scenario) == [b"m0", b"m1", b"m2", b"x"]

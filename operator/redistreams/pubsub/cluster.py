@@ -8,8 +8,9 @@ allowed INFO is taken to be on a standalone server). Both give a ``Server``, and
 ``link(key)`` an object used like ``link.Link``.
 
 On a cluster, every command of a Topic's or Subscription's round trip concerns its one
-stream (a dead-letter stream shares its hash slot), so a trip goes to the one master
-owning that slot, over one connection per node, packed as on a single server. The slot
+stream (a dead-letter stream in another slot has a link of its own), so a trip goes to
+the one master owning that slot, over one connection per node, packed as on a single
+server. The slot
 map (CLUSTER SLOTS) is shared by the links of a server and refreshed after MOVED, or when
 a connection to a node fails (a master killed: its replica takes its slots). Only the
 commands answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN are sent again, in order: Redis
@@ -50,9 +51,15 @@ class SlotNotServedError(PubSubError):
         self.slot, self.key = slot, key
 
 
-def server_for(client: aredis.Redis | None, redis_url: str | None, what: str, url: str) -> Server:
-    """The server of ``client`` (its connection settings; one server), else of ``redis_url``
-    (default ``REDIS_URL``). ``what`` and ``url`` name the topic or subscription in errors."""
+def server_for(client: aredis.Redis | aredis.RedisCluster | None, redis_url: str | None, what: str,
+               url: str) -> Server:
+    """The server of ``client`` (its connection settings; a ``redis.asyncio.RedisCluster``'s
+    startup nodes), else of ``redis_url`` (default ``REDIS_URL``). ``what`` and ``url`` name
+    the topic or subscription in errors."""
+    if isinstance(client, aredis.RedisCluster):
+        nodes = list(client.nodes_manager.startup_nodes.values())
+        return Server(nodes[0].connection_class, dict(nodes[0].connection_kwargs),
+                      [(node.host, int(node.port)) for node in nodes], cluster=True)
     if client is not None:
         pool = client.connection_pool
         return Server(pool.connection_class, pool.connection_kwargs, [("", 0)], cluster=False)

@@ -192,8 +192,9 @@ class Topic:
         await self.shutdown()
 
 
-async def open_topic(url: str, *, redis_url: str | None = None, client: aredis.Redis | None = None,
-                     timeout: float = 10.0, retry_for: float = 10.0, replicas: int = 0) -> Topic:
+async def open_topic(url: str, *, redis_url: str | None = None,
+                     client: aredis.Redis | aredis.RedisCluster | None = None, timeout: float = 10.0,
+                     retry_for: float = 10.0, replicas: int = 0) -> Topic:
     """Open ``redis://<stream key>[?maxlen=N]`` on ``redis_url`` (default ``REDIS_URL``;
     ``redis+cluster://host:port,…`` or any node's URL for a Redis Cluster)."""
     spec = parse_topic_url(url)

@@ -538,8 +538,9 @@ class Subscription:
         await self.shutdown()
 
 
-async def open_subscription(url: str, *, redis_url: str | None = None, client: aredis.Redis | None = None,
-                            batch_size: int = 100, block: float = 2.0, timeout: float = 10.0,
+async def open_subscription(url: str, *, redis_url: str | None = None,
+                            client: aredis.Redis | aredis.RedisCluster | None = None, batch_size: int = 100,
+                            block: float = 2.0, timeout: float = 10.0,
                             dead_letter: DeadLetter | str | None = None, max_deliveries: int = 5,
                             create_group: bool = True, reclaim_interval: float | None = None) -> Subscription:
     """Open ``redis://<group>?topic=<stream>&consumer=<name>[&from=ID][&autoclaim=30m][&noack]``.
@@ -559,7 +560,8 @@ async def open_subscription(url: str, *, redis_url: str | None = None, client: a
         raise ValueError("batch_size must be at least 1")
     if block <= 0:
         raise ValueError("block must be positive (seconds)")
-    server = redact(redis_url or os.environ.get("REDIS_URL", "")) if client is None else repr(client.connection_pool)
+    server = (redact(redis_url or os.environ.get("REDIS_URL", "")) if client is None
+              else repr(getattr(client, "connection_pool", client)))
     pool = server_for(client, redis_url, "subscription", url)
     subscription = Subscription(spec, pool, server=server, batch_size=batch_size, block=block, timeout=timeout,
                                 dead_letter=dead_letter, create_group=create_group,
