@@ -125,6 +125,21 @@ def test_a_cluster_that_cannot_be_read_is_a_clear_error(redis_cluster: RedisClus
         node.client().execute_command("ACL", "DELUSER", "noslots")
 
 
+def test_a_user_that_may_not_load_scripts_fails_at_once_naming_it(redis_cluster: RedisCluster) -> None:
+    for node in redis_cluster.nodes:
+        node.client().execute_command("ACL", "SETUSER", "noload", "on", ">Pw-noload-9", "~*", "+@all",
+                                      "-script|load")
+    target = RedisTarget(f"redis+cluster://noload:Pw-noload-9@{redis_cluster.nodes[0].address}")
+    engine = Engine(target.client(), target=target.display)
+    started = time.monotonic()
+    results = engine.reconcile(*intents(["p", "q"], 1))
+    assert time.monotonic() - started < 3  # no NOSCRIPT rounds for a script that cannot be loaded
+    assert {r.failure.reason for r in results if r.failure} == {"PermissionDenied"} and len(results) == 4
+    assert all("script|load" in r.failure.message for r in results if r.failure)
+    for node in redis_cluster.nodes:
+        node.client().execute_command("ACL", "DELUSER", "noload")
+
+
 def test_hash_tags_and_non_ascii_names(redis_cluster: RedisCluster) -> None:
     streams = ["{orders}.in", "{orders}.out", "{orders}", "ünïcødé/流/{ß}", "emoji/🚀", "a{}b{c}", "x{y"]
     engine = engine_for(redis_cluster)

@@ -223,6 +223,12 @@ class ClusterSender:
                 retry.append(position)
         for load, reply in loads.items():
             results[load] = reply
+        refused = {str(stack[load][0][2]) for load, reply in loads.items()
+                   if isinstance(reply, Exception) and not isinstance(reply, _RETRY)}
+        if refused:  # a load refused for good (ACL…): its calls fail with it, no NOSCRIPT rounds
+            refused_shas = {hashlib.sha1(source.encode()).hexdigest() for source in refused}
+            retry = [i for i in retry if not (isinstance(results[i], rex.NoScriptError)
+                                              and str(stack[i][0][1]) in refused_shas)]
         asking.clear()
         asking.update(asking_now)
         return retry
