@@ -31,7 +31,7 @@ from redis.retry import Retry
 from .printable import printable
 
 DEFAULT_URL = "redis://localhost:6379/0"
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 CLUSTER_PREFIXES = ("redis+cluster://", "rediss+cluster://")  # see cluster.py
 MASK = "***"
 DISPLAY_LIMIT = 1000  # characters of a shown URL; a longer one is cut (after masking)
@@ -406,7 +406,7 @@ def _checked(url: object) -> str:
 
 def _scheme_error(url: str) -> ConnectionConfigError:
     head, sep, _ = url.partition("://")
-    use = "(use redis://, rediss:// or unix://)"
+    use = "(use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://)"
     if not sep or not _SCHEME_NAME.fullmatch(head):
         return ConnectionConfigError(f"the URL does not start with a scheme {use}", url)
     if head.lower() in SCHEMES:
