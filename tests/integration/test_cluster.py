@@ -99,6 +99,30 @@ def test_engine_applies_1000_topics_with_3_groups_each_on_the_nodes_of_their_slo
     assert sorted(engine.discover("orders/*")) == sorted(streams)
 
 
+def test_delete_and_checkpoint_reach_each_slots_registry(redis_cluster: RedisCluster) -> None:
+    engine = engine_for(redis_cluster)
+    streams = [f"gone/{i}" for i in range(60)]
+    topics, groups = intents(streams, groups_per_topic=2)
+    topics = [TopicIntent(t.label, t.owner, t.stream, deletion_policy="Delete") for t in topics]
+    groups = [GroupIntent(g.label, g.owner, g.topic, g.stream, g.group, deletion_policy="Delete") for g in groups]
+    assert {r.outcome for r in engine.reconcile(topics, groups)} == {"created"}
+    for stream in streams[:10]:
+        client = redis_cluster.master_for(stream).client()
+        client.xadd(stream, {"n": "1"})
+        client.xreadgroup("g0", "c", {stream: ">"})
+    states = engine.observe(streams, owner_groups={s: ["g0", "g1"] for s in streams}, detail_keys=streams)
+    moved = engine.checkpoint(states, [(g.stream, g.group, g.owner) for g in groups])
+    assert moved == 10  # g0 of the streams read from: its recovery position moved past the entry
+    results = engine.delete(topics, groups)
+    assert {r.outcome for r in results} == {"deleted"}, [r.failure for r in results if r.failure][:3]
+    registry = SlotRegistry(DEFAULT_REGISTRY_KEY)
+    for stream in streams:
+        client = redis_cluster.master_for(stream).client()
+        assert client.exists(stream) == 0
+        assert not client.hexists(registry.key_for(stream), topic_field(stream))
+        assert not client.hexists(registry.key_for(stream), group_field(stream, "g0"))
+
+
 def test_a_nodes_plain_url_finds_the_cluster(redis_cluster: RedisCluster) -> None:
     engine = engine_for(redis_cluster, redis_cluster.nodes[4].url)  # a replica's URL, even
     topics, groups = intents([f"s{i}" for i in range(50)])
