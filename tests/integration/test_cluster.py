@@ -15,7 +15,7 @@ import redis
 
 from redistreams import DEFAULT_REGISTRY_KEY
 from redistreams.connection import RedisTarget
-from redistreams.engine import Engine, GroupIntent, Memory, Owner, Result, TopicIntent
+from redistreams.engine import Engine, GroupIntent, Memory, Owner, Result, RetentionPolicy, TopicIntent
 from redistreams.engine.ids import StreamId
 from redistreams.engine.ownership import EPOCH_FIELD, group_field, topic_field
 from redistreams.engine.pipeline import ClusterSender
@@ -121,6 +121,22 @@ def test_delete_and_checkpoint_reach_each_slots_registry(redis_cluster: RedisClu
         assert client.exists(stream) == 0
         assert not client.hexists(registry.key_for(stream), topic_field(stream))
         assert not client.hexists(registry.key_for(stream), group_field(stream, "g0"))
+
+
+def test_retention_trims_on_every_master(redis_cluster: RedisCluster) -> None:
+    engine = engine_for(redis_cluster)
+    streams = [f"kept/{i}" for i in range(12)]
+    policy = RetentionPolicy(max_length=5, allow_trimming_unconsumed=True)
+    topics = [TopicIntent(f"topic/k{i}", Owner("c", "ns", f"k{i}"), s, retention=policy) for i, s in enumerate(streams)]
+    assert {r.outcome for r in engine.reconcile(topics, [])} == {"created"}
+    for stream in streams:
+        client = redis_cluster.master_for(stream).client()
+        for n in range(20):
+            client.xadd(stream, {"n": str(n)})
+    results = engine.reconcile(topics, [])
+    assert all(r.trimmed == 15 for r in results), [(r.stream, r.trimmed, r.failure) for r in results]
+    assert {redis_cluster.master_for(s).client().xlen(s) for s in streams} == {5}
+    assert len({redis_cluster.master_for(s).address for s in streams}) == 3
 
 
 def test_a_nodes_plain_url_finds_the_cluster(redis_cluster: RedisCluster) -> None:
