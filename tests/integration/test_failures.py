@@ -167,7 +167,7 @@ def test_go_redis_url_options_are_accepted(cli, redis_server: RedisServer, tmp_p
 
 def test_the_documented_acl_is_enough(cli, redis_server: RedisServer, tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("A minimal ACL user")[1].split("```")[1]
+    block = readme.split("**Manager**")[1].split("```")[1]
     words = " ".join(block.split()).replace(">SECRET", ">pw").split()
     assert words[:2] == ["ACL", "SETUSER"]
     r = redis_server.client()
