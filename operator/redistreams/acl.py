@@ -17,6 +17,12 @@ from urllib.parse import unquote, urlsplit
 
 from . import DEFAULT_REGISTRY_KEY
 
+# On a Redis Cluster every user also needs the slot map (redis-py's cluster client reads
+# CLUSTER SLOTS and COMMAND) and, to discover the cluster from a redis:// URL, INFO
+# (without it a node is taken for a standalone server). Found by experiment on the
+# 3-master fixture (tests/support/redis_cluster.py).
+CLUSTER_COMMANDS = ("cluster|slots", "command", "info")
+
 
 @dataclass(frozen=True)
 class RuleSet:
@@ -35,7 +41,7 @@ class RuleSet:
         patterns = list(keys)
         if self.registry and "*" not in patterns:  # Redis refuses patterns after ~*
             patterns.append(f"{registry_key}{{*}}" if cluster else registry_key)
-        commands = [*self.commands, *(self.optional if with_optional else ())]
+        commands = [*self.commands, *(self.optional if with_optional else ()), *(CLUSTER_COMMANDS if cluster else ())]
         return ["resetkeys", *(f"~{p}" for p in dict.fromkeys(patterns)), "resetchannels", "-@all",
                 *(f"+{c}" for c in commands)]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from redistreams.acl import MANAGER, READER
+from redistreams.acl import CLUSTER_COMMANDS, MANAGER, READER
 from tests.support.manifests import group, topic, write
 from tests.support.redis_server import RedisServer
 
@@ -205,3 +205,28 @@ def test_printed_rules_are_accepted_by_redis(cli, redis_server: RedisServer, rol
     assert dryrun(*probe("team-a/x")) == "OK"
     assert "no permissions" in dryrun(*probe("team-b/x"))
     assert "no permissions" in dryrun("FLUSHALL")
+
+
+@pytest.mark.parametrize("missing", [None, *CLUSTER_COMMANDS])
+def test_cluster_needs_the_slot_map_rules(cli, redis_cluster, tmp_path: Path, missing: str | None) -> None:
+    """On a Redis Cluster the manager's rules plus CLUSTER_COMMANDS (`redistreams acl
+    --cluster`) are enough, from a redis+cluster:// URL and from one node's redis:// URL;
+    without the slot map's commands every command fails naming what is missing."""
+    rules = [r for r in MANAGER.rules(["*"], with_optional=True, cluster=True) if r != f"+{missing}"]
+    for node in redis_cluster.running_nodes():
+        node.client().execute_command("ACL", "SETUSER", "ops", "reset", "on", ">pw", *rules)
+    path = write(tmp_path, MANIFESTS)
+    url = redis_cluster.url.replace("redis+cluster://", "redis+cluster://ops:pw@")
+    node_url = redis_cluster.plain_urls[0].replace("redis://", "redis://ops:pw@")
+    applied = cli("apply", "-f", path, url=url)
+    if missing in ("cluster|slots", "command"):
+        assert applied.returncode == 1 and f"may not run '{missing}'" in applied.stderr, applied.stderr
+        return
+    assert applied.returncode == 0, applied.stderr
+    assert cli("status", url=url).returncode == 0
+    from_node = cli("apply", "-f", path, url=node_url)
+    if missing == "info":  # the node is taken for a standalone server: refused, never half done
+        assert from_node.returncode == 1
+    else:
+        assert from_node.returncode == 0, from_node.stderr
+    assert cli("delete", "-f", path, url=url).returncode == 0

@@ -18,7 +18,8 @@ from .options import REGISTRY_KEY
 @click.option("--password", default="SECRET", show_default=True,
               help="Placeholder written after '>'; replace it (or pipe through your secret tooling).")
 @click.option("--minimal", is_flag=True, help="Leave out what is used only when granted (+time, +client|setname…).")
-@click.option("--cluster", is_flag=True, help="Redis Cluster: the registry is one hash per slot (<key>{tag}).")
+@click.option("--cluster", is_flag=True,
+              help="Redis Cluster: the registry is one hash per slot (<key>{tag}); +cluster|slots +command +info.")
 @click.pass_context
 def acl(ctx: click.Context, roles: tuple[str, ...], keys: tuple[str, ...], user: str, password: str, minimal: bool,
         cluster: bool) -> None:
