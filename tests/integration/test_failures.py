@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -105,10 +104,14 @@ def test_read_only_replica(cli, redis_server: RedisServer, make_redis, tmp_path:
 
 
 def test_timeout(cli, redis_server: RedisServer, tmp_path: Path) -> None:
+    # Writes paused for longer than the CLI can take to start on a loaded machine, lifted
+    # after it (an UNPAUSE would itself wait out a pause of ALL).
     pauser = redis_server.client()
-    threading.Thread(target=lambda: pauser.execute_command("CLIENT", "PAUSE", "4000", "ALL"), daemon=True).start()
-    time.sleep(0.2)
-    result = cli("--redis-timeout", "0.5", "apply", "-f", write(tmp_path, TOPICS))
+    pauser.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    try:
+        result = cli("--redis-timeout", "0.5", "apply", "-f", write(tmp_path, TOPICS))
+    finally:
+        pauser.execute_command("CLIENT", "UNPAUSE")
     assert result.returncode == 1
     assert "did not answer in time" in result.stderr
     assert_clean(result)
