@@ -10,6 +10,7 @@ import redis
 from tests.support.cli import CLI
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, acl_from_env
+from tests.support.tls import Certificates, TLSRedisServer
 
 
 @pytest.fixture
@@ -78,3 +79,19 @@ def redis_cluster(redis_cluster_session: RedisCluster) -> RedisCluster:
     slot served, no migration half-done (a bent topology is rebuilt: read ``url`` here)."""
     redis_cluster_session.heal()
     return redis_cluster_session
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certificates]:
+    """A throwaway CA with server and client certificates (openssl), per module."""
+    made = Certificates.make()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def mtls(certs: Certificates) -> Iterator[TLSRedisServer]:
+    """A TLS-only server that requires a client certificate."""
+    server = TLSRedisServer(certs, auth_clients="yes").start()
+    yield server
+    server.close()

@@ -30,6 +30,7 @@ from redistreams.controller.rbac import leader_election_role
 from tests.support.controlplane import Cluster, wait_for
 from tests.support.kube import API, PLURALS, condition, create, events, get, new_namespace, operator_kubeconfig
 from tests.support.net import free_port
+from tests.support.processes import terminate
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -74,13 +75,8 @@ class Operator:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            self.process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        terminate(self.process, grace=30)
 
 
 class Setup:

@@ -5,7 +5,6 @@ condition on the resource naming the Secret, never showing what it holds."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,20 +13,6 @@ from tests.support.kube import condition, create, events, get, wait_ready
 from tests.support.tls import Certificates, TLSRedisServer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    made = Certificates.make()
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="module")
-def mtls(certs: Certificates) -> Iterator[TLSRedisServer]:
-    server = TLSRedisServer(certs, auth_clients="yes").start()
-    yield server
-    server.close()
 
 
 def tls_secret(cluster: Cluster, ns: str, name: str, url: str, **files: bytes) -> None:

@@ -4,11 +4,9 @@ failovers, and a failover that lost writes is treated as a Redis reset."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -20,11 +18,9 @@ from redistreams.pubsub import Message, open_subscription, open_topic
 from tests.support.aio import run
 from tests.support.manifests import TOPICS, write
 from tests.support.redis_sentinel import SentinelGroup
-from tests.support.redis_server import RedisServer
 from tests.support.tls import Certificates
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -177,28 +173,6 @@ def test_pubsub_keeps_working_through_a_failover(sentinel: SentinelGroup) -> Non
     assert sent <= received
 
 
-def lose_writes(sentinel: SentinelGroup, write: Callable[[], T]) -> tuple[T, RedisServer]:
-    """Runs ``write`` on a master cut off from its replicas, then kills it: the write
-    exists only on the dead master. Returns (what ``write`` returned, the promoted master).
-
-    The replicas are paused (SIGSTOP, well under down-after-milliseconds) while the
-    master drops their links, so they cannot reconnect before it dies."""
-    master = sentinel.master()
-    replicas = [s for s in sentinel.servers.values() if s is not master]
-    for replica in replicas:
-        assert replica.process is not None
-        replica.process.send_signal(signal.SIGSTOP)
-    try:
-        master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
-        result = write()
-        master.kill()
-    finally:
-        for replica in replicas:
-            assert replica.process is not None
-            replica.process.send_signal(signal.SIGCONT)
-    return result, sentinel.wait_for_new_master(master)
-
-
 def test_a_failover_that_lost_a_new_group_is_a_redis_reset(sentinel: SentinelGroup) -> None:
     engine = Engine(RedisTarget(sentinel.url).client())
     topics, groups = intents(1)
@@ -210,7 +184,7 @@ def test_a_failover_that_lost_a_new_group_is_a_redis_reset(sentinel: SentinelGro
         client = sentinel.master().client()
         return str(decode_epoch(client.hget(REGISTRY, EPOCH_FIELD)))
 
-    epoch, new = lose_writes(sentinel, create_group)
+    epoch, new = sentinel.lose_writes(create_group)
     client = new.client()
     assert client.xinfo_groups("s/0") == [], "the group reached a replica: the test lost nothing"
     for i in range(3):
@@ -234,7 +208,7 @@ def test_a_failover_to_an_empty_replica_is_a_redis_reset(sentinel: SentinelGroup
         engine.reconcile(topics, groups)
         return str(decode_epoch(sentinel.master().client().hget(REGISTRY, EPOCH_FIELD)))
 
-    epoch, new = lose_writes(sentinel, apply_all)
+    epoch, new = sentinel.lose_writes(apply_all)
     client = new.client()
     assert client.exists(REGISTRY) == 0
     client.xadd("s/1", {"body": "first-after-failover"})

@@ -4,36 +4,20 @@ redis-server, mutual TLS, and a clear error for every certificate problem."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from redistreams.connection import RedisTarget
 from redistreams.engine import Engine, GroupIntent, Owner, TopicIntent
-from redistreams.pubsub import Message, open_subscription, open_topic
+from redistreams.pubsub import Message
 from redistreams.tls import TLSMaterial, with_options
-from tests.support.aio import run
+from tests.support.aio import run, send_and_receive
 from tests.support.manifests import TOPICS, write
 from tests.support.redis_server import RedisServer
 from tests.support.tls import Certificates, TLSRedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certificates]:
-    made = Certificates.make()
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="module")
-def mtls(certs: Certificates) -> Iterator[TLSRedisServer]:
-    """A TLS-only server that requires a client certificate."""
-    server = TLSRedisServer(certs, auth_clients="yes").start()
-    yield server
-    server.close()
 
 
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
@@ -138,17 +122,6 @@ def test_material_from_pem_text_is_written_privately(mtls: TLSRedisServer, certs
 
 
 def test_pubsub_client_over_mutual_tls(mtls: TLSRedisServer) -> None:
-    async def scenario() -> list[bytes]:
-        sub = await open_subscription("redis://g?topic=tls/pubsub&consumer=c1", redis_url=mtls.url)
-        async with await open_topic("redis://tls/pubsub", redis_url=mtls.url) as topic:
-            await topic.send_batch([Message(b"one", {"k": "v"}), Message(b"two")])
-        got = []
-        while len(got) < 2:
-            for message in await sub.receive_batch(10, timeout=5):
-                got.append(message.body)
-                message.ack()
-        await sub.shutdown()
-        return got
-
-    assert run(scenario) == [b"one", b"two"]
+    sent = [Message(b"one", {"k": "v"}), Message(b"two")]
+    assert run(lambda: send_and_receive(mtls.url, "tls/pubsub", sent)) == [b"one", b"two"]
     assert mtls.client().xpending("tls/pubsub", "g")["pending"] == 0

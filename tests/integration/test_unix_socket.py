@@ -8,8 +8,8 @@ import pytest
 
 from redistreams.connection import RedisTarget
 from redistreams.engine import Engine, GroupIntent, Owner, TopicIntent
-from redistreams.pubsub import Message, open_subscription, open_topic, sync
-from tests.support.aio import run
+from redistreams.pubsub import Message, sync
+from tests.support.aio import run, send_and_receive
 from tests.support.manifests import TOPICS, write
 from tests.support.redis_server import RedisServer
 
@@ -46,19 +46,8 @@ def test_cli_apply_status_pub_and_sub_over_a_unix_socket(cli, redis_server: Redi
 def test_pubsub_client_over_a_unix_socket(redis_server: RedisServer) -> None:
     url = socket_url(redis_server)
 
-    async def scenario() -> list[bytes]:
-        sub = await open_subscription("redis://g?topic=sock/pubsub&consumer=c1", redis_url=url)
-        async with await open_topic("redis://sock/pubsub", redis_url=url) as topic:
-            await topic.send_batch([Message(b"one"), Message(b"two", {"k": "v"})])
-        got = []
-        while len(got) < 2:
-            for message in await sub.receive_batch(10, timeout=5):
-                got.append(message.body)
-                message.ack()
-        await sub.shutdown()
-        return got
-
-    assert run(scenario) == [b"one", b"two"]
+    sent = [Message(b"one"), Message(b"two", {"k": "v"})]
+    assert run(lambda: send_and_receive(url, "sock/pubsub", sent)) == [b"one", b"two"]
     with sync.open_topic("redis://sock/pubsub", redis_url=url) as topic:
         topic.send(Message(b"three"))
     assert redis_server.client().xlen("sock/pubsub") == 3

@@ -5,17 +5,22 @@ fail over (SENTINEL FAILOVER, or kill the master) and wait for the promotion."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from tests.support.net import free_port
+from tests.support.processes import terminate
 from tests.support.redis_server import REDIS_SERVER, RedisServer
 from tests.support.tls import Certificates, TLSRedisServer
+
+T = TypeVar("T")
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
@@ -62,13 +67,7 @@ class Sentinel:
         return (address[0], int(address[1])) if address else None
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)
 
 
 class SentinelGroup:
@@ -194,6 +193,27 @@ class SentinelGroup:
         old = self.master()
         old.kill()
         return old, self.wait_for_new_master(old)
+
+    def lose_writes(self, write: Callable[[], T]) -> tuple[T, RedisServer]:
+        """Runs ``write`` on a master cut off from its replicas, then kills it: the write
+        exists only on the dead master. Returns (what ``write`` returned, the promoted master).
+
+        The replicas are paused (SIGSTOP, well under down-after-milliseconds) while the
+        master drops their links, so they cannot reconnect before it dies."""
+        master = self.master()
+        replicas = [s for s in self.servers.values() if s is not master]
+        for replica in replicas:
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGSTOP)
+        try:
+            master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")
+            result = write()
+            master.kill()
+        finally:
+            for replica in replicas:
+                assert replica.process is not None
+                replica.process.send_signal(signal.SIGCONT)
+        return result, self.wait_for_new_master(master)
 
     def restart(self, server: RedisServer) -> None:
         server.start()
