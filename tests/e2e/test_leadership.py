@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 import pytest
 
-from redistreams.controller.kube import KubeAPI
+from redistreams.controller.kube import KubeAPI, KubeError
 from redistreams.controller.leadership import Elector, LeaseConfig
 from tests.support.controlplane import Cluster
 from tests.support.kube import new_namespace
@@ -26,10 +26,13 @@ pytestmark = pytest.mark.e2e
 LEASE, RENEW, RETRY = 2.0, 1.4, 0.4
 
 
+def _info(cluster: Cluster) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(server=cluster.server, ca_data=cluster.ca_data, token=cluster.token,
+                               certificate_path=cluster.client_cert_path, private_key_path=cluster.client_key_path)
+
+
 def _kube(cluster: Cluster) -> KubeAPI:
-    return KubeAPI(kopf.ConnectionInfo(server=cluster.server, ca_data=cluster.ca_data, token=cluster.token,
-                                       certificate_path=cluster.client_cert_path,
-                                       private_key_path=cluster.client_key_path))
+    return KubeAPI(_info(cluster))
 
 
 class Lost:
@@ -172,3 +175,31 @@ def test_cli_refuses_unsafe_durations() -> None:
          "--lease-duration", "5s", "--renew-deadline", "7s", "--liveness", "", "--metrics-port", "0"],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "longer than the renew deadline" in result.stderr, result.stderr
+
+
+def test_the_reconcilers_client_logs_in_again_on_401(cluster: Cluster) -> None:
+    """Status writes and Secret reads go on after a token rotation: a 401 makes the client
+    read fresh credentials and send the request once more; without them the 401 stands."""
+    stale = kopf.ConnectionInfo(server=cluster.server, ca_data=cluster.ca_data, token="rotated-away")
+    ns = new_namespace(cluster, "relogin")
+
+    async def main() -> None:
+        refused = KubeAPI(stale)
+        with pytest.raises(KubeError) as caught:
+            await refused.secret_data(ns, "absent")
+        assert caught.value.status == 401
+        await refused.close()
+
+        logins: list[int] = []
+
+        def relogin() -> kopf.ConnectionInfo:
+            logins.append(1)
+            return _info(cluster)
+
+        rotated = KubeAPI(stale, relogin=relogin)
+        assert await rotated.secret_data(ns, "absent") is None  # 404 after logging in again
+        assert await rotated.secret_data(ns, "absent") is None
+        assert len(logins) == 1, "fresh credentials are kept"
+        await rotated.close()
+
+    asyncio.run(main())

@@ -20,7 +20,7 @@ from .. import metrics
 from ..engine.errors import is_connection_problem
 from ..model import API_GROUP, API_VERSION, STATUS_LIST_MAX
 from ..printable import printable
-from .kube import KubeAPI
+from .kube import KubeAPI, fresh_login
 from .objects import SKIP_CLEANUP_ANNOTATION, Declared
 from .observation import observe_loop
 from .queue import request_reconcile, spawn
@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             state: State = memo.state
             if state.reconciler is None:
                 state.reconciler = Reconciler(cluster_id=config.cluster_id, default_url=config.redis_url,
-                                              kube=KubeAPI(info), tenancy=config.tenancy)
+                                              kube=KubeAPI(info, relogin=fresh_login), tenancy=config.tenancy)
         return info
 
     @kopf.on.cleanup(registry=registry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,16 @@ class KubeError(Exception):
 
 
 class KubeAPI:
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    """``relogin`` gives fresh credentials when the API server answers 401 (a rotated
+    service-account token): the request is sent once more with them."""
+
+    def __init__(self, info: kopf.ConnectionInfo,
+                 relogin: Callable[[], kopf.ConnectionInfo | None] | None = None) -> None:
+        self.relogin = relogin
+        self._session: aiohttp.ClientSession | None = None
+        self._use(info)
+
+    def _use(self, info: kopf.ConnectionInfo) -> None:
         self.server = info.server.rstrip("/")
         context = ssl.create_default_context()
         if info.insecure:
@@ -40,9 +50,21 @@ class KubeAPI:
             context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
         self.headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
         self._ssl = context
-        self._session: aiohttp.ClientSession | None = None
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return await self._send(method, path, **kwargs)
+        except KubeError as exc:
+            info = self.relogin() if exc.status == 401 and self.relogin is not None else None
+            if info is None:
+                raise
+        stale, self._session = self._session, None
+        if stale is not None:
+            await stale.close()
+        self._use(info)
+        return await self._send(method, path, **kwargs)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self.headers, connector=aiohttp.TCPConnector(ssl=self._ssl),
@@ -111,3 +133,13 @@ class KubeAPI:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def fresh_login() -> kopf.ConnectionInfo:
+    """The credentials kopf would use, read again: the pod's service account (its token
+    file is rotated by the kubelet), else the kubeconfig."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no service account and no kubeconfig to log in with")
+    return info

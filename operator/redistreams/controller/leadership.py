@@ -52,7 +52,7 @@ import kopf
 from aiohttp import web
 
 from .. import metrics
-from .kube import KubeAPI, KubeError
+from .kube import KubeAPI, KubeError, fresh_login
 
 log = logging.getLogger("redistreams.leadership")
 
@@ -299,20 +299,11 @@ class Elector:
 
 # -- running the operator under the Lease ------------------------------------------------
 
-def login() -> kopf.ConnectionInfo:
-    """The credentials kopf would use: the pod's service account, else the kubeconfig."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise kopf.LoginError("no service account and no kubeconfig to log in with")
-    return info
-
-
 def default_lease_namespace() -> str:
     """The namespace of the service account or the kubeconfig's context, else default
     (in a pod, the chart passes POD_NAMESPACE from the downward API)."""
     try:
-        return login().default_namespace or "default"
+        return fresh_login().default_namespace or "default"
     except kopf.LoginError:
         return "default"
 
@@ -345,7 +336,7 @@ async def lead(config: LeaseConfig, liveness: str | None,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    elector = Elector(KubeAPI(login()), config, relogin=lambda: KubeAPI(login()))
+    elector = Elector(KubeAPI(fresh_login()), config, relogin=lambda: KubeAPI(fresh_login()))
     health = await _standby_health(liveness)
     log.info("%s waiting for lease %s/%s", config.identity, config.namespace, config.name)
     try:
