@@ -13,26 +13,19 @@ from __future__ import annotations
 import functools
 import itertools
 import string
-from binascii import crc_hqx
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
+from redis.crc import key_slot as crc_slot
 
 from ..printable import wire
 
-SLOTS = 16384
 _TAG_ALPHABET = string.ascii_letters + string.digits
 
 
 def key_slot(key: str | bytes) -> int:
-    """The hash slot of a key by Redis' rules: the part between the first ``{`` and the
-    next ``}`` when that is not empty, else the whole key (as the bytes Redis has)."""
+    """The hash slot of a key by Redis' rules (hash tags included), for the bytes Redis has."""
     raw = key if isinstance(key, bytes) else wire(key)
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8")
-    start = raw.find(b"{")
-    if start >= 0:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            raw = raw[start + 1 : end]
-    return crc_hqx(raw, 0) % SLOTS
+    return crc_slot(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
 
 
 @functools.cache
@@ -44,7 +37,7 @@ def slot_tags() -> tuple[str, ...]:
     for length in (1, 2, 3):
         for chars in itertools.product(_TAG_ALPHABET, repeat=length):
             tag = "".join(chars)
-            slot = crc_hqx(tag.encode(), 0) % SLOTS
+            slot = crc_slot(tag.encode())
             if tags[slot] is None:
                 tags[slot] = tag
                 missing -= 1
