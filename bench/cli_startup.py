@@ -1,0 +1,110 @@
+"""Start-up of the ``redistreams`` command: wall time and peak memory per process.
+
+    python -m bench.cli_startup [--runs 15]
+
+Each case is a fresh process of the installed entry point (what a shell completion, a
+script or an init container starts), run ``--runs`` times, interleaved with the others so
+a load spike on the machine hits every case alike. Printed beside two baselines from the
+same run: ``python -c pass`` (the interpreter itself) and ``python -c "import redis"``
+(redis-py alone). The Redis cases run against a local redis-server where the stream and
+group exist, so ``wait`` returns at its first check. Asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.redis_server import RedisServer
+
+MANIFEST = """\
+apiVersion: redistreams.dev/v1alpha1
+kind: Topic
+metadata: {name: orders}
+spec: {streamName: orders}
+---
+apiVersion: redistreams.dev/v1alpha1
+kind: ConsumerGroup
+metadata: {name: billing}
+spec: {topicRef: {name: orders}, groupName: billing}
+"""
+
+
+def entry_point() -> list[str]:
+    installed = Path(sys.executable).parent / "redistreams"
+    found = str(installed) if installed.exists() else shutil.which("redistreams")
+    return [found] if found else [sys.executable, "-m", "redistreams.cli"]
+
+
+def run_once(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS in KiB, exit code) of one process, waited for with wait4."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: Popen must not wait again
+    return elapsed, usage.ru_maxrss, process.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15, help="process starts per case")
+    args = parser.parse_args()
+
+    server = RedisServer().start()
+    folder = Path(tempfile.mkdtemp(prefix="redistreams-bench-"))
+    try:
+        client = server.client()
+        client.xadd("orders", {"body": "x"})
+        client.xgroup_create("orders", "billing", "0")
+        manifest = folder / "orders.yaml"
+        manifest.write_text(MANIFEST)
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env["REDIS_URL"] = server.url
+        cli = entry_point()
+        cases: dict[str, list[str]] = {
+            "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+            "python -c 'import redis' (baseline)": [sys.executable, "-c", "import redis"],
+            "--help": [*cli, "--help"],
+            "--version": [*cli, "--version"],
+            "wait --help": [*cli, "wait", "--help"],
+            "wait --stream orders --group billing": [*cli, "wait", "--stream", "orders", "--group", "billing"],
+            "wait -f orders.yaml": [*cli, "wait", "-f", str(manifest)],
+            "status orders": [*cli, "status", "orders"],
+            "status": [*cli, "status"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        rss: dict[str, int] = {name: 0 for name in cases}
+        for name, command in cases.items():  # one warm-up each: page cache, .pyc files
+            _, _, code = run_once(command, env)
+            if code != 0:
+                sys.exit(f"{name}: exit {code}")
+        for _ in range(args.runs):
+            for name, command in cases.items():
+                seconds, peak, _ = run_once(command, env)
+                times[name].append(seconds)
+                rss[name] = max(rss[name], peak)
+
+        bare = statistics.median(times["python -c pass (baseline)"])
+        redis_py = statistics.median(times["python -c 'import redis' (baseline)"])
+        print(f"redistreams start-up: median of {args.runs} process starts per case "
+              f"({os.cpu_count()} CPUs, {os.getloadavg()[0]:.1f} load)")
+        print(f"  {'case':40s} {'median':>8s} {'min':>8s} {'x python':>9s} {'x import redis':>15s} {'peak RSS':>9s}")
+        for name, samples in times.items():
+            median = statistics.median(samples)
+            print(f"  {name:40s} {median * 1000:6.0f}ms {min(samples) * 1000:6.0f}ms {median / bare:8.2f}x "
+                  f"{median / redis_py:14.2f}x {rss[name] / 1024:7.1f}MB")
+    finally:
+        server.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
