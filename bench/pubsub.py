@@ -1,9 +1,12 @@
 """Publish and consume+ack throughput of redistreams.pubsub, next to a raw redis-py
 pipeline and the Go driver (github.com/covrom/redispubsub) on the same Redis, same run.
 
-    python -m bench.pubsub [--messages 50000] [--size 100] [--rounds 3] [--no-go]
+    python -m bench.pubsub [--messages 50000] [--size 100] [--rounds 3] [--no-go] [--only KEY,…]
 
-Prints figures (best of the rounds); asserts nothing about time.
+Prints figures (best of the rounds) and, for the one-message-at-a-time paths most
+services use (``for m in sub: m.ack()``, ``topic.send(m)``, blocking and asyncio), their
+ratio to the raw redis-py baseline; also the peak RSS of a blocking consumer in a process
+of its own. Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import asyncio
 import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -122,6 +127,18 @@ class Bench:
             self.raw.xadd(stream, {"headers": self.headers, "body": self.body})
         return count / (time.perf_counter() - started)
 
+    def publish_sync_sequential(self) -> float:
+        """Blocking send() one at a time, each waiting for its ID."""
+        stream = self.fresh("sync-single")
+        count = min(self.n, 10_000)
+        topic = sync.open_topic(f"redis://{stream}", redis_url=self.url)
+        started = time.perf_counter()
+        for _ in range(count):
+            topic.send(Message(self.body, METADATA))
+        elapsed = time.perf_counter() - started
+        topic.shutdown()
+        return count / elapsed
+
     def publish_sync_batched(self) -> float:
         stream = self.fresh("sync")
         topic = sync.open_topic(f"redis://{stream}", redis_url=self.url)
@@ -146,6 +163,27 @@ class Bench:
             self.raw.xack(stream, "g", *ids)
             done += len(ids)
         return self.n / (time.perf_counter() - started)
+
+    def raw_consume_pipelined(self) -> float:
+        """The baseline for consuming: each batch's XACK pipelined with the next XREADGROUP
+        COUNT 200, one round trip per batch."""
+        stream = self.fresh("rawp")
+        self.fill(stream)
+        started = time.perf_counter()
+        done = 0
+        ids: list[bytes] = []
+        while done < self.n:
+            pipe = self.raw.pipeline(transaction=False)
+            if ids:
+                pipe.xack(stream, "g", *ids)
+            pipe.xreadgroup("g", "c", {stream: ">"}, count=BATCH)
+            reply = pipe.execute()[-1]
+            ids = [entry_id for entry_id, _ in reply[0][1]]
+            done += len(ids)
+        self.raw.xack(stream, "g", *ids)
+        rate = self.n / (time.perf_counter() - started)
+        assert self.raw.xpending(stream, "g")["pending"] == 0
+        return rate
 
     def consume(self) -> float:
         stream = self.fresh("consume")
@@ -186,7 +224,38 @@ class Bench:
             await sub.shutdown()
             return self.n / elapsed
 
-        return asyncio.run(run())
+        rate = asyncio.run(run())
+        assert self.raw.xpending(stream, "g")["pending"] == 0
+        return rate
+
+    def consume_sync_one_by_one(self) -> float:
+        """The blocking loop most services run: ``for m in sub: m.ack()``."""
+        stream = self.fresh("sync-consume")
+        self.fill(stream)
+        sub = sync.open_subscription(f"redis://g?topic={stream}&consumer=c", redis_url=self.url, batch_size=BATCH)
+        started = time.perf_counter()
+        done = 0
+        for message in sub:
+            message.ack()
+            done += 1
+            if done == self.n:
+                break
+        sub.flush()
+        elapsed = time.perf_counter() - started
+        sub.shutdown()
+        assert self.raw.xpending(stream, "g")["pending"] == 0
+        return self.n / elapsed
+
+    def consumer_rss(self) -> tuple[float, float]:
+        """Peak RSS (MiB) of a process of its own running a blocking one-at-a-time consumer
+        over the n messages, and of one that only imported redis-py (the baseline)."""
+        stream = self.fresh("rss")
+        self.fill(stream)
+        consumer = subprocess.run([sys.executable, "-c", _RSS_CONSUMER, self.url, stream, str(self.n)],
+                                  capture_output=True, text=True, check=True, timeout=600)
+        baseline = subprocess.run([sys.executable, "-c", _RSS_BASELINE], capture_output=True, text=True,
+                                  check=True, timeout=60)
+        return float(consumer.stdout.split()[-1]), float(baseline.stdout.split()[-1])
 
     # -- latency ---------------------------------------------------------------------
 
@@ -234,6 +303,23 @@ class Bench:
         return float(json.loads(result.stdout.strip().splitlines()[-1])["rate"])
 
 
+_RSS_CONSUMER = """
+import resource, sys
+from redistreams.pubsub import sync
+url, stream, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+done = 0
+with sync.open_subscription(f"redis://g?topic={stream}&consumer=rss", redis_url=url, batch_size=200) as sub:
+    for message in sub:
+        message.ack()
+        done += 1
+        if done == n:
+            break
+    sub.flush()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+_RSS_BASELINE = "import resource, redis; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+
+
 def best(rounds: int, measure: Callable[[], float]) -> float:
     return max(measure() for _ in range(rounds))
 
@@ -247,15 +333,37 @@ def go_client() -> tuple[GoClient | None, str]:
         return None, lines[-1] if lines else "build failed"
 
 
+# (label, measured key, baseline key, target ratio): printed when both were measured.
+RATIOS = [
+    ("send_batch / raw pipeline", "publish_batched", "raw_publish", 0.5),
+    ("receive_batch+ack / raw", "consume", "raw_consume", 0.5),
+    ("blocking receive+ack one by one / raw pipelined", "consume_sync_single", "raw_consume_pipelined", 0.5),
+    ("asyncio receive+ack one by one / raw pipelined", "consume_single", "raw_consume_pipelined", 0.75),
+    ("blocking send one at a time / raw XADD one by one", "publish_sync_single", "raw_publish_single", 1.0),
+    ("asyncio send one at a time / raw XADD one by one", "publish_sequential", "raw_publish_single", 1.0),
+    ("send_batch / Go driver publish", "publish_batched", "go_publish", 2.0),
+    ("receive_batch+ack / Go driver", "consume", "go_consume", 2.0),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--size", type=int, default=100, help="body bytes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-go", action="store_true", help="skip the Go driver")
+    parser.add_argument("--only", default="", metavar="KEY,…",
+                        help="measure only these keys (and their baselines), e.g. consume_sync_single,rss")
     args = parser.parse_args()
+    only = {key for key in args.only.split(",") if key}
+    only |= {baseline for _, key, baseline, _ in RATIOS if key in only}
 
-    client, why = (None, "--no-go") if args.no_go else go_client()
+
+    def wanted(key: str) -> bool:
+        return not only or key in only
+
+    client, why = (None, "--no-go") if args.no_go or not (wanted("go_publish") or wanted("go_consume")) \
+        else go_client()
     server = RedisServer().start()
     try:
         bench = Bench(server, args.messages, args.size)
@@ -268,10 +376,13 @@ def main() -> None:
             ("redistreams send, 200 concurrent tasks", "publish_concurrent", bench.publish_concurrent),
             ("raw redis-py: XADD one at a time", "raw_publish_single", bench.raw_publish_sequential),
             ("redistreams send, one at a time", "publish_sequential", bench.publish_sequential),
+            ("redistreams sync send, one at a time", "publish_sync_single", bench.publish_sync_sequential),
             ("redistreams sync send_batch", "publish_sync", bench.publish_sync_batched),
             ("raw redis-py: XREADGROUP + XACK", "raw_consume", bench.raw_consume),
+            ("raw redis-py: XACK + XREADGROUP pipelined", "raw_consume_pipelined", bench.raw_consume_pipelined),
             ("redistreams receive_batch + ack", "consume", bench.consume),
             ("redistreams receive + ack, one by one", "consume_single", bench.consume_one_by_one),
+            ("redistreams sync for m in sub: m.ack()", "consume_sync_single", bench.consume_sync_one_by_one),
         ]
         if client:
             rows += [
@@ -280,20 +391,23 @@ def main() -> None:
             ]
         print(f"\n{'measurement':<48}{'msg/s':>12}")
         for label, key, measure in rows:
-            figures[key] = best(args.rounds, measure)
-            print(f"{label:<48}{figures[key]:>12,.0f}", flush=True)
-        p50, p99 = bench.latency()
-        print(f"\npublish→receive latency at ~1,000 msg/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            if wanted(key):
+                figures[key] = best(args.rounds, measure)
+                print(f"{label:<48}{figures[key]:>12,.0f}", flush=True)
+        if wanted("latency"):
+            p50, p99 = bench.latency()
+            print(f"\npublish→receive latency at ~1,000 msg/s: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         print("\nratios (same run):")
-        print(f"  send_batch / raw pipeline        {figures['publish_batched'] / figures['raw_publish']:.2f}"
-              "  (target >= 0.5)")
-        print(f"  receive_batch+ack / raw          {figures['consume'] / figures['raw_consume']:.2f}  (target >= 0.5)")
-        if client:
-            print(f"  send_batch / Go driver publish   {figures['publish_batched'] / figures['go_publish']:.2f}"
-                  "  (target >= 2)")
-            print(f"  receive_batch+ack / Go driver    {figures['consume'] / figures['go_consume']:.2f}  (target >= 2)")
-        else:
+        for label, key, baseline, target in RATIOS:
+            if key in figures and baseline in figures:
+                ratio = figures[key] / figures[baseline]
+                print(f"  {label:<52}{ratio:>6.2f}  (target >= {target:g})")
+        if not client and wanted("go_publish"):
             print(f"  Go driver not measured: {why}")
+        if wanted("rss"):
+            consumer, baseline = bench.consumer_rss()
+            print(f"\npeak RSS of a blocking one-by-one consumer of {args.messages} messages: {consumer:.1f} MiB "
+                  f"(a process that only imported redis-py: {baseline:.1f} MiB; target <= 40)")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"\npeak RSS of this process: {rss:.0f} MiB")
     finally:

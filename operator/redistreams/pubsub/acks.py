@@ -62,9 +62,11 @@ class Acks:
 
     # -- what is held ----------------------------------------------------------------
 
-    def lease(self, entry_id: str, since: float) -> None:
-        """An entry handed out: its lease is renewed until it is acknowledged."""
-        self._outstanding[entry_id] = since
+    @property
+    def leases(self) -> dict[str, float]:
+        """Entries handed out and not acknowledged -> lease taken (``time.monotonic``): the
+        subscriber adds each entry it decodes; renewed until acknowledged."""
+        return self._outstanding
 
     def held(self) -> set[str]:
         """Handed out and not acknowledged, or with an ack, nack or move queued or in flight."""

@@ -6,10 +6,12 @@ consumer, at least once. Its parts: ``acks`` (acknowledgements, nacks, leases),
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aredis
@@ -34,7 +36,7 @@ from .messages import (
 )
 from .resets import StreamHistory, group_gone, stream_state
 from .urls import SubscriptionURL, parse_subscription_url
-from .wire import decode_fields
+from .wire import decode_entry
 
 _in_use: set[tuple[str, str, str, str]] = set()  # (server, stream, group, consumer) of open subscriptions
 
@@ -107,6 +109,11 @@ class Subscription:
         self._closed = False
         self._key = (server, spec.stream, spec.group, spec.consumer)
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        # Acks and nacks from other threads, in order, taken over by one loop callback
+        # per burst instead of one cross-thread wake-up per message.
+        self._foreign: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._foreign_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -192,10 +199,29 @@ class Subscription:
 
     async def receive(self, timeout: float | None = None) -> ReceivedMessage:
         """The next message; raises TimeoutError when none arrives within ``timeout`` seconds."""
-        batch = await self._receive(1, timeout)
+        if self._buffer:  # the one-at-a-time loop's common case: no deadline, no list
+            self.stats["received"] += 1
+            return self._buffer.popleft()
+        return (await self.read_ahead(timeout, 1))[0]
+
+    async def read_ahead(self, timeout: float | None = None, max_messages: int | None = None) -> list[ReceivedMessage]:
+        """The next message and those fetched behind it, up to ``max_messages`` (default
+        ``batch_size``); raises TimeoutError when none arrives within ``timeout`` seconds.
+
+        For a facade that hands them out one at a time: all are handed out (pending in
+        the group, their leases renewed until acknowledged); ``put_back`` those it does
+        not hand on, so that ``shutdown`` gives them back.
+        """
+        batch = await self._receive(max_messages or self.batch_size, timeout)
         if not batch:
             raise TimeoutError(f"no message on {self._name} within {timeout}s")
-        return batch[0]
+        return batch
+
+    def put_back(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Messages from ``read_ahead`` not handed on after all: the next receive hands them
+        out first, ``shutdown`` gives them back. Call on the subscription's event loop."""
+        self._buffer.extendleft(reversed(messages))
+        self.stats["received"] -= len(messages)
 
     async def receive_batch(self, max_messages: int | None = None,
                             timeout: float | None = None) -> list[ReceivedMessage]:
@@ -402,23 +428,23 @@ class Subscription:
         track = not self.spec.noack
         if entries:
             self._history.note(id_key(entries[-1][0]))  # replies list entries in ID order
+        leases = self._acks.leases if track else {}
         for raw_id, flat in entries:
             entry_id = raw_id.decode()
-            decoded = decode_fields(flat)
+            decoded = decode_entry(flat)
             if decoded is None:
                 deleted.append(entry_id)
                 continue
-            if decoded.problem and self.dead_letter:
-                malformed.append(entry_id)
-                continue
-            if decoded.problem:
+            body, metadata, problem = decoded
+            if problem:
+                if self.dead_letter:
+                    malformed.append(entry_id)
+                    continue
                 self.stats["malformed"] += 1
                 log.warning("subscription %s: entry %s is not in the driver's format (%s); delivering it as is",
-                            self._name, entry_id, decoded.problem)
-            messages.append(ReceivedMessage(body=decoded.body, metadata=decoded.metadata, id=entry_id,
-                                            redelivered=redelivered, problem=decoded.problem, subscription=self))
-            if track:
-                self._acks.lease(entry_id, now)
+                            self._name, entry_id, problem)
+            messages.append(ReceivedMessage(body, metadata, entry_id, redelivered, problem, self))
+            leases[entry_id] = now  # held until acknowledged (see Acks.lease)
         if redelivered:
             self.stats["redelivered"] += len(messages)
         if deleted:
@@ -435,16 +461,30 @@ class Subscription:
 
     # -- acknowledging ---------------------------------------------------------------
 
-    def _elsewhere(self, method: Any, messages: tuple[Any, ...]) -> bool:
-        """Called from another thread (the blocking facade, a worker thread): hop to our loop."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
+    def _elsewhere(self, method: Callable[..., None], messages: tuple[Any, ...]) -> bool:
+        """Called from another thread (the blocking facade, a worker thread): hop to our loop.
+
+        Calls queue up in order; only the first of a burst wakes the loop. Scheduling
+        under the lock keeps a later ``flush`` or ``shutdown`` (also scheduled on the
+        loop) behind the acks that came before it."""
+        if threading.get_ident() == self._loop_thread:
             return False
-        self._loop.call_soon_threadsafe(method, *messages)
+        with self._foreign_lock:
+            self._foreign.append((method, messages))
+            if len(self._foreign) == 1:
+                try:
+                    self._loop.call_soon_threadsafe(self._take_foreign)
+                except RuntimeError:  # the loop is closed: nothing will take them
+                    self._foreign.clear()
+                    raise
         return True
+
+    def _take_foreign(self) -> None:
+        with self._foreign_lock:
+            calls, self._foreign = self._foreign, []
+        # Runs of one method (ack after ack…) as one call, order kept.
+        for method, group in itertools.groupby(calls, key=lambda call: call[0]):
+            method(*itertools.chain.from_iterable(messages for _, messages in group))
 
     def ack(self, *messages: ReceivedMessage | str) -> None:
         """Acknowledge messages; sent in the background, batched (see ``flush``). Thread-safe."""

@@ -3,12 +3,19 @@
 All logic lives in the asyncio classes; these run them on one private event loop in a
 daemon thread, so background work (batched acknowledgements, lease renewal) carries on
 between calls.
+
+A hop to that thread costs tens of microseconds, so ``Subscription.receive`` brings a
+batch across (``read_ahead``) and hands it out one message at a time. Those messages are
+delivered already: pending in the group, their leases renewed like any message held;
+``shutdown`` gives back the ones not handed out, and if the process dies they are
+delivered again (to this consumer name when it reopens, or to another after autoclaim).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -61,20 +68,40 @@ class Subscription:
     def __init__(self, subscription: subscriber.Subscription) -> None:
         self._subscription = subscription
         self.stream, self.group, self.consumer = subscription.stream, subscription.group, subscription.consumer
+        # Read ahead, not handed out yet. Filled on the event loop's thread (in fetch
+        # order), emptied by popleft from any thread: each message goes to one caller.
+        self._ahead: deque[ReceivedMessage] = deque()
 
     @property
     def stats(self) -> dict[str, int]:
-        return dict(self._subscription.stats)
+        stats = dict(self._subscription.stats)
+        stats["received"] = stats.get("received", 0) - len(self._ahead)
+        return stats
 
     @property
     def dead_letter_error(self) -> DeadLetterError | None:
         return self._subscription.dead_letter_error
 
     def receive(self, timeout: float | None = None) -> ReceivedMessage:
-        return _run(self._subscription.receive(timeout))
+        try:
+            return self._ahead.popleft()
+        except IndexError:
+            return _run(self._read_ahead(timeout))
+
+    async def _read_ahead(self, timeout: float | None) -> ReceivedMessage:
+        first, *rest = await self._subscription.read_ahead(timeout)
+        self._ahead.extend(rest)
+        return first
 
     def receive_batch(self, max_messages: int | None = None, timeout: float | None = None) -> list[ReceivedMessage]:
-        return _run(self._subscription.receive_batch(max_messages, timeout))
+        wanted = max_messages or self._subscription.batch_size
+        batch: list[ReceivedMessage] = []
+        try:
+            while len(batch) < wanted:
+                batch.append(self._ahead.popleft())
+        except IndexError:
+            pass
+        return batch or _run(self._subscription.receive_batch(max_messages, timeout))
 
     def ack(self, *messages: ReceivedMessage | str) -> None:
         self._subscription.ack(*messages)  # thread-safe, does not wait
@@ -89,7 +116,17 @@ class Subscription:
     def shutdown(self, timeout: float | None = None) -> list[str]:
         """Bounded like ``redistreams.pubsub.Subscription.shutdown``; returns the IDs whose ack or nack
         Redis did not confirm (they stay pending and are delivered again)."""
-        return _run(self._subscription.shutdown(timeout))
+        return _run(self._shut_down(timeout))
+
+    async def _shut_down(self, timeout: float | None) -> list[str]:
+        unread: list[ReceivedMessage] = []
+        try:
+            while True:
+                unread.append(self._ahead.popleft())
+        except IndexError:
+            pass
+        self._subscription.put_back(unread)  # given back by shutdown with its own unread ones
+        return await self._subscription.shutdown(timeout)
 
     def __iter__(self) -> Iterator[ReceivedMessage]:
         while True:

@@ -72,12 +72,21 @@ def decode_fields(flat: list[bytes] | None) -> Decoded | None:
     ``None`` (or no fields) is an entry deleted while it was pending. Entries not written
     in the driver's format are decoded as far as possible and carry a ``problem``.
     """
+    decoded = decode_entry(flat)
+    return None if decoded is None else Decoded(*decoded)
+
+
+def decode_entry(flat: list[bytes] | None) -> tuple[bytes, dict[str, str], str | None] | None:
+    """``decode_fields`` as a plain (body, metadata, problem) tuple: the subscriber's hot path."""
     if not flat:
         return None
     raw: bytes | None
     body: bytes | None
     if len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:  # what we and Go write
         raw, body = flat[1], flat[3]
+        cached = _parsed_headers.get(raw)
+        if cached is not None:
+            return body, dict(cached), None
     elif len(flat) == 4 and flat[0] == BODY and flat[2] == HEADERS:
         raw, body = flat[3], flat[1]
     else:
@@ -87,7 +96,7 @@ def decode_fields(flat: list[bytes] | None) -> Decoded | None:
     metadata, header_problem = _metadata(raw)
     if header_problem:
         problem = f"{problem}; {header_problem}" if problem else header_problem
-    return Decoded(body=body if body is not None else b"", metadata=metadata, problem=problem)
+    return body if body is not None else b"", metadata, problem
 
 
 _parsed_headers: dict[bytes, dict[str, str]] = {}  # services repeat the same few headers
