@@ -43,14 +43,17 @@ def entry_point() -> list[str]:
     return [found] if found else [sys.executable, "-m", "redistreams.cli"]
 
 
-def run_once(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS in KiB, exit code) of one process, waited for with wait4."""
+TIME = shutil.which("time") or "/usr/bin/time"  # GNU time: peak RSS of its child alone
+
+
+def run_once(command: list[str], env: dict[str, str], report: Path) -> tuple[float, int, int]:
+    """(seconds, peak RSS in KiB, exit code) of one process. The RSS is GNU time's: a
+    child forked from this (larger) process would count this one's pages too."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
+    code = subprocess.call([TIME, "-f", "%M", "-o", str(report), *command], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=env)
     elapsed = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: Popen must not wait again
-    return elapsed, usage.ru_maxrss, process.returncode
+    return elapsed, int(report.read_text().split()[-1]), code
 
 
 def main() -> None:
@@ -83,12 +86,12 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in cases}
         rss: dict[str, int] = {name: 0 for name in cases}
         for name, command in cases.items():  # one warm-up each: page cache, .pyc files
-            _, _, code = run_once(command, env)
+            _, _, code = run_once(command, env, folder / "rss")
             if code != 0:
                 sys.exit(f"{name}: exit {code}")
         for _ in range(args.runs):
             for name, command in cases.items():
-                seconds, peak, _ = run_once(command, env)
+                seconds, peak, _ = run_once(command, env, folder / "rss")
                 times[name].append(seconds)
                 rss[name] = max(rss[name], peak)
 

@@ -25,6 +25,11 @@ FORBIDDEN = {
     "redistreams.connection": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.sentinel": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.cluster": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
+    # Read by `redistreams wait` and --help, which start without redis-py (issue 14).
+    "redistreams.probe": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub",
+                          "redistreams.connection", "redistreams.model", "redis", "pydantic"),
+    "redistreams.urltext": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub",
+                            "redistreams.connection", "redis"),
     "redistreams.tls": ("redistreams",),
     "redistreams.printable": ("redistreams",),
     "redistreams.units": ("redistreams",),

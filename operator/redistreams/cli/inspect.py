@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Container, Mapping
+from typing import Any, Protocol
 
 import click
 
@@ -23,8 +23,18 @@ from .options import (
 )
 from .output import fail, print_json, print_manifests, print_yaml, status_tables, stdout_console
 
-if TYPE_CHECKING:
-    from ..engine import StreamState
+
+class _Observed(Protocol):
+    """What ``wait`` reads of a stream: the engine's StreamState, or the probe's Presence."""
+
+    @property
+    def failure(self) -> Any: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def exists(self) -> bool: ...
+    @property
+    def groups(self) -> Container[str]: ...
 
 
 @click.command()
@@ -167,6 +177,8 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
 
     Exit 0 once everything exists, 1 on timeout (naming what is missing).
     """
+    from ..probe import Unsure
+
     config = settings(ctx, redis_url, namespace, cluster_id)
     timeout_s, interval_s = duration_option(timeout), duration_option(interval)
     if not paths and not streams:
@@ -175,12 +187,25 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
     if paths:
         for stream, declared in config.manifests(paths).streams().items():
             wanted.setdefault(stream, []).extend(declared)
-    engine = config.engine()
+    # The probe answers without redis-py (start-up is most of an init container's wait);
+    # the engine takes over for a URL the probe does not read and from the first answer
+    # it is unsure of (an error), so every failure is worded as the engine words it.
+    probe = config.probe()
+    engine = config.engine() if probe is None else None
     total_groups = sum(len(g) for g in wanted.values())
-    click.echo(f"waiting for {len(wanted)} streams and {total_groups} groups on {engine.target}", err=True)
+    click.echo(f"waiting for {len(wanted)} streams and {total_groups} groups on {config.display_url}", err=True)
     deadline = time.monotonic() + timeout_s
     while True:
-        missing = [printable(m) for m in _missing(engine.observe(wanted, owners=False), wanted)]
+        observed: Mapping[str, _Observed] | None = None
+        if probe is not None:
+            try:
+                observed = probe.presence(wanted)
+            except Unsure:
+                probe = None
+        if observed is None:
+            engine = engine or config.engine()
+            observed = engine.observe(wanted, owners=False)
+        missing = [printable(m) for m in _missing(observed, wanted)]
         if not missing:
             click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
             sys.exit(EXIT_OK)
@@ -190,7 +215,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
         time.sleep(interval_s)
 
 
-def _missing(states: dict[str, StreamState], wanted: dict[str, list[str]]) -> list[str]:
+def _missing(states: Mapping[str, _Observed], wanted: dict[str, list[str]]) -> list[str]:
     missing = []
     for key, groups in wanted.items():
         state = states[key]

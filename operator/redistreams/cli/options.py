@@ -19,6 +19,7 @@ from ..printable import printable
 if TYPE_CHECKING:
     from ..engine import Engine
     from ..manifests import ManifestSet
+    from ..probe import Probe
 
 # kubectl's: 0 done (or in sync, ready), 1 some resources failed (or differences, timed
 # out, missing), 2 invalid input or an error before anything was done.
@@ -31,7 +32,7 @@ REDIS_TIMEOUT = 10.0  # seconds
 class Settings:
     def __init__(self, redis_url: str | None, namespace: str | None, cluster_id: str, registry_key: str,
                  timeout: float):
-        from ..connection import default_url
+        from ..urltext import default_url  # not connection: that imports redis-py
 
         self.redis_url = redis_url or default_url()
         self._namespace = namespace
@@ -57,11 +58,18 @@ class Settings:
             fail(str(exc))
         return Engine(client, target=target.display, registry_key=self.registry_key)
 
+    def probe(self) -> Probe | None:
+        """A redis-py-free probe of what exists (``wait``), or None for a URL only the
+        engine reads (it checks the URL and explains what is wrong with it)."""
+        from ..probe import Probe
+
+        return Probe.for_url(self.redis_url, socket_timeout=self.timeout)
+
     @property
     def display_url(self) -> str:
-        from ..connection import RedisTarget
+        from ..urltext import redact
 
-        return RedisTarget(self.redis_url).display
+        return redact(self.redis_url)
 
     def manifests(self, paths: tuple[str, ...]) -> ManifestSet:
         """The validated manifests; every error printed and exit 2 when there is one."""
