@@ -133,7 +133,9 @@ def _userinfo(text: str) -> tuple[str | None, str | None] | None:
     return (unquote(user) if user else None), (unquote(password) if password else None)
 
 
-def _address(text: str, default_port: int | None) -> tuple[str, int] | None:
+def _address(text: str, default_port: int | None, lower: bool = False) -> tuple[str, int] | None:
+    """(host, port) of ``host[:port]``; ``lower``: as urlsplit gives a URL's host name
+    (sentinel and cluster host lists keep the case they were given in)."""
     match = _HOST.fullmatch(text)
     if match is None:
         return None
@@ -145,10 +147,12 @@ def _address(text: str, default_port: int | None) -> tuple[str, int] | None:
             host.encode("idna")  # what the socket layer does; connection.py refuses what fails
         except UnicodeError:
             return None
+    if lower:
+        host = host.lower()
     if port is None:
-        return (host.lower(), default_port) if default_port else None
+        return (host, default_port) if default_port else None
     number = int(port)
-    return (host.lower(), number) if 0 < number < 65536 else None
+    return (host, number) if 0 < number < 65536 else None
 
 
 def _endpoint(scheme: str, base: str, options: dict[str, str], timeouts: dict[str, float],
@@ -176,7 +180,7 @@ def _endpoint(scheme: str, base: str, options: dict[str, str], timeouts: dict[st
         values["path"] = unquote(hostpath)
     else:
         hostport, slash, path = hostpath.partition("/")
-        address = _address(hostport, DEFAULT_PORT)
+        address = _address(hostport, DEFAULT_PORT, lower=True)
         if address is None or (slash and path and not path.isdigit()):
             return None
         values["host"], values["port"] = address
