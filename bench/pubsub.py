@@ -303,8 +303,14 @@ class Bench:
         return float(json.loads(result.stdout.strip().splitlines()[-1])["rate"])
 
 
-_RSS_CONSUMER = """
-import resource, sys
+# Peak RSS read from VmHWM: ru_maxrss would include the parent's memory before exec.
+_PEAK_RSS = """
+def peak_rss_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+"""
+_RSS_CONSUMER = _PEAK_RSS + """
+import sys
 from redistreams.pubsub import sync
 url, stream, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 done = 0
@@ -315,9 +321,9 @@ with sync.open_subscription(f"redis://g?topic={stream}&consumer=rss", redis_url=
         if done == n:
             break
     sub.flush()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(peak_rss_mib())
 """
-_RSS_BASELINE = "import resource, redis; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+_RSS_BASELINE = _PEAK_RSS + "import redis; print(peak_rss_mib())"
 
 
 def best(rounds: int, measure: Callable[[], float]) -> float:

@@ -82,14 +82,17 @@ class Acks:
     # -- queueing --------------------------------------------------------------------
 
     def ack(self, ids: list[str]) -> None:
+        outstanding, acking = self._outstanding, self._acking
         for entry_id in ids:
-            since = self._outstanding.pop(entry_id, None)
+            since = outstanding.pop(entry_id, None)
             if since is not None:
                 # The lease is renewed until Redis confirms the ack: another consumer must
                 # not reclaim, and handle again, an entry whose ack is only slow.
-                self._acking[entry_id] = since
+                acking[entry_id] = since
         self.stats["acked"] += len(ids)
-        self.queue_acks(ids)
+        self._acks.extend(ids)
+        if self._task is None:
+            self._kick()
 
     def nack(self, ids: list[str]) -> None:
         for entry_id in ids:

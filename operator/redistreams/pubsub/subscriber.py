@@ -77,6 +77,7 @@ class Subscription:
                  reclaim_interval: float | None = None) -> None:
         self.stream, self.group, self.consumer = spec.stream, spec.group, spec.consumer
         self.spec = spec
+        self._noack = spec.noack
         self.dead_letter = dead_letter
         self.batch_size = batch_size
         self.block = block
@@ -91,6 +92,9 @@ class Subscription:
         self._reclaim_interval = reclaim_interval if reclaim_interval is not None else min(5.0, spec.autoclaim)
         self._buffer: deque[ReceivedMessage] = deque()
         self._fetch_lock = asyncio.Lock()
+        self._backlog = False  # the last read came back full: more is likely waiting
+        self._low_water = batch_size  # read ahead once fewer wait: one batch in flight while one is handled
+        self._read_ahead_task: asyncio.Task[None] | None = None
         self._dead_lettering = (None if dead_letter is None else
                                 DeadLettering(dead_letter, spec, name=self._name, stats=self.stats))
         self._acks = Acks(self._control, spec, name=self._name, stats=self.stats, autoclaim_ms=self._autoclaim_ms,
@@ -201,7 +205,10 @@ class Subscription:
         """The next message; raises TimeoutError when none arrives within ``timeout`` seconds."""
         if self._buffer:  # the one-at-a-time loop's common case: no deadline, no list
             self.stats["received"] += 1
-            return self._buffer.popleft()
+            message = self._buffer.popleft()
+            if len(self._buffer) <= self._low_water and self._fetch_ahead():
+                await asyncio.sleep(0)  # let the read ahead put its request on the wire now
+            return message
         return (await self.read_ahead(timeout, 1))[0]
 
     async def read_ahead(self, timeout: float | None = None, max_messages: int | None = None) -> list[ReceivedMessage]:
@@ -242,7 +249,9 @@ class Subscription:
         attempt = 0
         while True:
             if self._buffer:
-                return self._hand_out(wanted)
+                batch = self._hand_out(wanted)
+                self._fetch_ahead()
+                return batch
             failure = self._stopped()
             if failure is not None:
                 raise failure
@@ -257,23 +266,59 @@ class Subscription:
                     continue
                 block = self.block if remaining is None else max(0.0, min(self.block, remaining))
                 try:
-                    self._buffer.extend(await self._fetch(max(wanted, self.batch_size), block))
+                    await self._fetch_into_buffer(max(wanted, self.batch_size), block)
                     attempt = 0
                 except TRANSIENT as exc:
                     if self._closed:
                         raise SubscriptionClosed(f"subscription {self._name} is shut down") from None
-                    self.stats["errors"] += 1
-                    log.warning("subscription %s: %s; retrying", self._name, exc)
-                    # Redis may have delivered entries before the reply was lost: they now wait in
-                    # this consumer's pending list, where neither '>' nor reclaim (for `autoclaim`)
-                    # looks. Read that list again, as at start. A drain under way goes on from
-                    # its cursor: it had not moved past what the lost reply held.
-                    if self._drain_from is None:
-                        self._drain_from = "0"
+                    self._read_failed(exc)
                     failed = True
             if failed:  # back off without holding the lock, so shutdown is not kept waiting
                 await backoff(attempt)
                 attempt += 1
+
+    async def _fetch_into_buffer(self, count: int, block: float) -> None:
+        """One read (under ``_fetch_lock``); what it brings waits in the buffer, in order."""
+        messages = await self._fetch(count, block)
+        self._backlog = len(messages) >= count
+        self._buffer.extend(messages)
+
+    def _read_failed(self, exc: Exception) -> None:
+        self.stats["errors"] += 1
+        log.warning("subscription %s: %s; retrying", self._name, exc)
+        # Redis may have delivered entries before the reply was lost: they now wait in
+        # this consumer's pending list, where neither '>' nor reclaim (for `autoclaim`)
+        # looks. Read that list again, as at start. A drain under way goes on from
+        # its cursor: it had not moved past what the lost reply held.
+        if self._drain_from is None:
+            self._drain_from = "0"
+
+    def _fetch_ahead(self) -> bool:
+        """With a backlog, read the next batch while the application handles this one, so
+        its round trip overlaps their work instead of adding to it. Without BLOCK: a read
+        ahead never holds the connection (and a receive with a deadline) waiting. At most
+        two batches wait fetched; like any, they are leased until acknowledged and given
+        back by ``shutdown``."""
+        if (self._backlog and self._read_ahead_task is None and not self._fetch_lock.locked()
+                and len(self._buffer) <= self._low_water and not self._closed):
+            self._read_ahead_task = self._loop.create_task(self._read_ahead())
+            return True
+        return False
+
+    async def _read_ahead(self) -> None:
+        try:
+            async with self._fetch_lock:
+                if self._closed or self._stopped() is not None or len(self._buffer) > self._low_water:
+                    return
+                try:
+                    await self._fetch_into_buffer(self.batch_size, 0)
+                except TRANSIENT as exc:
+                    if not self._closed:
+                        self._read_failed(exc)
+                except PubSubError:
+                    self._backlog = False  # the next receive reads again and raises it (or the failure set)
+        finally:
+            self._read_ahead_task = None
 
     def _hand_out(self, wanted: int) -> list[ReceivedMessage]:
         batch = [self._buffer.popleft() for _ in range(min(wanted, len(self._buffer)))]
@@ -410,8 +455,9 @@ class Subscription:
         return next_start, self._decode(claimed, redelivered=True)
 
     async def _read_new(self, count: int, block: float) -> list[ReceivedMessage]:
-        command: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
-                              "BLOCK", max(1, int(block * 1000))]
+        command: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
+        if block > 0:
+            command += ["BLOCK", max(1, int(block * 1000))]
         if self.spec.noack:
             command.append("NOACK")
         command += ["STREAMS", self.stream, ">"]
@@ -488,9 +534,14 @@ class Subscription:
 
     def ack(self, *messages: ReceivedMessage | str) -> None:
         """Acknowledge messages; sent in the background, batched (see ``flush``). Thread-safe."""
-        if self.spec.noack or self._elsewhere(self.ack, messages):
+        # Called once per message by most applications: kept to a few operations.
+        if self._noack or (threading.get_ident() != self._loop_thread and self._elsewhere(self.ack, messages)):
             return
-        self._acks.ack([m if isinstance(m, str) else m.id for m in messages])
+        if len(messages) == 1:
+            (message,) = messages
+            self._acks.ack([message if isinstance(message, str) else message.id])
+        else:
+            self._acks.ack([m if isinstance(m, str) else m.id for m in messages])
 
     def nack(self, *messages: ReceivedMessage | str) -> None:
         """Give messages back: any consumer of the group (this one too) gets them again promptly."""
@@ -559,6 +610,8 @@ class Subscription:
                             "pending and will be delivered again: %s", self._name, len(unsent), format_ids(unsent))
             return unsent
         finally:
+            if self._read_ahead_task is not None:
+                self._read_ahead_task.cancel()
             self._acks.stop_renewing()
             _in_use.discard(self._key)
             # A call still in flight is waited for only as long as the deadline allows;
