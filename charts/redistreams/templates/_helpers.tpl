@@ -51,13 +51,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
 {{- if .Values.rbac.readSecrets }}
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, watch]
 {{- end }}
 {{- end -}}

@@ -27,6 +27,7 @@ from .queue import request_reconcile, spawn
 from .reconciler import Reconciler
 from .resync import resync_loop
 from .runtime import PLURALS, OperatorConfig, State, patch_status
+from .secrets import SecretCache
 
 log = logging.getLogger("redistreams.operator")
 
@@ -70,8 +71,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         if info is not None and memo.get("state") is not None:
             state: State = memo.state
             if state.reconciler is None:
+                kube = KubeAPI(info, relogin=fresh_login)
+                secrets = SecretCache(kube, on_change=lambda namespace, name: _secret_changed(state, namespace, name))
                 state.reconciler = Reconciler(cluster_id=config.cluster_id, default_url=config.redis_url,
-                                              kube=KubeAPI(info, relogin=fresh_login), tenancy=config.tenancy)
+                                              kube=kube, tenancy=config.tenancy, secrets=secrets)
         return info
 
     @kopf.on.cleanup(registry=registry)
@@ -81,14 +84,29 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             state.task.cancel()
         if state.observe_task is not None:
             state.observe_task.cancel()
-        if state.announcer is not None:  # kopf would wait 5 s for it; with HA, the standby waits too
-            state.announcer.cancel()
+        if state.recorder is not None:  # kopf would wait 5 s for it; with HA, the standby waits too
+            await state.recorder.close()
         metrics.SNAPSHOT.clear()
+        if state.reconciler is not None and state.reconciler.secrets is not None:
+            await state.reconciler.secrets.close()
         if state.reconciler is not None and state.reconciler.kube is not None:
             await state.reconciler.kube.close()
 
     for kind, plural in PLURALS.items():
         _register_kind(registry, kind, plural)
+
+
+def _secret_changed(state: State, namespace: str, name: str) -> None:
+    """A connection Secret changed or went: its Topics and their groups are reconciled now
+    (a new URL needs the groups made there too), not at the next resync."""
+    reconciler = state.get_reconciler()
+    for key, declared in list(reconciler.objects.items()):
+        ref = ((declared.body.get("spec") or {}).get("connection") or {}).get("secretRef") or {}
+        if key[0] == "Topic" and key[1] == namespace and ref.get("name") == name and not declared.paused:
+            request_reconcile(state, key)
+            for group in reconciler.groups_of(key):
+                if not group.paused:
+                    request_reconcile(state, group.key)
 
 
 def _deletes_data(spec: Any, **_: Any) -> bool:
@@ -176,9 +194,9 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
             # Status first: it is what people look at while the object is still there.
             await patch_status(state, Declared(kind, dict(body)),
                                {"streamKeptBy": [printable(g) for g in result.kept_by[:STATUS_LIST_MAX]]})
-            kopf.warn(body, reason="StreamKept", message=message)
+            state.warn(body, "StreamKept", message)
             return
-        kopf.info(body, reason=result.outcome.capitalize().replace(" ", ""), message=message)
+        state.info(body, result.outcome.capitalize().replace(" ", ""), message)
 
 
 async def _after_deletion(state: State, declared: Declared) -> None:

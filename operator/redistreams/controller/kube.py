@@ -5,8 +5,9 @@ aiohttp (already a kopf dependency) with the credentials kopf logs in with."""
 from __future__ import annotations
 
 import base64
+import json
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,7 @@ class KubeAPI:
                  relogin: Callable[[], kopf.ConnectionInfo | None] | None = None) -> None:
         self.relogin = relogin
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._use(info)
 
     def _use(self, info: kopf.ConnectionInfo) -> None:
@@ -58,11 +60,15 @@ class KubeAPI:
             info = self.relogin() if exc.status == 401 and self.relogin is not None else None
             if info is None:
                 raise
-        stale, self._session = self._session, None
-        if stale is not None:
-            await stale.close()
-        self._use(info)
+        await self._relogin(info)
         return await self._send(method, path, **kwargs)
+
+    async def _relogin(self, info: kopf.ConnectionInfo) -> None:
+        for stale in (self._session, self._watch_session):
+            if stale is not None:
+                await stale.close()
+        self._session = self._watch_session = None
+        self._use(info)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._session is None:
@@ -83,13 +89,57 @@ class KubeAPI:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """Every key of the Secret, decoded from base64; None when it does not exist."""
+        return (await self.read_secret(namespace, name))[0]
+
+    async def read_secret(self, namespace: str, name: str) -> tuple[dict[str, bytes] | None, str]:
+        """The Secret's keys (None when it does not exist) and its resourceVersion to watch
+        it from ("" when it does not exist: a watch then starts from the current state)."""
         try:
             secret = await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except KubeError as exc:
             if exc.status == 404:
-                return None
+                return None, ""
             raise
-        return {key: base64.b64decode(raw) for key, raw in (secret.get("data") or {}).items()}
+        return secret_values(secret), secret["metadata"]["resourceVersion"]
+
+    async def watch_secret(self, namespace: str, name: str, resource_version: str, timeout: int
+                           ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of one Secret after ``resource_version`` (empty: its current
+        state first, as ADDED), for about ``timeout`` seconds (the API server then ends the
+        stream). Bookmarks keep the version current. Needs only the watch verb, no list."""
+        params = {"watch": "1", "fieldSelector": f"metadata.name={name}", "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout)}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        try:
+            async for event in self._stream(path, params, timeout):
+                yield event
+        except KubeError as exc:
+            info = self.relogin() if exc.status == 401 and self.relogin is not None else None
+            if info is None:
+                raise
+            await self._relogin(info)
+            async for event in self._stream(path, params, timeout):
+                yield event
+
+    async def _stream(self, path: str, params: dict[str, str], timeout: int) -> AsyncIterator[dict[str, Any]]:
+        if self._watch_session is None:
+            # Watches are long requests: their own connections, never holding up the others.
+            self._watch_session = aiohttp.ClientSession(headers=self.headers,
+                                                        connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0))
+        async with self._watch_session.get(
+                self.server + path, params=params,
+                timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=timeout + 30)) as response:
+            if response.status >= 400:
+                raise KubeError(response.status, await response.text())
+            # By hand, not readline(): a Secret can be larger than aiohttp's line limit.
+            pending = b""
+            async for chunk in response.content.iter_any():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._request(
@@ -126,13 +176,27 @@ class KubeAPI:
                                                     json=body, timeout=aiohttp.ClientTimeout(total=timeout))
         return lease
 
-    async def post_event(self, namespace: str, body: dict[str, Any], timeout: float) -> None:
-        await self._request("POST", f"/api/v1/namespaces/{namespace}/events", json=body,
+    async def post_event(self, namespace: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Creates the Event; returns it as stored (its generated name)."""
+        event: dict[str, Any] = await self._request("POST", f"/api/v1/namespaces/{namespace}/events", json=body,
+                                                    timeout=aiohttp.ClientTimeout(total=timeout))
+        return event
+
+    async def patch_event(self, namespace: str, name: str, changes: dict[str, Any], timeout: float) -> None:
+        """Merge-patches an Event (a repeat's count and lastTimestamp)."""
+        await self._request("PATCH", f"/api/v1/namespaces/{namespace}/events/{name}", json=changes,
+                            headers={"Content-Type": "application/merge-patch+json"},
                             timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+
+
+def secret_values(secret: dict[str, Any]) -> dict[str, bytes]:
+    """Every key of a Secret object, decoded from base64."""
+    return {key: base64.b64decode(raw) for key, raw in (secret.get("data") or {}).items()}
 
 
 def fresh_login() -> kopf.ConnectionInfo:

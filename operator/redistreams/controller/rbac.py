@@ -15,13 +15,15 @@ from ..model import API_GROUP
 OPERATOR_RULES: list[dict[str, Any]] = [
     {"apiGroups": [API_GROUP], "resources": ["topics", "consumergroups"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": [API_GROUP], "resources": ["topics/status", "consumergroups/status"], "verbs": ["patch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # patch: a repeated Event raises the count of the one already posted (controller/events.py).
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
 ]
 
 # Only for Topics with spec.connection.secretRef; the chart can scope it to namespaces.
+# watch: each Secret a Topic names is watched by name (controller/secrets.py); never list.
 SECRET_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch"]},
 ]
 
 

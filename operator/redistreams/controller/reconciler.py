@@ -25,6 +25,7 @@ from ..tls import TLSMaterial, with_options
 from .conditions import INVALID_SPEC, OUTSIDE_TENANT_PREFIX, SECRET_NOT_FOUND, TOPIC_NOT_FOUND, Outcome
 from .kube import KubeAPI
 from .objects import SKIP_CLEANUP_ANNOTATION, Declared, Key, ObjectCache
+from .secrets import SecretCache
 from .status import Computed, day2_fields, group_fields, group_outcome, scrubbed, topic_fields, topic_outcome
 
 log = logging.getLogger("redistreams.operator")
@@ -46,8 +47,10 @@ class Reconciler(ObjectCache):
     and delete passes over them."""
 
     def __init__(self, *, cluster_id: str, default_url: str, kube: KubeAPI | None = None,
-                 registry_key: str = DEFAULT_REGISTRY_KEY, tenancy: Tenancy | None = None) -> None:
+                 registry_key: str = DEFAULT_REGISTRY_KEY, tenancy: Tenancy | None = None,
+                 secrets: SecretCache | None = None) -> None:
         super().__init__()
+        self.secrets = secrets  # connection Secrets kept by watches; without it, read on every pass
         self.cluster_id = cluster_id
         self.tenancy = tenancy or Tenancy()  # which streams each namespace may declare
         self.default_url = default_url
@@ -76,7 +79,10 @@ class Reconciler(ObjectCache):
             return None
         ref = topic.spec.connection.secretRef
         secret = f'Secret "{topic.namespace}/{ref.name}" key "{ref.key}"'
-        data = await self.kube.secret_data(topic.namespace, ref.name)
+        if self.secrets is not None:
+            data = await self.secrets.data(topic.namespace, ref.name)
+        else:
+            data = await self.kube.secret_data(topic.namespace, ref.name)
         if data is None or ref.key not in data:
             return None
         try:

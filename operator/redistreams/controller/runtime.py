@@ -2,9 +2,8 @@
 operator's configuration, its State (one per operator, kept in kopf's memo), status
 writes and Events.
 
-Status goes through one helper (``patch_status``); routine Events trail status writes
-(``post_events``): kubectl wait, Argo CD and Flux read status, so during a burst the API
-server's time goes to status first.
+Status goes through one helper (``patch_status``); Events go through the State's
+EventRecorder (events.py: aggregated per burst, routine ones after a lull in status writes).
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
 from .. import DEFAULT_CLUSTER_ID, metrics
 from ..printable import printable, printable_tree
 from ..tenancy import Tenancy
 from .conditions import conditions, same_conditions
+from .events import EventRecorder
 from .objects import Declared, Key
 from .reconciler import Reconciler
 from .status import Computed
@@ -35,9 +33,6 @@ PLURALS = {"Topic": "topics", "ConsumerGroup": "consumergroups"}
 # Figures that change with traffic: written at most every status_interval.
 RUNTIME_FIELDS = ("length", "lastGeneratedId", "entriesAdded", "groups", "lag", "lagExact", "pending",
                   "consumers", "lastDeliveredId")
-
-ANNOUNCE_LULL = 5.0  # seconds without status writes before routine events go out
-ANNOUNCE_MAX_DELAY = 60.0
 
 
 @dataclass
@@ -90,10 +85,7 @@ class State:
     in_flight: set[Key] = field(default_factory=set)
     again: set[Key] = field(default_factory=set)
     topic_wait: dict[Key, float] = field(default_factory=dict)  # new groups whose Topic is not seen yet
-    # Routine events waiting for a lull in status writes (see post_events).
-    announcements: list[tuple[Any, str, str]] = field(default_factory=list)
-    announcements_since: float = 0.0
-    announcer: asyncio.Task[None] | None = None
+    recorder: EventRecorder | None = None  # made with the first Event (events.py)
 
     def get_reconciler(self) -> Reconciler:
         """The Reconciler; made without Kubernetes credentials when login gave none we can
@@ -102,6 +94,21 @@ class State:
             self.reconciler = Reconciler(cluster_id=self.config.cluster_id, default_url=self.config.redis_url,
                                          tenancy=self.config.tenancy)
         return self.reconciler
+
+    def event(self, body: Any, type: str, reason: str, message: str, *, routine: bool = False) -> None:
+        """An Event about ``body``: aggregated and posted by the EventRecorder (events.py)."""
+        if self.recorder is None:
+            kube = self.get_reconciler().kube
+            if kube is None:  # no credentials to post with (tests)
+                return
+            self.recorder = EventRecorder(kube, lambda: self.last_any_status_write)
+        self.recorder.record(body, type, reason, message, routine=routine)
+
+    def warn(self, body: Any, reason: str, message: str) -> None:
+        self.event(body, "Warning", reason, message)
+
+    def info(self, body: Any, reason: str, message: str) -> None:
+        self.event(body, "Normal", reason, message)
 
 
 # -- status ---------------------------------------------------------------------------
@@ -159,53 +166,26 @@ def post_events(state: State, body: Any, computed: Computed) -> None:
     """Warnings and repairs at once; routine Created/Configured after a lull in status writes."""
     result = computed.result
     if computed.reset:
-        kopf.warn(body, reason="RedisReset", message=printable(computed.reset))
+        state.warn(body, "RedisReset", printable(computed.reset))
     if result is None:
         if computed.outcome.ready is False:
-            kopf.warn(body, reason=computed.outcome.reason, message=printable(computed.outcome.message))
+            state.warn(body, computed.outcome.reason, printable(computed.outcome.message))
         return
     if result.failure is not None:
-        kopf.warn(body, reason=result.failure.reason, message=printable(result.failure.message))
+        state.warn(body, result.failure.reason, printable(result.failure.message))
     elif computed.drift and not result.failure:
-        kopf.info(body, reason="DriftRepaired",
-                  message=printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
+        state.info(body, "DriftRepaired", printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
     elif result.reset_applied or result.consumers_removed:
         # spec.reset and spec.consumerCleanup moved or removed something: their own reasons, at once.
         if result.reset_applied:
-            kopf.info(body, reason="PositionReset",
-                      message=printable("; ".join(d for d in result.details if d.startswith("moved group"))))
+            state.info(body, "PositionReset",
+                       printable("; ".join(d for d in result.details if d.startswith("moved group"))))
         if result.consumers_removed:
-            kopf.info(body, reason="ConsumersRemoved",
-                      message=printable("; ".join(d for d in result.details if d.startswith(("removed ", "kept ")))))
+            state.info(body, "ConsumersRemoved",
+                       printable("; ".join(d for d in result.details if d.startswith(("removed ", "kept ")))))
     elif result.outcome in ("created", "configured"):
-        _announce(state, body, result.outcome.capitalize(),
-                  printable("; ".join([f"{result.label} {result.outcome}", *result.details])))
-
-
-def _announce(state: State, body: Any, reason: str, message: str) -> None:
-    if not state.announcements:
-        state.announcements_since = time.monotonic()
-    state.announcements.append((body, reason, message))
-    if state.announcer is None:
-        state.announcer = asyncio.get_running_loop().create_task(_announce_when_quiet(state))
-
-
-async def _announce_when_quiet(state: State) -> None:
-    """Posts the waiting events once status writes pause (or they waited long enough)."""
-    try:
-        while state.announcements:
-            now = time.monotonic()
-            if now - state.last_any_status_write < ANNOUNCE_LULL and \
-                    now - state.announcements_since < ANNOUNCE_MAX_DELAY:
-                await asyncio.sleep(ANNOUNCE_LULL / 2)
-                continue
-            batch, state.announcements = state.announcements, []
-            state.announcements_since = time.monotonic()
-            for body, reason, message in batch:
-                kopf.info(body, reason=reason, message=message)
-            await asyncio.sleep(0)
-    finally:
-        state.announcer = None
+        state.event(body, "Normal", result.outcome.capitalize(),
+                    printable("; ".join([f"{result.label} {result.outcome}", *result.details])), routine=True)
 
 
 # -- memory ---------------------------------------------------------------------------
