@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,9 @@ def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None,
 
     config = settings(ctx, redis_url, namespace, cluster_id)
     manifests = config.manifests(paths)
+    # They live until the command ends: the cyclic collector need not scan them again (at
+    # 40,000 resources one full collection costs more than planning them).
+    gc.freeze()
     topics, groups = intents_from(
         manifests.topics, [(g, manifests.topic_for(g)) for g in manifests.groups], config.cluster_id
     )
