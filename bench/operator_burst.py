@@ -3,9 +3,13 @@
 Prints, from one run: the time the API server alone takes to store them (namespace the
 operator does not watch) next to the time until all are Ready (watched namespace), API
 writes per resource, the operator's RSS, and Redis round trips and API writes per idle
-resync. Asserts nothing about time.
+resync. Idle, it also counts what Redis served (INFO commandstats) and the operator's own
+round-trip and pass counters over a window of whole intervals: reads of each stream per
+resync pass (the issue-14 target: one) and per minute, round trips per pass and per minute. Asserts nothing about time.
 
-    python -m bench.operator_burst [--topics 1000] [--groups 3] [--resync 10]
+    python -m bench.operator_burst [--topics 1000] [--groups 3] [--resync 10] [--observe 10]
+
+To compare with another revision, run it with PYTHONPATH=<that checkout>/operator.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from redistreams.crds import generate
 from tests.support.controlplane import Cluster, ControlPlane, install_crds
 from tests.support.kube import API, operator_kubeconfig
+from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
 
@@ -130,13 +135,41 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def commandstats(redis: RedisServer) -> dict[str, int]:
+    """Calls per command Redis served so far, and all commands under "total"."""
+    client = redis.client()
+    try:
+        stats = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
+        stats["total"] = int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+    return stats
+
+
+OPERATOR_COUNTERS = ("redistreams_redis_round_trips_total", "redistreams_resync_seconds_count",
+                     "redistreams_observation_seconds_count")
+
+
+def operator_counters(port: int) -> dict[str, float]:
+    """Round trips sent and passes finished (resync and observation), from the operator's
+    metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {name: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+            for name in OPERATOR_COUNTERS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=3)
     parser.add_argument("--resync", type=int, default=10, help="operator resync interval, seconds")
+    parser.add_argument("--observe", type=int, default=0,
+                        help="operator observe interval, seconds (default: the resync interval)")
     args = parser.parse_args()
     total = args.topics * (1 + args.groups)
+    observe = args.observe or args.resync
+    metrics_port = free_port()
 
     with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp:
         cluster = cp.cluster
@@ -153,8 +186,9 @@ def main() -> None:
         with open(log_path, "w") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "redistreams.cli", "operator", "--namespace", watched,
-                 "--redis-url", redis.url, "--liveness", "", "--metrics-port", "0",
-                 "--resync-interval", f"{int(args.resync)}s",
+                 "--redis-url", redis.url, "--liveness", "",
+                 "--resync-interval", f"{int(args.resync)}s", "--observe-interval", f"{observe}s",
+                 "--metrics-port", str(metrics_port),
                  "--status-interval", f"{int(args.resync)}s",
                  "--log-format", "plain"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -207,8 +241,24 @@ def main() -> None:
             time.sleep(args.resync * 3)
             idle_before = api_writes(cluster)
             log_mark = log_path.stat().st_size
-            time.sleep(args.resync * 2.5)
+            served_before, counters_before = commandstats(redis), operator_counters(metrics_port)
+            window = max(args.resync, observe) * 6  # whole intervals of both loops, jitter averaged out
+            time.sleep(window)
+            served = {k: v - served_before.get(k, 0) for k, v in commandstats(redis).items()}
+            counters = {k: v - counters_before[k] for k, v in operator_counters(metrics_port).items()}
             idle_writes = api_writes(cluster) - idle_before
+            # A pass sleeps its interval after it finishes: per pass and per minute, not per interval.
+            resyncs = counters["redistreams_resync_seconds_count"] or 1
+            reads = served.get("xinfo|stream", 0) / args.topics
+            busiest = ", ".join(f"{k} {v}" for k, v in sorted(served.items(), key=lambda kv: -kv[1])[:8])
+            print(f"idle for {window}s (--resync-interval {args.resync}s, --observe-interval {observe}s): "
+                  f"{counters['redistreams_resync_seconds_count']:.0f} resync passes, "
+                  f"{counters['redistreams_observation_seconds_count']:.0f} observation passes; "
+                  f"each stream read {reads / resyncs:.2f} times per resync pass (XINFO STREAM; target 1), "
+                  f"{reads * 60 / window:.1f} times per minute; operator Redis round trips "
+                  f"{counters['redistreams_redis_round_trips_total'] / resyncs:.1f} per resync pass, "
+                  f"{counters['redistreams_redis_round_trips_total'] * 60 / window:.1f} per minute; "
+                  f"Redis served {served.get('total', 0) * 60 / window:.0f} commands per minute: {busiest}")
             lines = [line for line in log_path.read_text()[log_mark:].splitlines() if "resync:" in line]
             trips = [int(m.group(1)) for line in lines if (m := re.search(r"(\d+) Redis round trips", line))]
             redis_writes = [int(m.group(1)) for line in lines if (m := re.search(r"(\d+) Redis writes", line))]

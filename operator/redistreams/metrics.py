@@ -23,7 +23,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY,
 )
 RESYNC_SECONDS = Histogram(
-    "redistreams_resync_seconds", "Duration of one resync pass over every object (engine batches and status writes).",
+    "redistreams_resync_seconds",
+    "Duration of one periodic pass over every object (one read of each stream, repairs, status writes, "
+    "metrics, retention).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=REGISTRY,
 )
 REDIS_ROUND_TRIPS = Counter(
@@ -55,7 +57,8 @@ ERRORS = Counter(
     ["operation", "reason"], registry=REGISTRY,
 )
 OBSERVE_SECONDS = Histogram(
-    "redistreams_observation_seconds", "Duration of one observation pass (metrics, retention) over all Topics.",
+    "redistreams_observation_seconds",
+    "Duration of the metrics and retention part of one periodic pass (after its read) over all Topics.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY,
 )
 OBSERVE_LAST = Gauge(

@@ -18,12 +18,14 @@ OFF = ("0", "off")  # --observe-interval values that turn observation off
 @click.option("--redis-url", metavar="URL", help="Default Redis (default: $REDIS_URL).")
 @click.option("--cluster-id", envvar="REDISTREAMS_CLUSTER_ID", default=CLUSTER_ID, show_default=True,
               help="Owner identity of this cluster in Redis' ownership records.")
-@click.option("--resync-interval", default="60s", show_default=True, help="Drift check period (±10% jitter).")
+@click.option("--resync-interval", default="60s", show_default=True,
+              help="Drift check period (±10% jitter). One pass reads each stream once for drift, status, "
+                   "metrics and retention, every min(--resync-interval, --observe-interval).")
 @click.option("--status-interval", default="30s", show_default=True,
               help="Write changing figures (length, lag…) to status at most this often.")
 @click.option("--observe-interval", default="30s", show_default=True,
-              help="Read every Topic's stream for metrics and apply retention in bounded steps this often "
-                   "(off: no stream metrics; retention then runs with each reconcile).")
+              help="Stream metrics and retention in bounded steps at least this often, from the same read "
+                   "as the drift check (off: no stream metrics; retention then runs with each reconcile).")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL, or empty to disable.")
 @click.option("--metrics-port", type=int, default=8081, show_default=True,

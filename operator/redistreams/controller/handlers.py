@@ -1,8 +1,8 @@
 """kopf handler registration, and nothing else: the work goes to the modules above.
 
 - create/update/resume (the watch) reconcile an object whose status lags its generation,
-  through the work queue (queue.py); the first event starts the resync loop (resync.py)
-  and the observation loop (observation.py);
+  through the work queue (queue.py); the first event starts the periodic pass
+  (resync.py, which feeds observation.py's metrics and retention);
 - delete honours deletionPolicy behind our finalizer; a deletion seen without one
   (Retain objects) releases the object's records.
 """
@@ -22,7 +22,6 @@ from ..model import API_GROUP, API_VERSION, STATUS_LIST_MAX
 from ..printable import printable
 from .kube import KubeAPI, fresh_login
 from .objects import SKIP_CLEANUP_ANNOTATION, Declared
-from .observation import observe_loop
 from .queue import request_reconcile, spawn
 from .reconciler import Reconciler
 from .resync import resync_loop
@@ -82,8 +81,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         state: State = memo.state
         if state.task is not None:
             state.task.cancel()
-        if state.observe_task is not None:
-            state.observe_task.cancel()
         if state.recorder is not None:  # kopf would wait 5 s for it; with HA, the standby waits too
             await state.recorder.close()
         metrics.SNAPSHOT.clear()
@@ -149,9 +146,8 @@ def _register_kind(registry: kopf.OperatorRegistry, kind: str, plural: str) -> N
         declared = reconciler.remember(kind, body)
         if state.task is None:
             state.task = asyncio.get_running_loop().create_task(resync_loop(state))
-        if state.observe_task is None and state.config.observe_interval > 0:
-            reconciler.trim_on_apply = False  # retention moves to the bounded observation loop
-            state.observe_task = asyncio.get_running_loop().create_task(observe_loop(state))
+            if state.config.observe_interval > 0:
+                reconciler.trim_on_apply = False  # retention moves to the pass's bounded steps
         if declared.paused or body["metadata"].get("deletionTimestamp"):
             return
         if declared.status.get("observedGeneration") != declared.generation:

@@ -1,14 +1,17 @@
-"""The observation pass: every --observe-interval, one pipelined read of every Topic's
-stream (groups, oldest pending entry, consumers) feeds the stream metrics, finds data
-Redis lost, moves recovery checkpoints; then each Topic's retention runs in bounded steps.
+"""What the periodic pass (resync.py) does with its read besides planning, while
+--observe-interval is on: the stream metrics of every Topic, and retention.
+
+The read itself is ``Reconciler.sweep``'s (one pipelined read of each stream per pass:
+groups, oldest pending entry, consumers); it has already repaired drift and data loss
+and moved the recovery checkpoints. Here, ``publish`` turns each connection's
+``Observed`` into metric samples and runs each Topic's retention in bounded steps.
 
 Retention here never goes past the safe point (trim.lua decides it atomically), removes
 at most trim_step entries per Lua call, sends short pipelines with a pause between
 rounds, and stops at a per-pass step budget: a huge backlog is worked off over several
 passes instead of in one long burst. Only streams this operator owns are trimmed.
 
-A pass: ``_by_connection`` (Topics grouped by Redis, one Secret read per Secret),
-``_observe_connection`` for each (metrics, ``_needing_repair``, ``_trimming``), then
+A pass: ``_gather`` for each connection (metric rows, ``_trimming`` from the plan), then
 ``_retain`` (rounds of steps) and ``_record_retention`` (status.retention and Events).
 """
 
@@ -23,27 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from .. import metrics
-from ..connection import ConnectionConfigError
-from ..engine import Engine, Owner, StreamState, TopicIntent, TrimStep
-from ..engine.intents import topic_intent
-from ..engine.plan import data_lost, plan_topic
+from ..engine import Engine, TopicIntent, TopicPlan, TrimStep
 from ..engine.retention import PENDING
-from ..model import Topic
-from ..printable import printable
 from ..units import rfc3339
 from .objects import Declared, Key
-from .queue import request_reconcile
-from .reconciler import Reconciler, Source
+from .reconciler import Observed
 from .runtime import OperatorConfig, RetentionMemo, State, patch_status
 from .samples import ready_rows, stream_rows
 
 log = logging.getLogger("redistreams.operator")
-
-Item = tuple[Key, Declared, Topic]  # a Topic to observe: its key, latest body and model
-Groups = dict[str, list[tuple[Declared, str]]]  # stream -> its live ConsumerGroups and their group names
 
 
 @dataclass
@@ -65,44 +58,24 @@ class _Pass:
 
     rows: dict[Any, list[metrics.Row]]
     trims: list[tuple[Engine, list[Trimming]]] = field(default_factory=list)
-    repair: set[Key] = field(default_factory=set)
     skipped: int = 0  # groups left without per-consumer detail
 
 
-async def observe_loop(state: State) -> None:
-    """Every --observe-interval, one observation pass (the first one soon after start)."""
-    delay = min(state.config.observe_interval, 2.0)
-    while True:
-        await asyncio.sleep(delay)
-        delay = state.config.observe_interval
-        try:
-            await observe_once(state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the loop must survive anything
-            metrics.ERRORS.labels("observe", "Exception").inc()
-            log.exception("observation pass failed; will try again")
-
-
-async def observe_once(state: State) -> None:
-    """One pass: observe every Topic's stream, publish metrics, run retention."""
+async def publish(state: State, observed: list[Observed]) -> None:
+    """Metrics from the pass's read, then retention (fenced: a replica that lost the
+    Lease trims nothing)."""
     reconciler = state.get_reconciler()
     started = time.monotonic()
-    state.fence()
-    by_connection = await _by_connection(reconciler, _topics(reconciler))
     gathered = _Pass(ready_rows(reconciler.objects))
-    for source, items in by_connection.items():
-        # One connection's trouble (a malformed URL, odd data) stays that connection's.
+    for seen in observed:
+        # One connection's trouble (odd data) stays that connection's.
         try:
-            await _observe_connection(state, source, items, gathered)
+            _gather(state, seen, gathered)
         except Exception as exc:  # noqa: BLE001 - logged with its traceback; the other connections go on
             metrics.ERRORS.labels("observe", type(exc).__name__).inc()
-            log.exception("observing %d Topics failed", len(items))
-    # Redis lost data, or a group we made is gone: repaired now, not at the next resync.
-    for key in gathered.repair:
-        request_reconcile(state, key)
-
+            log.exception("observing %d Topics failed", len(seen.topics))
     metrics.CONSUMERS_SKIPPED.set(gathered.skipped)
+    state.fence()
     for engine, todo in gathered.trims:
         await _retain(engine, todo, state.config, reconciler.lock)
         gathered.rows.update(_blocked_rows(todo))
@@ -116,96 +89,21 @@ async def observe_once(state: State) -> None:
     metrics.OBSERVE_LAST.set(time.time())
 
 
-# -- which streams, on which connection --------------------------------------------
-
-def _topics(reconciler: Reconciler) -> list[Item]:
-    """The Topics to observe: valid ones not being deleted."""
-    topics: list[Item] = []
-    for key, declared in list(reconciler.objects.items()):
-        if key[0] != "Topic" or declared.body["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            model = declared.model()
-        except ValidationError:
-            continue
-        assert isinstance(model, Topic)
-        if reconciler.tenant_refusal(model.namespace, model.stream) is not None:
-            continue  # outside its namespace's prefixes: never read, never trimmed
-        topics.append((key, declared, model))
-    return topics
-
-
-async def _by_connection(reconciler: Reconciler, topics: list[Item]) -> dict[Source, list[Item]]:
-    """Topics grouped by Redis connection, reading each distinct Secret once. A Topic whose
-    Secret cannot be read is left out: its status says why."""
-    sources: dict[tuple[str, str, str], Source | None] = {}
-    by_source: dict[Source, list[Item]] = {}
-    for key, declared, model in topics:
-        ref = model.spec.connection.secretRef if model.spec.connection else None
-        cache_key = (model.namespace, ref.name, ref.key) if ref else ("", "", "")
-        if cache_key not in sources:
-            try:
-                sources[cache_key] = await reconciler.source_for(model)
-            except Exception as exc:  # noqa: BLE001 - the Topic's status says why; counted here
-                metrics.ERRORS.labels("observe", "KubernetesError").inc()
-                log.debug("cannot read the connection of %s: %s", key, printable(str(exc)))
-                sources[cache_key] = None
-        source = sources[cache_key]
-        if source is not None:
-            by_source.setdefault(source, []).append((key, declared, model))
-    return by_source
-
-
-def _live_groups(reconciler: Reconciler, items: list[Item], intents: list[TopicIntent]) -> Groups:
-    """Per stream, the ConsumerGroups naming its Topic that are neither paused nor being deleted."""
-    groups: Groups = {}
-    for (key, _, _), intent in zip(items, intents):
-        for g in reconciler.groups_of(key):
-            if not g.paused and not g.body["metadata"].get("deletionTimestamp"):
-                spec = g.body.get("spec") or {}
-                groups.setdefault(intent.stream, []).append((g, spec.get("groupName") or g.key[2]))
-    return groups
-
-
-# -- one connection ---------------------------------------------------------------
-
-async def _observe_connection(state: State, source: Source, items: list[Item], gathered: _Pass) -> None:
-    """Observes one connection's streams: metrics, loss detection, recovery checkpoints
-    and the retention to run."""
-    reconciler = state.get_reconciler()
-    cluster_id = state.config.cluster_id
-    try:
-        engine = reconciler.engine(source)
-    except ConnectionConfigError:
-        metrics.ERRORS.labels("observe", "InvalidSpec").inc()
-        return
-    intents = [topic_intent(model, cluster_id) for _, _, model in items]
-    keys = [i.stream for i in intents]
-    groups = _live_groups(reconciler, items, intents)
-    owner_groups = {stream: [name for _, name in members] for stream, members in groups.items()}
-    # Under the reconciler's lock: one engine pass at a time, so each pass's Redis
-    # figures (the resync's log line) stay its own.
-    async with reconciler.lock:
-        with _counted(engine):
-            states = await asyncio.to_thread(engine.observe, keys, owner_groups=owner_groups, detail_keys=keys,
-                                             consumer_keys=keys)
-            checkpoints = [(stream, name, Owner(cluster_id, g.key[1], g.key[2]))
-                           for stream, members in groups.items() for g, name in members]
-            await asyncio.to_thread(engine.checkpoint, states, checkpoints)
-    db = engine.db_label
-    for reason in {s.failure.reason for s in states.values() if s.failure}:
+def _gather(state: State, seen: Observed, gathered: _Pass) -> None:
+    """One connection's metric rows and the retention to run on it."""
+    objects = state.get_reconciler().objects
+    db = seen.engine.db_label
+    for reason in {s.failure.reason for s in seen.states.values() if s.failure}:
         metrics.ERRORS.labels("observe", reason).inc()
     todo: list[Trimming] = []
-    for (key, declared, _), intent in zip(items, intents):
-        stream = states[intent.stream]
-        gathered.rows[("topic", key)] = stream_rows(stream, db, key[1], key[2])
-        if not stream.failure:
-            gathered.repair.update(_needing_repair(declared, stream, groups.get(intent.stream, [])))
-        trimming = _trimming(key, declared, intent, stream)
+    for key, stream in seen.topics.items():
+        gathered.rows[("topic", key)] = stream_rows(seen.states[stream], db, key[1], key[2])
+        declared, plan = objects.get(key), seen.plans.get(key)
+        trimming = _trimming(key, declared, plan) if declared is not None and plan is not None else None
         if trimming is not None:
             todo.append(trimming)
-    gathered.trims.append((engine, todo))
-    gathered.skipped += engine.consumers_skipped
+    gathered.trims.append((seen.engine, todo))
+    gathered.skipped += seen.consumers_skipped
 
 
 @contextmanager
@@ -217,33 +115,15 @@ def _counted(engine: Engine) -> Iterator[None]:
     metrics.REDIS_WRITES.inc(engine.stats.writes - writes)
 
 
-def _needing_repair(topic: Declared, stream: StreamState, groups: list[tuple[Declared, str]]) -> set[Key]:
-    """Objects whose Redis side is gone although status says it was made: Redis lost
-    data (another registry epoch, a record gone) or a group was deleted by hand."""
-    found: set[Key] = set()
-    memory = topic.memory()
-    if memory is not None and not topic.paused and data_lost(memory, stream, stream.topic_owner):
-        found.add(topic.key)
-        found.update(g.key for g, _ in groups)
-        return found
-    for group, name in groups:
-        remembered = group.memory()
-        if remembered is None:
-            continue  # never made: its own reconcile creates it
-        if name not in stream.groups or data_lost(remembered, stream, stream.group_owners.get(name)):
-            found.add(group.key)
-    return found
-
-
-def _trimming(key: Key, declared: Declared, intent: TopicIntent, stream: StreamState) -> Trimming | None:
+def _trimming(key: Key, declared: Declared, plan: TopicPlan) -> Trimming | None:
     """The retention to run on an observed stream; None without retention, for a paused
     Topic, a missing or failing stream, or one that is not ours."""
+    intent, stream = plan.intent, plan.state
     if intent.retention is None or declared.paused or not stream.exists or stream.failure:
         return None
     owner = stream.topic_owner
     if owner is None or owner.owner != intent.owner:
-        return None  # not ours (yet): the reconcile claims it or reports the conflict
-    plan = plan_topic(intent, stream)
+        return None  # not ours (yet): this pass's apply claims it or reports the conflict
     if plan.failure:
         return None
     return Trimming(key, intent, wanted=plan.trim, blocked=plan.retention_blocked)

@@ -1,9 +1,12 @@
 """From Kubernetes objects to engine batches, and deletion.
 
-Handlers and the periodic resync both go through ``Reconciler.run``: resources are
-grouped by Redis connection and each group is one engine batch (a bounded number of
-pipelined round trips), run in a worker thread so the event loop stays free. What a
-result becomes in status is status.py's; the objects themselves are objects.py's.
+Handlers go through ``Reconciler.run`` and the periodic pass through ``Reconciler.sweep``:
+resources are grouped by Redis connection and each group is one engine batch (a bounded
+number of pipelined round trips), run in a worker thread so the event loop stays free.
+A sweep's batch reads each stream once and that read serves everything the pass does:
+the plan (drift, data loss, consumer cleanup), the recovery checkpoints, and what it
+hands back (``Observed``) for the metrics and retention. What a result becomes in status
+is status.py's; the objects themselves are objects.py's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import ValidationError
 
 from .. import DEFAULT_REGISTRY_KEY, metrics
 from ..connection import ConnectionConfigError, RedisTarget
-from ..engine import Engine, Memory, Result
+from ..engine import Engine, Memory, Result, StreamState, TopicPlan
 from ..engine.intents import GroupIntent, Owner, group_intent, topic_intent
 from ..manifests import describe_validation_error
 from ..model import ConsumerGroup, Topic
@@ -40,6 +43,27 @@ class Source:
     url: str
     secret: str | None = None
     tls: TLSMaterial | None = None  # the Secret's ca.crt, tls.crt and tls.key, when it has any
+
+
+@dataclass
+class Observed:
+    """One connection's read in a periodic pass, for what the pass does besides planning
+    (observation.py: metrics, retention)."""
+
+    engine: Engine
+    states: dict[str, StreamState]  # stream -> as read
+    topics: dict[Key, str]  # every Topic read: its stream (planned or only watched)
+    plans: dict[Key, TopicPlan]  # the planned Topics' plans (retention decisions)
+    consumers_skipped: int = 0  # groups left without per-consumer detail
+
+
+@dataclass
+class _Batch:
+    """One connection's share of a run."""
+
+    topics: list[tuple[Key, Topic]]
+    groups: list[tuple[Key, ConsumerGroup, Topic]]
+    watched: list[tuple[Key, Topic]]  # only read, for the pass's figures (paused, or the queue's)
 
 
 class Reconciler(ObjectCache):
@@ -131,7 +155,7 @@ class Reconciler(ObjectCache):
             waiting, self._waiting = self._waiting, {}
             self._flusher = None  # requests arriving from now on start the next batch
             try:
-                results = await self._run(list(waiting))
+                results, _ = await self._run(list(waiting))
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
                 for futures in waiting.values():
                     for future in futures:
@@ -146,11 +170,23 @@ class Reconciler(ObjectCache):
     async def run(self, keys: list[Key]) -> dict[Key, Computed]:
         """Reconcile these resources (and the Topics their groups need) in batches."""
         async with self.lock:
-            return await self._run(keys)
+            return (await self._run(keys))[0]
 
-    async def _run(self, keys: list[Key]) -> dict[Key, Computed]:
+    async def sweep(self, keys: list[Key], watch: list[Key] | None
+                    ) -> tuple[dict[Key, Computed], list[Observed]]:
+        """The periodic pass: reconcile ``keys`` from one read per connection that also
+        covers the ``watch`` Topics' streams and every group's pending entries and
+        consumers; recovery checkpoints move from the same read. Returns the results and,
+        per connection read, what was observed. ``watch`` None (observation off): a
+        plain reconcile, nothing observed."""
+        async with self.lock:
+            return await self._run(keys, watch)
+
+    async def _run(self, keys: list[Key], watch: list[Key] | None = None
+                   ) -> tuple[dict[Key, Computed], list[Observed]]:
         computed: dict[Key, Computed] = {}
-        batches: dict[Source, tuple[list[tuple[Key, Topic]], list[tuple[Key, ConsumerGroup, Topic]]]] = {}
+        batches: dict[Source, _Batch] = {}
+        observed: list[Observed] = []
         topic_models: dict[Key, Topic] = {}
         urls: dict[Key, Source] = {}
 
@@ -198,7 +234,7 @@ class Reconciler(ObjectCache):
                 model = await topic_ready(key)
                 if model is not None and not declared.paused and key not in batched_topics:
                     batched_topics.add(key)
-                    batches.setdefault(urls[key], ([], []))[0].append((key, model))
+                    batches.setdefault(urls[key], _Batch([], [], [])).topics.append((key, model))
                 continue
             try:
                 group = declared.model()
@@ -221,13 +257,21 @@ class Reconciler(ObjectCache):
                 continue
             if declared.paused:
                 continue
-            topics, groups = batches.setdefault(urls[topic_decl.key], ([], []))
+            batch_of = batches.setdefault(urls[topic_decl.key], _Batch([], [], []))
             if not topic_decl.paused and topic_decl.key not in batched_topics:
                 batched_topics.add(topic_decl.key)
-                topics.append((topic_decl.key, topic_model))
-            groups.append((key, group, topic_model))
+                batch_of.topics.append((topic_decl.key, topic_model))
+            batch_of.groups.append((key, group, topic_model))
+        for key in dict.fromkeys(watch or ()):
+            if key in batched_topics or key not in self.objects:
+                continue
+            model = await topic_ready(key)  # refused, invalid or without a Secret: not read
+            computed.pop(key, None)  # only watched: its status is not this pass's
+            if model is not None:
+                batches.setdefault(urls[key], _Batch([], [], [])).watched.append((key, model))
 
-        for source, (topics, groups) in batches.items():
+        for source, batch_of in batches.items():
+            topics, groups = batch_of.topics, batch_of.groups
             batch_keys = [k for k, _ in topics] + [k for k, _, _ in groups]
             # One connection's problem (a malformed URL, a bug on odd data) is the failure
             # of that connection's resources only, never of the whole pass.
@@ -240,7 +284,8 @@ class Reconciler(ObjectCache):
             trips, writes = engine.stats.round_trips, engine.stats.writes
             try:
                 with metrics.BATCH_SECONDS.time():
-                    batch = await asyncio.to_thread(self._batch, engine, topics, groups)
+                    batch = await asyncio.to_thread(self._batch, engine, topics, groups,
+                                                    None if watch is None else batch_of.watched, observed)
             except Exception as exc:  # noqa: BLE001 - logged with its traceback, reported per resource
                 log.exception("reconciling %d resources on %s failed", len(topics) + len(groups), engine.target)
                 metrics.ERRORS.labels("reconcile", type(exc).__name__).inc()
@@ -255,17 +300,32 @@ class Reconciler(ObjectCache):
         for (kind, _, _), result in computed.items():
             outcome = result.outcome
             metrics.RECONCILES.labels(kind, "ready" if outcome.ready else outcome.reason).inc()
-        return computed
+        return computed, observed
 
-    def _batch(self, engine: Engine, topics: list[tuple[Key, Topic]],
-               groups: list[tuple[Key, ConsumerGroup, Topic]]) -> dict[Key, Computed]:
-        """One engine pass (in a worker thread)."""
+    def _batch(self, engine: Engine, topics: list[tuple[Key, Topic]], groups: list[tuple[Key, ConsumerGroup, Topic]],
+               watched: list[tuple[Key, Topic]] | None = None, observed: list[Observed] | None = None
+               ) -> dict[Key, Computed]:
+        """One engine pass (in a worker thread). With ``watched`` (a sweep), the read also
+        covers those Topics and the figures, the checkpoints move, and what was read is
+        added to ``observed``."""
         # Status remembers the registry epoch and positions: a Redis that lost its data
         # is recognised from them, and lost groups come back from 0, never from "$".
         t_intents = [replace(topic_intent(model, self.cluster_id), memory=self._memory(key)) for key, model in topics]
         g_intents = [replace(group_intent(g, t, self.cluster_id), memory=self._memory(key)) for key, g, t in groups]
-        plan = engine.plan(t_intents, g_intents)
-        results = engine.apply(plan)
+        if watched is None or observed is None:
+            plan = engine.plan(t_intents, g_intents)
+            results = engine.apply(plan)
+        else:
+            read = {key: t.stream for (key, _), t in zip(topics, t_intents)}
+            read |= {key: topic_intent(model, self.cluster_id).stream for key, model in watched}
+            states = engine.observe_intents(t_intents, g_intents, figures=True, also=read.values())
+            skipped = engine.consumers_skipped
+            # Before apply: a group this pass resets must not get its old position recorded.
+            engine.checkpoint(states, [(g.stream, g.group, g.owner) for g in g_intents])
+            plan = engine.plan(t_intents, g_intents, states)
+            results = engine.apply(plan)
+            observed.append(Observed(engine, states, read, {key: p for (key, _), p in zip(topics, plan.topics)},
+                                     skipped))
         out: dict[Key, Computed] = {}
         created_groups: dict[str, set[str]] = {}
         for g in plan.groups:

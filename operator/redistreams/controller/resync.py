@@ -1,6 +1,17 @@
-"""The periodic resync: every interval (with jitter) one engine pass over every object,
-in engine batches. Drift is repaired; status is written only when it changed, and
-runtime figures at most every status_interval."""
+"""The periodic pass: one read of every stream per interval serves everything the
+operator does between events.
+
+Every min(--resync-interval, --observe-interval) (±10% jitter; just --resync-interval
+with observation off), ``Reconciler.sweep`` reads each connection's streams once, in
+pipelined engine batches, and from that read: drift and data loss (a Redis reset, a
+group destroyed by hand) are planned and repaired, spec.consumerCleanup runs, recovery
+checkpoints move, and only what drifted is written. Status is written only when it
+changed, runtime figures at most every --status-interval. With observation on, the same
+read then feeds the stream metrics and retention (observation.py).
+
+Objects the work queue holds (queue.py) are only read here, for the figures: their own
+reconcile writes their status.
+"""
 
 from __future__ import annotations
 
@@ -11,37 +22,77 @@ import time
 
 from .. import metrics
 from .objects import Key
-from .runtime import State, give_back_memory, post_events, write_status
+from .observation import publish
+from .runtime import OperatorConfig, State, give_back_memory, post_events, write_status
 from .status import Computed
 
 log = logging.getLogger("redistreams.operator")
 
 BURST_WINDOW = 2.0  # status writes this recent mean a burst is being reconciled
 PARALLEL_WRITES = 16  # many figures change at once on a busy cluster
+FIRST_PASS_DELAY = 2.0  # with observation on: metrics soon after start
+
+
+def pass_interval(config: OperatorConfig) -> float:
+    """Seconds between passes: each interval is the longest its work may wait."""
+    if config.observe_interval > 0:
+        return min(config.resync_interval, config.observe_interval)
+    return config.resync_interval
 
 
 async def resync_loop(state: State) -> None:
-    """Every interval (±10%), one pass; the loop survives any failure of a pass."""
+    """Every interval (±10%), one pass; the loop survives any failure of a pass. With
+    observation on, the first pass comes soon after start (metrics, retention)."""
+    interval = pass_interval(state.config)
+    delay = min(interval, FIRST_PASS_DELAY) if state.config.observe_interval > 0 else interval
     while True:
-        await asyncio.sleep(state.config.resync_interval * random.uniform(0.9, 1.1))
+        await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+        delay = interval
         try:
             await resync_once(state)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the loop must survive anything
+            metrics.ERRORS.labels("resync", "Exception").inc()
             log.exception("resync failed; will try again")
 
 
 async def resync_once(state: State) -> None:
+    """One pass: one read per connection, repairs and status from it, then (observation
+    on) metrics and retention from the same read."""
     reconciler = state.get_reconciler()
-    keys = [k for k, d in reconciler.objects.items()
-            if not d.paused and not d.body["metadata"].get("deletionTimestamp")]
-    if not keys or reconciler.kube is None:
+    queued = state.in_flight | state.again | state.topic_wait.keys()
+    keys: list[Key] = []
+    watch: list[Key] = []  # Topics only read (for their figures)
+    for key, declared in list(reconciler.objects.items()):
+        if declared.body["metadata"].get("deletionTimestamp"):
+            continue
+        if declared.paused or key in queued:
+            if key[0] == "Topic":
+                watch.append(key)
+        else:
+            keys.append(key)
+    observing = state.config.observe_interval > 0
+    if not (keys or (observing and watch)) or reconciler.kube is None:
         return
     started = time.monotonic()
     trips, writes = reconciler.redis_work()
     state.fence()
-    computed = await reconciler.run(keys)
+    computed, observed = await reconciler.sweep(keys, watch if observing else None)
+    status_writes = await _write_statuses(state, {k: computed[k] for k in keys if k in computed})
+    if observing:
+        await publish(state, observed)
+    trips_after, writes_after = reconciler.redis_work()
+    metrics.RESYNC_SECONDS.observe(time.monotonic() - started)
+    give_back_memory()
+    log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
+             len(keys), trips_after - trips, writes_after - writes, status_writes, time.monotonic() - started)
+
+
+async def _write_statuses(state: State, computed: dict[Key, Computed]) -> int:
+    """Status of each object that changed (figures-only changes wait while a burst is being
+    written), and the Events of repairs even when status reads the same."""
+    reconciler = state.get_reconciler()
     now = time.monotonic()
     parallel = asyncio.Semaphore(PARALLEL_WRITES)
     # While reconciles are writing (a burst of new objects), figures-only updates wait for
@@ -59,9 +110,4 @@ async def resync_once(state: State) -> None:
             post_events(state, declared.body, result)  # repaired, though status reads the same
         return written
 
-    status_writes = sum(await asyncio.gather(*(write(k, r) for k, r in computed.items())))
-    trips_after, writes_after = reconciler.redis_work()
-    metrics.RESYNC_SECONDS.observe(time.monotonic() - started)
-    give_back_memory()
-    log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
-             len(keys), trips_after - trips, writes_after - writes, status_writes, time.monotonic() - started)
+    return sum(await asyncio.gather(*(write(k, r) for k, r in computed.items())))

@@ -42,8 +42,9 @@ class OperatorConfig:
     resync_interval: float = 60.0
     status_interval: float = 30.0  # runtime figures (length, lag…) are written at most this often
     retry_delay: float = 5.0
-    # Metrics and continuous retention: one observation pass this often (0: off; then
-    # retention runs, unbounded, with each reconcile instead).
+    # Metrics and continuous retention from the periodic pass, which then runs every
+    # min(resync_interval, observe_interval) (0: off; the pass runs every resync_interval
+    # and retention runs, unbounded, with each reconcile instead).
     observe_interval: float = 30.0
     retention_steps_per_pass: int = 1000  # Lua steps of <= 1000 entries each, over all Topics
     retention_pause: float = 0.02  # between rounds of steps, so other clients' commands get in
@@ -77,8 +78,7 @@ class State:
     reconciler: Reconciler | None = None  # made at login, with its credentials
     last_status_write: dict[Key, float] = field(default_factory=dict)
     last_any_status_write: float = 0.0
-    task: asyncio.Task[None] | None = None  # the resync loop
-    observe_task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the periodic pass (resync.py)
     retention: dict[Key, RetentionMemo] = field(default_factory=dict)
     # The work queue (see queue.py).
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

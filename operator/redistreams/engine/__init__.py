@@ -178,8 +178,12 @@ class Engine:
             return {key: StreamState(key, type="unknown", failure=exc.failure) for key in keys}
 
     def observe_intents(
-        self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False, retention: bool = True
+        self, topics: list[TopicIntent], groups: list[GroupIntent], *, details: bool = False, retention: bool = True,
+        figures: bool = False, also: Iterable[str] = (),
     ) -> dict[str, StreamState]:
+        """What planning these intents needs, in one read. ``figures``: also every group's
+        oldest pending entry and consumers (the operator's metrics and recovery
+        checkpoints), for these streams and the ``also`` ones, in the same round trips."""
         owner_groups: dict[str, list[str]] = {}
         reset_groups: dict[str, list[str]] = {}
         cleanup_groups: dict[str, list[str]] = {}
@@ -189,10 +193,11 @@ class Engine:
                 reset_groups.setdefault(g.stream, []).append(g.group)
             if g.cleanup_idle_ms is not None:
                 cleanup_groups.setdefault(g.stream, []).append(g.group)
-        keys = [t.stream for t in topics] + [g.stream for g in groups]
-        detail_keys = keys if details else [t.stream for t in topics if t.retention and retention]
+        keys = [t.stream for t in topics] + [g.stream for g in groups] + list(also)
+        detail_keys = keys if details or figures else [t.stream for t in topics if t.retention and retention]
         return self.observe(keys, owner_groups=owner_groups, detail_keys=detail_keys, exact_lag=details,
-                            reset_groups=reset_groups, cleanup_groups=cleanup_groups)
+                            consumer_keys=keys if figures else (), reset_groups=reset_groups,
+                            cleanup_groups=cleanup_groups)
 
     def discover(self, match: str = "*", count: int = 1000) -> list[str]:
         """Stream keys matching a glob pattern (SCAN with TYPE stream; on a Redis Cluster,
@@ -211,9 +216,14 @@ class Engine:
 
     # -- changes ----------------------------------------------------------------
 
-    def plan(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
+    def plan(self, topics: list[TopicIntent], groups: list[GroupIntent],
+             observed: dict[str, StreamState] | None = None) -> Plan:
+        """The plan for these intents, from ``observed`` (read by ``observe_intents`` for
+        them, so one read serves more than planning) or from a read made now."""
         with _collector_paused(len(topics) + len(groups)):
-            return make_plan(topics, groups, self.observe_intents(topics, groups))
+            if observed is None:
+                observed = self.observe_intents(topics, groups)
+            return make_plan(topics, groups, observed)
 
     def apply(self, plan: Plan) -> list[Result]:
         self._connect()
