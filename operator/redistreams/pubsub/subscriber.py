@@ -222,6 +222,7 @@ class Subscription:
         batch = await self._receive(max_messages or self.batch_size, timeout)
         if not batch:
             raise TimeoutError(f"no message on {self._name} within {timeout}s")
+        self._fetch_ahead()
         return batch
 
     def put_back(self, messages: Sequence[ReceivedMessage]) -> None:
@@ -232,7 +233,8 @@ class Subscription:
 
     async def receive_batch(self, max_messages: int | None = None,
                             timeout: float | None = None) -> list[ReceivedMessage]:
-        """Up to ``max_messages`` messages as soon as at least one is there; [] after ``timeout``."""
+        """Up to ``max_messages`` messages as soon as at least one is there; [] after ``timeout``.
+        Fetches at most ``batch_size`` (or ``max_messages``) at a time, never ahead."""
         return await self._receive(max_messages or self.batch_size, timeout)
 
     def __aiter__(self) -> Subscription:
@@ -249,9 +251,7 @@ class Subscription:
         attempt = 0
         while True:
             if self._buffer:
-                batch = self._hand_out(wanted)
-                self._fetch_ahead()
-                return batch
+                return self._hand_out(wanted)
             failure = self._stopped()
             if failure is not None:
                 raise failure
@@ -294,11 +294,12 @@ class Subscription:
             self._drain_from = "0"
 
     def _fetch_ahead(self) -> bool:
-        """With a backlog, read the next batch while the application handles this one, so
-        its round trip overlaps their work instead of adding to it. Without BLOCK: a read
-        ahead never holds the connection (and a receive with a deadline) waiting. At most
-        two batches wait fetched; like any, they are leased until acknowledged and given
-        back by ``shutdown``."""
+        """One message at a time (``receive``, ``read_ahead``) with a backlog: read the next
+        batch while the application handles this one, so its round trip overlaps their
+        work instead of adding to it. Without BLOCK: a read ahead never holds the
+        connection (and a receive with a deadline) waiting. At most two batches wait
+        fetched; like any, they are leased until acknowledged and given back by
+        ``shutdown``. ``receive_batch`` never reads ahead: it fetches what it is asked for."""
         if (self._backlog and self._read_ahead_task is None and not self._fetch_lock.locked()
                 and len(self._buffer) <= self._low_water and not self._closed):
             self._read_ahead_task = self._loop.create_task(self._read_ahead())
