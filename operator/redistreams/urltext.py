@@ -10,7 +10,6 @@ client (``redistreams wait``, ``--help``) can name a URL without importing redis
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import unicodedata
@@ -199,6 +198,8 @@ def _is_secret_name(raw: str) -> bool:
     if any(word in name for word in _SECRET_WORDS):
         return True
     # A misspelt "password" is refused by redis-py, and the error shows the URL.
+    import difflib  # only for parameter names that are not plainly secret: most URLs have none
+
     return len(name) <= 40 and difflib.SequenceMatcher(None, name, "password").ratio() >= 0.7
 
 
