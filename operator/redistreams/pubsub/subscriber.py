@@ -299,8 +299,9 @@ class Subscription:
         work instead of adding to it. Without BLOCK: a read ahead never holds the
         connection (and a receive with a deadline) waiting. At most two batches wait
         fetched; like any, they are leased until acknowledged and given back by
-        ``shutdown``. ``receive_batch`` never reads ahead: it fetches what it is asked for."""
-        if (self._backlog and self._read_ahead_task is None and not self._fetch_lock.locked()
+        ``shutdown``. ``receive_batch`` never reads ahead: it fetches what it is asked for;
+        nor does ``noack``: what it fetched and did not hand out is lost at shutdown."""
+        if (self._backlog and not self._noack and self._read_ahead_task is None and not self._fetch_lock.locked()
                 and len(self._buffer) <= self._low_water and not self._closed):
             self._read_ahead_task = self._loop.create_task(self._read_ahead())
             return True
