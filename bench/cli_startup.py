@@ -7,7 +7,8 @@ script or an init container starts), run ``--runs`` times, interleaved with the 
 a load spike on the machine hits every case alike. Printed beside two baselines from the
 same run: ``python -c pass`` (the interpreter itself) and ``python -c "import redis"``
 (redis-py alone). The Redis cases run against a local redis-server where the stream and
-group exist, so ``wait`` returns at its first check. Asserts nothing about time.
+group exist, so ``wait`` returns at its first check; "engine path" is ``wait`` as it ran
+before its probe (a URL the probe leaves to the engine). Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def main() -> None:
             "--version": [*cli, "--version"],
             "wait --help": [*cli, "wait", "--help"],
             "wait --stream orders --group billing": [*cli, "wait", "--stream", "orders", "--group", "billing"],
+            # The engine's path, as every wait ran before issue 14: a URL option the probe
+            # leaves to the engine (client_name) makes it take over.
+            "wait --stream (engine path, as before)": [*cli, "--redis-url", f"{server.url}?client_name=bench", "wait",
+                                                       "--stream", "orders", "--group", "billing"],
             "wait -f orders.yaml": [*cli, "wait", "-f", str(manifest)],
             "status orders": [*cli, "status", "orders"],
             "status": [*cli, "status"],
