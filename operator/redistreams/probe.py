@@ -475,8 +475,9 @@ class Probe:
             if isinstance(reply, list):
                 state = dict(zip(reply[::2], reply[1::2]))
                 flags = str(state.get("flags", "")).split(",")
-                if "master" in flags and "s_down" not in flags and "o_down" not in flags:
-                    address = (str(state.get("ip")), int(state.get("port", 0)))
+                named_port = str(state.get("port", ""))
+                if "master" in flags and "s_down" not in flags and "o_down" not in flags and named_port.isdigit():
+                    address = (str(state.get("ip")), int(named_port))
                     master = self._connection(address, prologue=[("ROLE",)])
                     master.call([])
                     role = master.prologue_replies[-1] if master.prologue_replies else None
