@@ -576,10 +576,9 @@ class Loader:
         for loaded in result.resources:
             res = loaded.resource
             ident = (res.kind, res.namespace, res.name)
-            where = f'{loaded.source}: {res.kind} "{res.name}"'
             if ident in seen:
                 self._error(
-                    f"{where}: metadata.name: duplicate of the {res.kind} in namespace "
+                    f"{_at(loaded)}: metadata.name: duplicate of the {res.kind} in namespace "
                     f'"{res.namespace}" at {seen[ident].source}'
                 )
                 continue
@@ -588,7 +587,7 @@ class Loader:
                 other = streams.get(res.stream)
                 if other is not None:
                     self._error(
-                        f'{where}: spec.streamName: stream "{res.stream}" is also declared by '
+                        f'{_at(loaded)}: spec.streamName: stream "{res.stream}" is also declared by '
                         f'{other.resource.kind} "{other.resource.name}" at {other.source}'
                     )
                 else:
@@ -597,19 +596,24 @@ class Loader:
                 topic = topics.get((res.namespace, res.spec.topicRef.name))
                 if topic is None:
                     self._error(
-                        f'{where}: spec.topicRef.name: Topic "{res.spec.topicRef.name}" not found in '
+                        f'{_at(loaded)}: spec.topicRef.name: Topic "{res.spec.topicRef.name}" not found in '
                         f'namespace "{res.namespace}" among the given manifests'
                     )
                     continue
                 key = (topic.stream, res.group)
                 if key in groups:
                     self._error(
-                        f'{where}: spec.groupName: group "{res.group}" on stream "{key[0]}" is also '
+                        f'{_at(loaded)}: spec.groupName: group "{res.group}" on stream "{key[0]}" is also '
                         f'declared by ConsumerGroup "{groups[key].resource.name}" at {groups[key].source}'
                     )
                 else:
                     groups[key] = loaded
         return result
+
+
+def _at(loaded: Loaded) -> str:
+    """Where a resource is, for a message: ``file: document 2: Topic "orders"``."""
+    return f'{loaded.source}: {loaded.resource.kind} "{loaded.resource.name}"'
 
 
 def load(

@@ -45,7 +45,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _null_is_absent(data: Any) -> Any:
     """The API server prunes a null for a non-nullable field (then applies its default)."""
-    if isinstance(data, dict):
+    if isinstance(data, dict) and None in data.values():  # a copy only when there is one
         return {key: value for key, value in data.items() if value is not None}
     return data
 

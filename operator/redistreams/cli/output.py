@@ -66,18 +66,29 @@ def print_manifests(docs: list[dict[str, Any]]) -> None:
     click.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
 
 
+def echo_lines(lines: list[str]) -> None:
+    """Lines to stdout in one write, then forgotten: click.echo flushes on every call, a
+    system call per line of a 40,000-line apply."""
+    if lines:
+        click.echo("\n".join(lines))
+        lines.clear()
+
+
 def print_results(results: list[Result], output: str) -> None:
     if output == "json":
         print_json({"results": [r.as_dict() for r in results]})
         return
+    lines: list[str] = []
     for result in results:
         if result.failure:
+            echo_lines(lines)  # what came before it first, on a terminal showing both streams
             click.echo(printable(f"error: {result.label}: {result.failure.message}"), err=True)
             continue
         line = f"{result.label} {result.outcome}"
         if result.details:
             line += ": " + "; ".join(result.details)
-        click.echo(printable(line))
+        lines.append(printable(line))
+    echo_lines(lines)
 
 
 def _items(plan: Plan) -> list[TopicPlan | GroupPlan]:
@@ -129,8 +140,7 @@ def print_plan(plan: Plan, output: str) -> None:
         ]
         print_json({"inSync": not plan.changes, "plan": payload})
         return
-    for symbol, label, text in rows:
-        click.echo(printable(f"{symbol} {label}: {text}"))
+    echo_lines([printable(f"{symbol} {label}: {text}") for symbol, label, text in rows])
     changed = sum(1 for p in items if p.changes)
     failed = sum(1 for p in items if p.failure)
     summary = f"{changed} to change, {len(rows) - changed - failed} in sync"
