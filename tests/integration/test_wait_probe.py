@@ -272,3 +272,15 @@ def test_unreachable_then_started(make_redis) -> None:
     make_redis.adopt(server)
     populate(server.client())
     assert probe.presence(["orders"])["orders"].groups == {"billing"}  # the same probe, once it answers
+
+
+def test_a_url_the_probe_leaves_goes_to_the_engine(redis_server: RedisServer) -> None:
+    populate(redis_server.client())
+    url = f"{redis_server.url}?client_name=waiter"  # a setting the probe does not apply
+    assert Probe.for_url(url) is None
+    code, modules, stderr = run_reporting("--redis-url", url, "wait", "--stream", "orders", "--group", "billing",
+                                          "--timeout", "30s")
+    assert code == 0, stderr
+    assert "redis" in modules  # answered by the engine, as before
+    bad = run_reporting("--redis-url", "redis://127.0.0.1:6379/0?Password=x", "wait", "--stream", "orders")
+    assert bad[0] == 2 and "names are case-sensitive: 'password'" in bad[2]  # the engine's URL check
