@@ -27,8 +27,6 @@ from urllib.parse import unquote, unquote_plus
 
 import hiredis
 
-from .urltext import redact
-
 DEFAULT_PORT, SENTINEL_PORT = 6379, 26379
 CONNECT_TIMEOUT = 5.0  # RedisTarget's default
 REDIRECTS = 5  # MOVED/ASK hops per command before giving the question to the engine
@@ -363,9 +361,8 @@ class Probe:
     """Answers "which of these streams and groups exist" for one URL; ``Unsure`` otherwise.
     Connections stay open between questions (``wait`` asks every interval)."""
 
-    def __init__(self, url: ProbeURL, display: str) -> None:
+    def __init__(self, url: ProbeURL) -> None:
         self.url = url
-        self.target = display  # the URL as redact shows it
         self._connections: dict[tuple[str, int] | str, _Connection] = {}
         self._home: tuple[str, int] | str | None = None
 
@@ -373,7 +370,7 @@ class Probe:
     def for_url(cls, url: str, *, socket_timeout: float = 10.0) -> Probe | None:
         """A probe for ``url``, or None when only the engine can read it."""
         read = ProbeURL.read(url, socket_timeout=socket_timeout)
-        return None if read is None else cls(read, redact(url))
+        return None if read is None else cls(read)
 
     def presence(self, keys: Iterable[str]) -> dict[str, Presence]:
         """Type and group names of each key. Raises ``Unsure`` for anything but plain answers."""
