@@ -1,0 +1,5 @@
+"""``python -m redistreams``: the ``redistreams`` command (as ``python -m redistreams.cli``)."""
+
+from .cli import main
+
+main()
