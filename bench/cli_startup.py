@@ -84,9 +84,9 @@ def main() -> None:
             "wait --help": [*cli, "wait", "--help"],
             "wait --stream orders --group billing": [*cli, "wait", "--stream", "orders", "--group", "billing"],
             # The engine's path, as every wait ran before issue 14: a URL option the probe
-            # leaves to the engine (client_name) makes it take over.
-            "wait --stream (engine path, as before)": [*cli, "--redis-url", f"{server.url}?client_name=bench", "wait",
-                                                       "--stream", "orders", "--group", "billing"],
+            # leaves to the engine (socket_keepalive) makes it take over.
+            "wait --stream (engine path, as before)": [*cli, "--redis-url", f"{server.url}?socket_keepalive=true",
+                                                       "wait", "--stream", "orders", "--group", "billing"],
             "wait -f orders.yaml": [*cli, "wait", "-f", str(manifest)],
             "status orders": [*cli, "status", "orders"],
             "status": [*cli, "status"],

@@ -29,6 +29,7 @@ from redis.retry import Retry
 # re-exported here, where callers have always found it.
 from .urltext import DEFAULT_URL as DEFAULT_URL
 from .urltext import DISPLAY_LIMIT as DISPLAY_LIMIT
+from .urltext import GO_ONLY_PARAMS as _GO_ONLY_PARAMS
 from .urltext import MASK as MASK
 from .urltext import _is_secret_name, _mask
 from .urltext import default_url as default_url
@@ -37,15 +38,6 @@ from .urltext import secret_parts as secret_parts
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 CLUSTER_PREFIXES = ("redis+cluster://", "rediss+cluster://")  # see cluster.py
-
-# go-redis accepts these in REDIS_URL; redis-py would pass them on as unknown keyword
-# arguments and fail, so a URL shared with Go services is cleaned first.
-_GO_ONLY_PARAMS = {
-    "dial_timeout", "read_timeout", "write_timeout", "pool_fifo", "pool_size", "pool_timeout",
-    "min_idle_conns", "max_idle_conns", "max_active_conns", "conn_max_idle_time",
-    "conn_max_lifetime", "max_retries", "min_retry_backoff", "max_retry_backoff",
-    "skip_verify", "protocol", "client_name", "db", "addr", "identitysuffix", "unstable_resp3",
-}
 
 # Query parameters a URL may set: plain values. redis-py passes any name on as a keyword
 # argument, so object-valued ones (retry, credential_provider…) would arrive as strings

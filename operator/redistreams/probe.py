@@ -27,6 +27,8 @@ from urllib.parse import unquote, unquote_plus
 
 import hiredis
 
+from .urltext import GO_ONLY_PARAMS
+
 DEFAULT_PORT, SENTINEL_PORT = 6379, 26379
 CONNECT_TIMEOUT = 5.0  # RedisTarget's default
 REDIRECTS = 5  # MOVED/ASK hops per command before giving the question to the engine
@@ -113,10 +115,14 @@ class ProbeURL:
 
 def _options(query: str) -> dict[str, str] | None:
     options: dict[str, str] = {}
+    seen: set[str] = set()
     for pair in query.split("&") if query else ():
         name, sep, value = pair.partition("=")
-        if not sep or not _QUERY_VALUE.fullmatch(value) or name in options:
+        if not sep or not _QUERY_VALUE.fullmatch(value) or name in seen:
             return None
+        seen.add(name)
+        if name in GO_ONLY_PARAMS and name != "db":
+            continue  # go-redis' settings in a URL shared with Go services: ignored, as connection.py does
         if name not in _OPTIONS | _SENTINEL_OPTIONS:
             return None
         options[name] = unquote_plus(value)  # parse_qs' decoding, as redis-py reads values

@@ -18,6 +18,17 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 from .printable import printable
 
 DEFAULT_URL = "redis://localhost:6379/0"
+
+# go-redis accepts these in REDIS_URL; redis-py would pass them on as unknown keyword
+# arguments and fail, so a URL shared with Go services is cleaned first (connection.py;
+# probe.py ignores them too). "db" stays: redis-py reads it.
+GO_ONLY_PARAMS = frozenset({
+    "dial_timeout", "read_timeout", "write_timeout", "pool_fifo", "pool_size", "pool_timeout",
+    "min_idle_conns", "max_idle_conns", "max_active_conns", "conn_max_idle_time",
+    "conn_max_lifetime", "max_retries", "min_retry_backoff", "max_retry_backoff",
+    "skip_verify", "protocol", "client_name", "db", "addr", "identitysuffix", "unstable_resp3",
+})
+
 MASK = "***"
 DISPLAY_LIMIT = 1000  # characters of a shown URL; a longer one is cut (after masking)
 

@@ -276,7 +276,7 @@ def test_unreachable_then_started(make_redis) -> None:
 
 def test_a_url_the_probe_leaves_goes_to_the_engine(redis_server: RedisServer) -> None:
     populate(redis_server.client())
-    url = f"{redis_server.url}?client_name=waiter"  # a setting the probe does not apply
+    url = f"{redis_server.url}?socket_keepalive=true"  # a setting the probe does not apply
     assert Probe.for_url(url) is None
     code, modules, stderr = run_reporting("--redis-url", url, "wait", "--stream", "orders", "--group", "billing",
                                           "--timeout", "30s")

@@ -99,6 +99,7 @@ COMMON = [
     "rediss://redis:6380/0?ssl_ca_certs=/tls/ca.crt&ssl_certfile=/tls/tls.crt&ssl_keyfile=/tls/tls.key",
     "rediss://10.0.0.7:6380/0?ssl_cert_reqs=none",
     "rediss://10.0.0.7:6380/0?ssl_check_hostname=false&ssl_ca_certs=/ca.pem",
+    "redis://redis:6379/0?dial_timeout=5s&read_timeout=3s&pool_size=10",  # shared with a Go service
     "unix:///var/run/redis/redis.sock",
     "unix:///tmp/redis.sock?db=3",
     "unix://:pw@/tmp/redis.sock",
@@ -131,7 +132,9 @@ QUERIES = ["", "?db=2", "?db=-2", "?db=x", "?socket_timeout=2.5", "?socket_timeo
            "?ssl_check_hostname=y", "?ssl_check_hostname=maybe", "?db=2&db=3", "?protocol=3", "?dial_timeout=1",
            "?socket_timeout=nan", "?socket_timeout=1e3", "?ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
            "?ssl_keyfile=/k.pem", "?db=", "?sentinel_password=x", "?Password=x", "?password", "?&", "#frag",
-           "?ssl_ca_path=/etc/ssl/certs", "?ssl_ca_certs=%2Ftmp%2Fca.pem", "?password=%E2%82%AC"]
+           "?ssl_ca_path=/etc/ssl/certs", "?ssl_ca_certs=%2Ftmp%2Fca.pem", "?password=%E2%82%AC",
+           "?dial_timeout=5s&pool_size=10", "?client_name=x&db=1", "?read_timeout=3s&read_timeout=4s",
+           "?protocol=3&password=p", "?identitysuffix=a%2Fb"]
 SCHEMES = ["redis://", "rediss://", "unix://", "REDIS://", "redis:", "http://", " redis://"]
 SOCKETS = ["/tmp/r.sock", "/var/run/redis/redis-server.sock", "/tmp/r%20s.sock", "", "/", "tmp/r.sock", "//x"]
 
@@ -174,8 +177,8 @@ def test_every_url_the_probe_reads_means_what_the_engine_reads() -> None:
 
 @pytest.mark.parametrize("url", [
     "redis://u:p/w@h:6379/0",  # ambiguous: the engine explains it
-    "redis://h:6379/0?protocol=3",  # settings the probe does not apply
-    "redis://h:6379/0?client_name=x",
+    "redis://h:6379/0?socket_keepalive=true",  # settings the probe does not apply
+    "redis://h:6379/0?health_check_interval=5",
     "redis://h:6379/0#x",
     "redis+sentinel://s1:26379",  # no master name
     "redis+cluster://n1:7000/1",  # a cluster has only db 0
