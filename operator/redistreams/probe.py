@@ -7,6 +7,8 @@ people use (``redis://``, ``rediss://`` with CA and client certificate files,
 node, following MOVED and ASK), logs in and selects the database as redis-py would, and
 sends what the engine's observation sends for ``wait``: XINFO STREAM and XINFO GROUPS per
 stream, TYPE for a key of another type. hiredis (redis-py's own parser) reads the replies.
+On a Redis Cluster it follows redirections instead of reading the slot map, so it needs
+none of the commands redis-py's cluster client asks for (CLUSTER SLOTS, COMMAND, INFO).
 
 It answers only what it is sure of. A URL outside these plain forms (``ProbeURL.read``
 gives None) and any reply that is not a plain answer (a refused login, NOPERM, a
