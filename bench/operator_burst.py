@@ -118,9 +118,47 @@ def api_writes_by_resource(cluster: Cluster) -> dict[str, int]:
     return out
 
 
-def event_count(cluster: Cluster, ns: str) -> int:
-    events = cluster.get(f"/api/v1/namespaces/{ns}/events").json
-    return len(events.get("items") or [])
+class EventWatch:
+    """When each Event of the namespace arrived (created or counted again), from a watch."""
+
+    def __init__(self, cluster: Cluster, ns: str) -> None:
+        self.cluster, self.ns = cluster, ns
+        self.per_object: dict[tuple[str, str], int] = {}  # (object, reason) -> Events
+        self.last = 0.0  # perf_counter of the latest arrival
+        self.lock = threading.Lock()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        request = urllib.request.Request(
+            f"{self.cluster.server}/api/v1/namespaces/{self.ns}/events?watch=1&timeoutSeconds=1800",
+            headers={"Authorization": f"Bearer {self.cluster.token}"} if self.cluster.token else {})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=self.cluster.ssl_context()))
+        with opener.open(request, timeout=1800) as stream:
+            for line in stream:
+                event = json.loads(line)
+                obj = event["object"]
+                with self.lock:
+                    self.last = time.perf_counter()
+                    if event["type"] == "ADDED":
+                        key = (obj["involvedObject"]["name"], obj["reason"])
+                        self.per_object[key] = self.per_object.get(key, 0) + 1
+
+    def settled(self, quiet: float, limit: float) -> None:
+        """Returns once no Event arrived for ``quiet`` seconds (at most ``limit``)."""
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < limit and time.perf_counter() - max(self.last, begin) < quiet:
+            time.sleep(0.5)
+
+
+def event_requests(cluster: Cluster) -> int:
+    """POST and PATCH requests for core/v1 Events the API server served so far."""
+    total = 0
+    for line in cluster.get("/metrics").text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="events"' in line \
+                and re.search(r'verb="(POST|PATCH)"', line):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -128,9 +166,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (now) or VmHWM (the peak so far), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -202,11 +241,14 @@ def main() -> None:
             store_s = store(cluster, unwatched, objects(unwatched, args.topics, args.groups))
             print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
 
+            rss_idle_empty = rss_mib(operator.pid)
             writes_before = api_writes(cluster)
             by_resource_before = api_writes_by_resource(cluster)
             processes = {"operator": operator.pid, **cp.pids()}
             cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             watch = ReadyWatch(cluster, watched, total)
+            event_watch = EventWatch(cluster, watched)
+            events_before = event_requests(cluster)
             start = time.perf_counter()
             created_s = store(cluster, watched, objects(watched, args.topics, args.groups))
             while not watch.done.wait(1):
@@ -214,17 +256,19 @@ def main() -> None:
                     print(log_path.read_text()[-3000:])
                     break
             ready_s = time.perf_counter() - start
+            rss_ready = rss_mib(operator.pid)
             ready = ready_count(cluster, watched)
             writes = api_writes(cluster) - writes_before - total  # minus our own creates
             by_resource = {k: v - by_resource_before.get(k, 0) for k, v in api_writes_by_resource(cluster).items()}
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
             # A second sample of the store time, the operator idle (its routine Events, which
             # trail a burst, posted first): the baseline varies run to run.
-            settle = time.perf_counter()
-            while time.perf_counter() - settle < 120 and event_count(cluster, watched) < total:
-                time.sleep(1)
-            print(f"Events posted: {event_count(cluster, watched)} (the last {time.perf_counter() - start:.0f}s "
-                  "after the burst began)")
+            event_watch.settled(quiet=15, limit=240)
+            events_s = event_watch.last - start - ready_s
+            per_object = event_watch.per_object
+            print(f"Events: {len(per_object)} (object, reason) pairs, at most {max(per_object.values(), default=0)} "
+                  f"Events each, {event_requests(cluster) - events_before} requests; the last "
+                  f"{events_s:.1f}s after the last Ready (target <= 10s)")
             again = f"store2-{uuid.uuid4().hex[:6]}"
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": again}})
             store2_s = store(cluster, again, objects(again, args.topics, args.groups))
@@ -265,7 +309,9 @@ def main() -> None:
             print(f"idle resyncs: {len(trips)}; API writes {idle_writes} (target 0); "
                   f"Redis round trips per resync {trips} = {max(trips or [0]) / total * 100:.2f} per 100 resources "
                   f"(target <= 1); Redis writes {redis_writes}")
-            print(f"operator RSS {rss_mib(operator.pid):.0f} MiB (target <= 150)")
+            print(f"operator RSS {rss_mib(operator.pid):.0f} MiB idle (target <= 120); before the burst "
+                  f"{rss_idle_empty:.0f} MiB, when all were Ready {rss_ready:.0f} MiB, "
+                  f"peak {rss_mib(operator.pid, 'VmHWM'):.0f} MiB")
         finally:
             operator.terminate()
             operator.wait(30)

@@ -21,9 +21,9 @@ import random
 import time
 
 from .. import metrics
-from .objects import Key
+from .objects import Declared, Key
 from .observation import publish
-from .runtime import OperatorConfig, State, give_back_memory, post_events, write_status
+from .runtime import OperatorConfig, State, build_status, give_back_memory, post_events, status_changed, write_status
 from .status import Computed
 
 log = logging.getLogger("redistreams.operator")
@@ -60,6 +60,13 @@ async def resync_loop(state: State) -> None:
 async def resync_once(state: State) -> None:
     """One pass: one read per connection, repairs and status from it, then (observation
     on) metrics and retention from the same read."""
+    await _pass(state)
+    # Only now is everything the pass read garbage: give its pages back (RSS would stay
+    # at the pass's peak otherwise).
+    give_back_memory()
+
+
+async def _pass(state: State) -> None:
     reconciler = state.get_reconciler()
     queued = state.in_flight | state.again | state.topic_wait.keys()
     keys: list[Key] = []
@@ -76,38 +83,46 @@ async def resync_once(state: State) -> None:
     if not (keys or (observing and watch)) or reconciler.kube is None:
         return
     started = time.monotonic()
+    # A burst being reconciled (asked before the sweep: the sweep holds the queue's
+    # batches back, so the status writes pause because of us, not because it is over).
+    busy = bool(state.in_flight or state.again) or started - state.last_any_status_write < BURST_WINDOW
     trips, writes = reconciler.redis_work()
     state.fence()
     computed, observed = await reconciler.sweep(keys, watch if observing else None)
-    status_writes = await _write_statuses(state, {k: computed[k] for k in keys if k in computed})
+    status_writes = await _write_statuses(state, {k: computed[k] for k in keys if k in computed}, busy)
     if observing:
         await publish(state, observed)
     trips_after, writes_after = reconciler.redis_work()
     metrics.RESYNC_SECONDS.observe(time.monotonic() - started)
-    give_back_memory()
     log.info("resync: %d objects, %d Redis round trips, %d Redis writes, %d status writes in %.2fs",
              len(keys), trips_after - trips, writes_after - writes, status_writes, time.monotonic() - started)
 
 
-async def _write_statuses(state: State, computed: dict[Key, Computed]) -> int:
-    """Status of each object that changed (figures-only changes wait while a burst is being
-    written), and the Events of repairs even when status reads the same."""
+async def _write_statuses(state: State, computed: dict[Key, Computed], busy: bool) -> int:
+    """Status of each object that changed, and the Events of repairs even when status reads
+    the same. While reconciles are writing (``busy``: a burst of new objects), figures-only
+    updates wait for a later pass: the API server's time goes to the writes kubectl wait and
+    GitOps tools read."""
     reconciler = state.get_reconciler()
     now = time.monotonic()
     parallel = asyncio.Semaphore(PARALLEL_WRITES)
-    # While reconciles are writing (a burst of new objects), figures-only updates wait for
-    # a later pass: the API server's time goes to the writes kubectl wait and GitOps read.
-    busy = now - state.last_any_status_write < BURST_WINDOW
+    busy = busy or now - state.last_any_status_write < BURST_WINDOW
 
-    async def write(key: Key, result: Computed) -> bool:
-        declared = reconciler.objects.get(key)
-        if declared is None:
-            return False
-        runtime_due = not busy and now - state.last_status_write.get(key, 0) >= state.config.status_interval
+    async def write(declared: Declared, result: Computed, runtime_due: bool) -> bool:
         async with parallel:
             written = await write_status(state, declared, result, runtime=runtime_due)
         if not written and (result.drift or result.reset):
             post_events(state, declared.body, result)  # repaired, though status reads the same
         return written
 
-    return sum(await asyncio.gather(*(write(k, r) for k, r in computed.items())))
+    writes = []
+    for key, result in computed.items():
+        declared = reconciler.objects.get(key)
+        if declared is None:
+            continue
+        runtime_due = not busy and now - state.last_status_write.get(key, 0) >= state.config.status_interval
+        # Most objects of an idle pass have nothing to write: no task for them.
+        if result.drift or result.reset or status_changed(declared, build_status(declared, result),
+                                                          runtime=runtime_due):
+            writes.append(write(declared, result, runtime_due))
+    return sum(await asyncio.gather(*writes))
