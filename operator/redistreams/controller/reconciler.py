@@ -258,7 +258,10 @@ class Reconciler(ObjectCache):
             if declared.paused:
                 continue
             batch_of = batches.setdefault(urls[topic_decl.key], _Batch([], [], []))
-            if not topic_decl.paused and topic_decl.key not in batched_topics:
+            # A Topic being deleted is not claimed again for its groups: its deletion
+            # released its record, and the periodic pass plans its groups every interval.
+            if not topic_decl.paused and topic_decl.key not in batched_topics and \
+                    not topic_decl.body["metadata"].get("deletionTimestamp"):
                 batched_topics.add(topic_decl.key)
                 batch_of.topics.append((topic_decl.key, topic_model))
             batch_of.groups.append((key, group, topic_model))
