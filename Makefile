@@ -85,6 +85,7 @@ run: setup control-plane ## local Redis: apply examples/, the seed scenario; the
 
 bench: setup control-plane ## the benchmarks in bench/, each beside its baseline
 	$(BIN)/python -m bench.apply
+	$(BIN)/python -m bench.apply_cli
 	$(BIN)/python -m bench.operator_burst
 	$(BIN)/python -m bench.pubsub
 	$(BIN)/python -m bench.observe
