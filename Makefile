@@ -89,6 +89,7 @@ bench: setup control-plane ## the benchmarks in bench/, each beside its baseline
 	$(BIN)/python -m bench.operator_burst
 	$(BIN)/python -m bench.pubsub
 	$(BIN)/python -m bench.observe
+	$(BIN)/python -m bench.cli_startup
 
 clean: ## remove the .venv and build output
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info
