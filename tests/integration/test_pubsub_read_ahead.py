@@ -206,3 +206,70 @@ def test_asyncio_shutdown_gives_back_the_read_ahead(url: str, raw: redis.Redis) 
     assert pending == ids[1:len(pending) + 1]
     got = [m.id for m in consume_all("redis://g?topic=a&consumer=d", url, len(ids) - 1)]
     assert got == ids[1:]
+
+
+def test_asyncio_receive_cancelled_while_reading_ahead_keeps_its_message(url: str, raw: redis.Redis) -> None:
+    """receive() yields once when it starts a read ahead; cancelled right there, the
+    message it took goes back to the front. Cancelled during a read, the entries Redis
+    delivered are read again from the own pending list. None is skipped (or left to
+    autoclaim), none handed out twice."""
+    ids = fill(raw, "c", 300)
+
+    async def scenario() -> tuple[list[str], int]:
+        sub = await open_subscription("redis://g?topic=c&consumer=c", batch_size=20)
+        got: list[str] = []
+        cancelled, retry = 0, False
+        while len(got) < len(ids):
+            task = asyncio.get_running_loop().create_task(sub.receive(timeout=5))
+            await asyncio.sleep(0)  # the task runs up to its first await
+            if not retry:  # a cancelled receive is tried again uncancelled, so reads complete
+                task.cancel()
+            try:
+                message = await task
+            except asyncio.CancelledError:
+                cancelled, retry = cancelled + 1, True
+                continue
+            retry = False
+            message.ack()
+            got.append(message.id)
+        assert await sub.shutdown() == []
+        return got, cancelled
+
+    got, cancelled = run(scenario)
+    assert got == ids
+    assert cancelled >= 15  # each read ahead started (300 / 20) and each read that waited
+    assert raw.xpending("c", "g")["pending"] == 0
+
+
+def test_asyncio_receive_cancelled_mid_read_loses_nothing(url: str, raw: redis.Redis) -> None:
+    """Cancelled while its XREADGROUP is on the wire (asyncio.wait_for, a task group): the
+    entries Redis delivered with the dropped reply are read again from the own pending
+    list at the next receive, not left for autoclaim (30 min by default)."""
+    raw.xgroup_create("r", "g", "0", mkstream=True)
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        sub = await open_subscription("redis://g?topic=r&consumer=c", batch_size=50)
+        ids: list[str] = []
+        got: list[str] = []
+        cancelled = 0
+        for _ in range(5):
+            ids += [raw.xadd("r", {"headers": "null", "body": "x"}).decode() for _ in range(5)]
+            task = asyncio.get_running_loop().create_task(sub.receive(timeout=5))
+            await asyncio.sleep(0)  # the read is sent; its reply not yet read
+            task.cancel()
+            try:
+                message = await task
+                message.ack()
+                got.append(message.id)
+            except asyncio.CancelledError:
+                cancelled += 1
+            while len(got) < len(ids):
+                message = await sub.receive(timeout=5)
+                message.ack()
+                got.append(message.id)
+        await sub.shutdown()
+        return ids, got, cancelled
+
+    ids, got, cancelled = run(scenario)
+    assert got == ids and cancelled >= 3
+    assert raw.xpending("r", "g")["pending"] == 0

@@ -207,7 +207,11 @@ class Subscription:
             self.stats["received"] += 1
             message = self._buffer.popleft()
             if len(self._buffer) <= self._low_water and self._fetch_ahead():
-                await asyncio.sleep(0)  # let the read ahead put its request on the wire now
+                try:
+                    await asyncio.sleep(0)  # let the read ahead put its request on the wire now
+                except asyncio.CancelledError:
+                    self.put_back([message])  # not handed out after all
+                    raise
             return message
         return (await self.read_ahead(timeout, 1))[0]
 
@@ -279,7 +283,15 @@ class Subscription:
 
     async def _fetch_into_buffer(self, count: int, block: float) -> None:
         """One read (under ``_fetch_lock``); what it brings waits in the buffer, in order."""
-        messages = await self._fetch(count, block)
+        try:
+            messages = await self._fetch(count, block)
+        except asyncio.CancelledError:
+            # A receive cancelled mid-read (wait_for, a task group): Redis may have delivered
+            # entries whose reply went with the connection. Read the own pending list again,
+            # as after a lost reply, or they would wait for autoclaim.
+            if self._drain_from is None:
+                self._drain_from = "0"
+            raise
         self._backlog = len(messages) >= count
         self._buffer.extend(messages)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
@@ -83,15 +84,22 @@ class Subscription:
         return self._subscription.dead_letter_error
 
     def receive(self, timeout: float | None = None) -> ReceivedMessage:
-        try:
-            return self._ahead.popleft()
-        except IndexError:
-            return _run(self._read_ahead(timeout))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout
+        while True:
+            try:
+                return self._ahead.popleft()
+            except IndexError:
+                pass
+            # Into _ahead, not returned: a caller interrupted meanwhile (Ctrl-C) leaves the
+            # batch to the next receive or to shutdown instead of dropping its first message.
+            # Another thread may take it all first: then read again, within the deadline.
+            _run(self._read_ahead(remaining))
+            if deadline is not None:
+                remaining = max(0.0, deadline - time.monotonic())
 
-    async def _read_ahead(self, timeout: float | None) -> ReceivedMessage:
-        first, *rest = await self._subscription.read_ahead(timeout)
-        self._ahead.extend(rest)
-        return first
+    async def _read_ahead(self, timeout: float | None) -> None:
+        self._ahead.extend(await self._subscription.read_ahead(timeout))
 
     def receive_batch(self, max_messages: int | None = None, timeout: float | None = None) -> list[ReceivedMessage]:
         wanted = max_messages or self._subscription.batch_size
