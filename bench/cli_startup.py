@@ -88,6 +88,8 @@ def main() -> None:
             "wait --stream (engine path, as before)": [*cli, "--redis-url", f"{server.url}?socket_keepalive=true",
                                                        "wait", "--stream", "orders", "--group", "billing"],
             "wait -f orders.yaml": [*cli, "wait", "-f", str(manifest)],
+            "wait -f (engine path, as before)": [*cli, "--redis-url", f"{server.url}?socket_keepalive=true", "wait",
+                                                 "-f", str(manifest)],
             "status orders": [*cli, "status", "orders"],
             "status": [*cli, "status"],
         }
