@@ -185,3 +185,53 @@ def test_chart_rules_allow_watching_one_secret_but_not_listing(cluster: Cluster,
     watch = f"/api/v1/namespaces/{ns}/secrets?watch=1&fieldSelector=metadata.name%3Dconn&timeoutSeconds=1"
     assert cluster.request("GET", watch, token=token, timeout=10).status == 200
     assert cluster.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=token).status == 403  # never list
+
+
+def test_without_the_watch_verb_secrets_are_read_on_every_pass(cluster: Cluster, ns: str, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """An older chart's Role (get only): the cache says so once and reads every time, so a
+    rotation still takes effect; nothing fails."""
+    import asyncio
+    import uuid
+
+    import kopf
+
+    from redistreams.controller.kube import KubeAPI
+    from redistreams.controller.secrets import SecretCache
+
+    name = f"get-only-{uuid.uuid4().hex[:6]}"
+    cluster.post(f"/api/v1/namespaces/{ns}/serviceaccounts",
+                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}).raise_for_status()
+    cluster.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}).raise_for_status()
+    cluster.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}).raise_for_status()
+    config = cluster.kubeconfig_for_token(cluster.create_token(ns, name, expiration_seconds=600), tmp_path / "c")
+    put_secret(cluster, ns, "conn", "redis://first:6379/0")
+
+    async def read_twice() -> tuple[bytes, bytes, bool]:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+        assert info is not None
+        kube = KubeAPI(info)
+        cache = SecretCache(kube)
+        first = await cache.data(ns, "conn")
+        # The watch is refused in the background; wait until the cache has given up on it.
+        for _ in range(100):
+            if not cache.watching:
+                break
+            await asyncio.sleep(0.1)
+        put_secret(cluster, ns, "conn", "redis://second:6379/0")
+        second = await cache.data(ns, "conn")
+        await cache.close()
+        await kube.close()
+        assert first is not None and second is not None
+        return first["url"], second["url"], cache.watching
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", config)
+        first, second, watching = asyncio.run(read_twice())
+    assert (first, second, watching) == (b"redis://first:6379/0", b"redis://second:6379/0", False)
+    assert any("cannot watch Secrets (403)" in r.getMessage() for r in caplog.records)
