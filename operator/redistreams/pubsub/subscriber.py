@@ -504,7 +504,7 @@ class Subscription:
                 log.warning("subscription %s: entry %s is not in the driver's format (%s); delivering it as is",
                             self._name, entry_id, problem)
             messages.append(ReceivedMessage(body, metadata, entry_id, redelivered, problem, self))
-            leases[entry_id] = now  # held until acknowledged (see Acks.lease)
+            leases[entry_id] = now  # renewed until acknowledged (Acks.leases)
         if redelivered:
             self.stats["redelivered"] += len(messages)
         if deleted:
