@@ -198,6 +198,14 @@ def operator_counters(port: int) -> dict[str, float]:
             for name in OPERATOR_COUNTERS}
 
 
+def resync_passes(port: int, count: int, limit: float) -> None:
+    """Returns once ``count`` more resync passes have finished (or after ``limit`` seconds)."""
+    target = operator_counters(port)["redistreams_resync_seconds_count"] + count
+    deadline = time.perf_counter() + limit
+    while operator_counters(port)["redistreams_resync_seconds_count"] < target and time.perf_counter() < deadline:
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=1000)
@@ -285,17 +293,21 @@ def main() -> None:
             time.sleep(args.resync * 3)
             idle_before = api_writes(cluster)
             log_mark = log_path.stat().st_size
+            # From the end of one resync pass to the end of the 4th after it: each counted
+            # pass's read falls inside the window (a pass sleeps its interval after it
+            # finishes: so per pass and per minute, not per interval).
+            resync_passes(metrics_port, 1, args.resync * 6)
             served_before, counters_before = commandstats(redis), operator_counters(metrics_port)
-            window = max(args.resync, observe) * 6  # whole intervals of both loops, jitter averaged out
-            time.sleep(window)
+            window_start = time.perf_counter()
+            resync_passes(metrics_port, 4, args.resync * 30)
+            window = time.perf_counter() - window_start
             served = {k: v - served_before.get(k, 0) for k, v in commandstats(redis).items()}
             counters = {k: v - counters_before[k] for k, v in operator_counters(metrics_port).items()}
             idle_writes = api_writes(cluster) - idle_before
-            # A pass sleeps its interval after it finishes: per pass and per minute, not per interval.
             resyncs = counters["redistreams_resync_seconds_count"] or 1
             reads = served.get("xinfo|stream", 0) / args.topics
             busiest = ", ".join(f"{k} {v}" for k, v in sorted(served.items(), key=lambda kv: -kv[1])[:8])
-            print(f"idle for {window}s (--resync-interval {args.resync}s, --observe-interval {observe}s): "
+            print(f"idle for {window:.0f}s (--resync-interval {args.resync}s, --observe-interval {observe}s): "
                   f"{counters['redistreams_resync_seconds_count']:.0f} resync passes, "
                   f"{counters['redistreams_observation_seconds_count']:.0f} observation passes; "
                   f"each stream read {reads / resyncs:.2f} times per resync pass (XINFO STREAM; target 1), "
