@@ -7,6 +7,7 @@ and the engine are imported inside the functions that use them, to keep ``--help
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -45,8 +46,22 @@ def stdout_console() -> Console:
 
 def progress(message: str) -> Any:
     """A spinner on an interactive terminal, nothing otherwise."""
+    if not _may_be_terminal():
+        return nullcontext()
     console = stderr_console()
     return console.status(message) if console.is_terminal else nullcontext()
+
+
+def _may_be_terminal() -> bool:
+    """False where rich's Console.is_terminal is surely False (stderr not a TTY and
+    neither TTY_COMPATIBLE=1 nor FORCE_COLOR set): rich is then not imported at all."""
+    stderr = sys.stderr
+    try:
+        if stderr is not None and stderr.isatty():
+            return True
+    except ValueError:  # closed
+        return False
+    return os.environ.get("TTY_COMPATIBLE") == "1" or bool(os.environ.get("FORCE_COLOR"))
 
 
 def print_json(value: Any, indent: int | None = 2) -> None:
