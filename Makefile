@@ -7,13 +7,19 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv control-plane helm lint generate check test test-unit test-integration \
+.PHONY: help setup system-deps venv bytecode control-plane helm lint generate check test test-unit test-integration \
 	test-e2e test-acl run bench clean
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "make %-17s %s\n", $$1, $$2}'
 
-setup: system-deps venv ## apt redis-server and the .venv
+setup: system-deps venv bytecode ## apt redis-server and the .venv
+
+# Our modules are installed editable, so pip never compiled them, and environments with
+# PYTHONDONTWRITEBYTECODE=1 would compile them again at every CLI start (~100 ms of a
+# 150 ms budget). compileall writes them anyway; only changed files are compiled again.
+bytecode: venv
+	@$(BIN)/python -m compileall -q operator/redistreams
 
 # redis-server from Debian; tests start their own servers from this binary.
 system-deps:
