@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv bytecode control-plane helm lint generate check test test-unit test-integration \
+.PHONY: help setup system-deps venv bytecode control-plane helm gitops-tools lint generate check test test-unit test-integration \
 	test-e2e test-acl run bench clean
 
 help: ## this list
@@ -48,6 +48,12 @@ control-plane: ## kube-apiserver and etcd for the e2e tests
 helm: ## helm for the chart tests
 	hack/helm.sh
 
+# kustomize (built like helm, about 1 min) and Argo CD's and Flux's CRDs (from their Go
+# modules) for tests/e2e/test_gitops.py, which renders and applies gitops/.
+gitops-tools: ## kustomize and the Argo CD/Flux CRDs for the GitOps tests
+	hack/kustomize.sh
+	hack/gitops-crds.sh
+
 lint: venv ## ruff and mypy, as configured in pyproject.toml
 	$(BIN)/ruff check operator tests bench hack
 	$(BIN)/mypy
@@ -58,7 +64,7 @@ generate: venv ## the CRDs from the model: crds/ and the chart's copy
 check: setup lint ## the fast loop: lint, unit and integration tests without the long sweeps
 	$(BIN)/pytest tests/unit tests/integration -m "not slow" -n 4 $(PYTEST_ARGS)
 
-test: setup control-plane helm ## everything: make check first, then the whole suite, then make test-acl
+test: setup control-plane helm gitops-tools ## everything: make check first, then the whole suite, then make test-acl
 	$(MAKE) --no-print-directory check
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-acl
@@ -69,7 +75,7 @@ test-unit: venv ## unit tests only
 test-integration: setup ## integration tests only (real redis-server)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup control-plane helm ## e2e only (real kube-apiserver; KUBECONFIG with REDISTREAMS_E2E_USE_KUBECONFIG=1)
+test-e2e: setup control-plane helm gitops-tools ## e2e only (real kube-apiserver; KUBECONFIG with REDISTREAMS_E2E_USE_KUBECONFIG=1)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 # The CLI and operator suites logged in as a Redis user with only the documented rules
