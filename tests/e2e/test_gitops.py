@@ -251,7 +251,7 @@ def test_flux_example_applies_in_dependency_order(kustomize: str, helm: str, app
 # -- Argo CD -----------------------------------------------------------------------------
 
 
-def test_argocd_cm_patch_applies_and_carries_health_lua(kustomize: str, applier: Applier) -> None:
+def test_argocd_cm_patch_applies_and_carries_health_lua(applier: Applier) -> None:
     (patch,) = [d for d in yaml.safe_load_all((ARGOCD / "argocd-cm.yaml").read_text()) if d]
     # An install's own argocd-cm first (another field manager), then the patch over it.
     namespace = applier.ns(patch["metadata"]["namespace"])
