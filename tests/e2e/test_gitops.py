@@ -265,6 +265,19 @@ def test_argocd_cm_patch_applies_and_carries_health_lua(applier: Applier) -> Non
     assert stored["data"] == {"url": "https://argocd.example", **{data_key(kind): script for kind in KINDS}}
 
 
+def test_argocd_cm_patch_works_as_a_kustomize_patch(kustomize: str, tmp_path: Path) -> None:
+    """The other documented use: under `patches:` of the kustomization installing Argo CD."""
+    install = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+               "data": {"url": "https://argocd.example"}}
+    (tmp_path / "install.yaml").write_text(yaml.safe_dump(install))
+    (tmp_path / "argocd-cm.yaml").write_text((ARGOCD / "argocd-cm.yaml").read_text())
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(
+        {"resources": ["install.yaml"], "patches": [{"path": "argocd-cm.yaml"}]}))
+    (built,) = build(kustomize, tmp_path)
+    script = (ARGOCD / "health.lua").read_text()
+    assert built["data"] == {"url": "https://argocd.example", **{data_key(kind): script for kind in KINDS}}
+
+
 def test_argocd_applications_render_and_apply(kustomize: str, helm: str, applier: Applier,
                                               tmp_path: Path) -> None:
     apps = argocd_applications()
