@@ -79,6 +79,17 @@ class ReadyWatch:
             thread.start()
 
     def _watch(self, plural: str) -> None:
+        # The API server closes a watch whose reader falls behind (a loaded machine): watch
+        # again from the current state (every object ADDED anew) until all are Ready.
+        while not self.done.is_set():
+            with self.lock:
+                self.ready = {key for key in self.ready if key[0] != plural}
+            try:
+                self._watch_once(plural)
+            except (OSError, ValueError):
+                time.sleep(0.5)
+
+    def _watch_once(self, plural: str) -> None:
         request = urllib.request.Request(
             f"{self.cluster.server}{API}/namespaces/{self.ns}/{plural}?watch=1&timeoutSeconds=900",
             headers={"Authorization": f"Bearer {self.cluster.token}"} if self.cluster.token else {})
@@ -88,8 +99,11 @@ class ReadyWatch:
             for line in stream:
                 event = json.loads(line)
                 obj = event["object"]
-                ready = any(c["type"] == "Ready" and c["status"] == "True"
-                            for c in obj.get("status", {}).get("conditions", []))
+                if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue
+                ready = event["type"] != "DELETED" and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in obj.get("status", {}).get("conditions", []))
                 with self.lock:
                     key = (plural, obj["metadata"]["name"])
                     (self.ready.add if ready else self.ready.discard)(key)
@@ -123,12 +137,24 @@ class EventWatch:
 
     def __init__(self, cluster: Cluster, ns: str) -> None:
         self.cluster, self.ns = cluster, ns
-        self.per_object: dict[tuple[str, str], int] = {}  # (object, reason) -> Events
+        self.seen: dict[tuple[str, str], set[str]] = {}  # (object, reason) -> the Events' uids
         self.last = 0.0  # perf_counter of the latest arrival
         self.lock = threading.Lock()
         threading.Thread(target=self._watch, daemon=True).start()
 
+    @property
+    def per_object(self) -> dict[tuple[str, str], int]:
+        with self.lock:
+            return {key: len(uids) for key, uids in self.seen.items()}
+
     def _watch(self) -> None:
+        while True:  # a watch closed by the API server: again (replayed Events are known by uid)
+            try:
+                self._watch_once()
+            except (OSError, ValueError):
+                time.sleep(0.5)
+
+    def _watch_once(self) -> None:
         request = urllib.request.Request(
             f"{self.cluster.server}/api/v1/namespaces/{self.ns}/events?watch=1&timeoutSeconds=1800",
             headers={"Authorization": f"Bearer {self.cluster.token}"} if self.cluster.token else {})
@@ -138,11 +164,13 @@ class EventWatch:
             for line in stream:
                 event = json.loads(line)
                 obj = event["object"]
+                if event["type"] not in ("ADDED", "MODIFIED"):
+                    continue
                 with self.lock:
-                    self.last = time.perf_counter()
-                    if event["type"] == "ADDED":
-                        key = (obj["involvedObject"]["name"], obj["reason"])
-                        self.per_object[key] = self.per_object.get(key, 0) + 1
+                    uids = self.seen.setdefault((obj["involvedObject"]["name"], obj["reason"]), set())
+                    if event["type"] == "MODIFIED" or obj["metadata"]["uid"] not in uids:
+                        self.last = time.perf_counter()
+                    uids.add(obj["metadata"]["uid"])
 
     def settled(self, quiet: float, limit: float) -> None:
         """Returns once no Event arrived for ``quiet`` seconds (at most ``limit``)."""
