@@ -48,7 +48,7 @@ control-plane: ## kube-apiserver and etcd for the e2e tests
 helm: ## helm for the chart tests
 	hack/helm.sh
 
-# kustomize (built like helm, about 1 min) and Argo CD's and Flux's CRDs (from their Go
+# kustomize (built like helm, 1-3 min) and Argo CD's and Flux's CRDs (from their Go
 # modules) for tests/e2e/test_gitops.py, which renders and applies gitops/.
 gitops-tools: ## kustomize and the Argo CD/Flux CRDs for the GitOps tests
 	hack/kustomize.sh

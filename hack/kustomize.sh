@@ -19,8 +19,8 @@
 #   GO                             the go command  (default: go on PATH, else /usr/local/go/bin/go)
 #   GOTOOLCHAIN                    passed through; defaults to "local" (no toolchain downloads)
 #
-# Cold build cost: see the README's GitOps paragraph (measured on 2 cores shared with
-# other work). v5.8.2 is the newest release whose go.mod accepts Go 1.26.
+# Cold build cost (empty Go caches, 2 cores under a load of 7): 165 s, 74 s of CPU;
+# 50 s with warm caches. v5.8.2 is the newest release whose go.mod accepts Go 1.26.
 set -euo pipefail
 
 # ---- pinned version (override through the environment) -----------------------
