@@ -7,6 +7,7 @@ that name it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from ..engine import Memory
 from ..engine.ownership import ENTRY_ID
 from ..model import ConsumerGroup, Topic
 
+SHARED_TEXT_MAX = 64  # shorter strings are shared between objects (keys, reasons, epochs, times)
 PAUSED_ANNOTATION = "redistreams.dev/paused"
 SKIP_CLEANUP_ANNOTATION = "redistreams.dev/skip-cleanup"
 
@@ -82,8 +84,8 @@ class ObjectCache:
             "kind": body.get("kind"),
             "metadata": {k: meta[k] for k in ("name", "namespace", "generation", "uid", "deletionTimestamp")
                          if k in meta} | ({"annotations": annotations} if annotations else {}),
-            "spec": body.get("spec") or {},
-            "status": body.get("status") or {},
+            "spec": _shared(body.get("spec") or {}),
+            "status": _shared(body.get("status") or {}),
         }
         declared = Declared(kind, slim)
         self.forget(kind, *declared.key[1:])
@@ -113,3 +115,16 @@ class ObjectCache:
         spec = group.body.get("spec") or {}
         name = (spec.get("topicRef") or {}).get("name")
         return self.objects.get(("Topic", group.key[1], name)) if name else None
+
+
+def _shared(value: Any) -> Any:
+    """A decoded JSON value whose short strings are shared: each watch event decodes its
+    own copy of every key and value ("observedGeneration", "Ready", the registry epoch,
+    the same second's timestamps), which made status most of the operator's memory."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_TEXT_MAX:
+        return sys.intern(value)
+    return value
