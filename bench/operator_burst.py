@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def store(cluster: Cluster, ns: str, items: list[tuple[str, dict]]) -> float:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda item: cluster.post(f"{API}/namespaces/{ns}/{item[0]}", item[1]).raise_for_status(), items))
     return time.perf_counter() - start
+
+
+def watch_events(cluster: Cluster, path: str, timeout: int) -> Iterator[tuple[str, dict]]:
+    """(type, object) of each event of one watch on path, until the API server closes it."""
+    request = urllib.request.Request(f"{cluster.server}{path}?watch=1&timeoutSeconds={timeout}",
+                                     headers={"Authorization": f"Bearer {cluster.token}"} if cluster.token else {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=cluster.ssl_context()))
+    with opener.open(request, timeout=timeout) as stream:
+        for line in stream:
+            event = json.loads(line)
+            yield event["type"], event["object"]
 
 
 def ready_count(cluster: Cluster, ns: str) -> int:
@@ -90,26 +103,18 @@ class ReadyWatch:
                 time.sleep(0.5)
 
     def _watch_once(self, plural: str) -> None:
-        request = urllib.request.Request(
-            f"{self.cluster.server}{API}/namespaces/{self.ns}/{plural}?watch=1&timeoutSeconds=900",
-            headers={"Authorization": f"Bearer {self.cluster.token}"} if self.cluster.token else {})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPSHandler(context=self.cluster.ssl_context()))
-        with opener.open(request, timeout=900) as stream:
-            for line in stream:
-                event = json.loads(line)
-                obj = event["object"]
-                if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
-                    continue
-                ready = event["type"] != "DELETED" and any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in obj.get("status", {}).get("conditions", []))
-                with self.lock:
-                    key = (plural, obj["metadata"]["name"])
-                    (self.ready.add if ready else self.ready.discard)(key)
-                    if len(self.ready) >= self.total:
-                        self.done.set()
-                        return
+        for kind, obj in watch_events(self.cluster, f"{API}/namespaces/{self.ns}/{plural}", 900):
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue
+            ready = kind != "DELETED" and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in obj.get("status", {}).get("conditions", []))
+            with self.lock:
+                key = (plural, obj["metadata"]["name"])
+                (self.ready.add if ready else self.ready.discard)(key)
+                if len(self.ready) >= self.total:
+                    self.done.set()
+                    return
 
 
 def api_writes(cluster: Cluster) -> int:
@@ -155,22 +160,14 @@ class EventWatch:
                 time.sleep(0.5)
 
     def _watch_once(self) -> None:
-        request = urllib.request.Request(
-            f"{self.cluster.server}/api/v1/namespaces/{self.ns}/events?watch=1&timeoutSeconds=1800",
-            headers={"Authorization": f"Bearer {self.cluster.token}"} if self.cluster.token else {})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPSHandler(context=self.cluster.ssl_context()))
-        with opener.open(request, timeout=1800) as stream:
-            for line in stream:
-                event = json.loads(line)
-                obj = event["object"]
-                if event["type"] not in ("ADDED", "MODIFIED"):
-                    continue
-                with self.lock:
-                    uids = self.seen.setdefault((obj["involvedObject"]["name"], obj["reason"]), set())
-                    if event["type"] == "MODIFIED" or obj["metadata"]["uid"] not in uids:
-                        self.last = time.perf_counter()
-                    uids.add(obj["metadata"]["uid"])
+        for kind, obj in watch_events(self.cluster, f"/api/v1/namespaces/{self.ns}/events", 1800):
+            if kind not in ("ADDED", "MODIFIED"):
+                continue
+            with self.lock:
+                uids = self.seen.setdefault((obj["involvedObject"]["name"], obj["reason"]), set())
+                if kind == "MODIFIED" or obj["metadata"]["uid"] not in uids:
+                    self.last = time.perf_counter()
+                uids.add(obj["metadata"]["uid"])
 
     def settled(self, quiet: float, limit: float) -> None:
         """Returns once no Event arrived for ``quiet`` seconds (at most ``limit``)."""
