@@ -129,8 +129,32 @@ def redis_url_for(explicit: str | None, what: str, url: str) -> str:
     return value
 
 
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0, 1, …): doubling, jittered, at most 2 s."""
+    return min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2)
+
+
 async def backoff(attempt: int) -> None:
-    await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+    await asyncio.sleep(backoff_delay(attempt))
+
+
+class Retries:
+    """The retry rule of one round trip, without I/O (the asyncio and the blocking publisher
+    both follow it): a connection failure is retried, with backoff, until ``retry_for``
+    seconds have passed or the publisher is closed."""
+
+    def __init__(self, what: str, retry_for: float) -> None:
+        self._what = what
+        self._deadline = time.monotonic() + retry_for
+        self._attempt = 0
+
+    def delay(self, failure: BaseException, closed: bool) -> float | None:
+        """Seconds to wait before trying again after ``failure``; None: give up (raise it)."""
+        if time.monotonic() >= self._deadline or closed:
+            return None
+        log.warning("%s: %s; retrying", self._what, failure)
+        self._attempt += 1
+        return backoff_delay(self._attempt - 1)
 
 
 _ERROR_LOG_INTERVAL = 60.0  # seconds between two logs of one recurring failure
