@@ -43,7 +43,8 @@ class _Observed(Protocol):
 @click.option("--match", default=None, help="Glob pattern of stream keys (without STREAM or -f: all streams).")
 @click.option("-w", "--watch", is_flag=True,
               help="Keep refreshing (a live table; with -o json, one document per line).")
-@click.option("--interval", default="2s", show_default=True, help="Time between refreshes with --watch.")
+@click.option("--interval", default="2s", show_default=True, metavar="DURATION",
+              help="Time between refreshes with --watch.")
 @connection_options
 @output_option("table", "json", "yaml")
 @click.pass_context
@@ -167,8 +168,9 @@ def _pair_groups(ctx: click.Context, streams: tuple[str, ...], groups: tuple[str
 @files_option(required=False)
 @click.option("--stream", "streams", multiple=True, metavar="KEY", help="A stream that must exist. Repeatable.")
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="A group on the preceding --stream. Repeatable.")
-@click.option("--timeout", default="60s", show_default=True, help="Give up after this long (e.g. 90s, 5m).")
-@click.option("--interval", default="1s", show_default=True, help="Time between checks.")
+@click.option("--timeout", default="60s", show_default=True, metavar="DURATION",
+              help="Give up after this long (e.g. 90s, 5m).")
+@click.option("--interval", default="1s", show_default=True, metavar="DURATION", help="Time between checks.")
 @connection_options
 @click.pass_context
 def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], groups: tuple[str, ...], timeout: str,

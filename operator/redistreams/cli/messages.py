@@ -105,7 +105,8 @@ def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[
 @click.option("--from", "start", default="$", show_default=True,
               help="Peek: start after this ID ($ = only new, 0 = from the beginning).")
 @click.option("--count", type=int, default=0, help="Stop after this many messages (0: keep going).")
-@click.option("--timeout", default=None, help="Stop when no message arrives for this long (e.g. 10s).")
+@click.option("--timeout", default=None, metavar="DURATION",
+              help="Stop when no message arrives for this long (e.g. 10s).")
 @click.option("--no-ack", is_flag=True, help="With --group: leave messages pending (they will be redelivered).")
 @connection_options
 @output_option("text", "json")
