@@ -42,13 +42,19 @@ def make_pool(url: str, *, connect_timeout: float = 5.0, max_connections: int = 
 def pool_like(connection_class: type, connection_kwargs: dict[str, Any], **extra: Any) -> aredis.ConnectionPool:
     """A pool to the same server as these connection settings, set up for round trips:
     replies stay bytes (bodies are binary), deadlines are per round trip, not per read."""
+    return aredis.ConnectionPool(connection_class=connection_class, **round_trip_settings(connection_kwargs), **extra)
+
+
+def round_trip_settings(connection_kwargs: dict[str, Any], socket_timeout: float | None = None) -> dict[str, Any]:
+    """Connection settings for round trips (asyncio here, blocking in ``blocking.py``): binary
+    replies, RESP2, no retry of redis-py's own (the caller retries)."""
     kwargs = dict(connection_kwargs)
-    kwargs.update(decode_responses=False, socket_timeout=None, protocol=2, retry=None)
+    kwargs.update(decode_responses=False, socket_timeout=socket_timeout, protocol=2, retry=None)
     # Server push (maintenance notifications) needs RESP3; these round trips speak RESP2.
     for key in ("encoding_errors", "maint_notifications_config", "maint_notifications_pool_handler",
                 "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout"):
         kwargs.pop(key, None)
-    return aredis.ConnectionPool(connection_class=connection_class, **kwargs, **extra)
+    return kwargs
 
 
 class RoundTrips(Protocol):

@@ -131,7 +131,7 @@ def redis_url_for(explicit: str | None, what: str, url: str) -> str:
 
 def backoff_delay(attempt: int) -> float:
     """Seconds to wait before retry number ``attempt`` (0, 1, …): doubling, jittered, at most 2 s."""
-    return min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2)
+    return min(2.0, 0.05 * 2.0 ** attempt) * (0.5 + random.random() / 2)
 
 
 async def backoff(attempt: int) -> None:

@@ -1,8 +1,9 @@
 """Blocking facade over the asyncio client for code without an event loop.
 
-All logic lives in the asyncio classes; these run them on one private event loop in a
-daemon thread, so background work (batched acknowledgements, lease renewal) carries on
-between calls.
+All logic lives in the asyncio classes and the cores they share; these run them on one
+private event loop in a daemon thread, so background work (batched acknowledgements,
+lease renewal) carries on between calls. ``Topic`` sends in the caller's thread instead
+(``blocking.py``), with the asyncio Topic's ``Publishing`` core.
 
 A hop to that thread costs tens of microseconds, so ``Subscription.receive`` brings a
 batch across (``read_ahead``) and hands it out one message at a time. Those messages are
@@ -20,8 +21,12 @@ from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
+from redis.exceptions import ResponseError
+
 from . import publisher, subscriber
-from .messages import DeadLetterError, Message, ReceivedMessage, SubscriptionClosed
+from .blocking import BlockingLink, blocking_link
+from .link import TRANSIENT, Command
+from .messages import DeadLetterError, Message, PubSubError, ReceivedMessage, SubscriptionClosed
 
 T = TypeVar("T")
 
@@ -45,17 +50,61 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class Topic:
-    def __init__(self, topic: publisher.Topic) -> None:
+    """Blocking ``redistreams.pubsub.Topic``. ``send`` and ``send_batch`` make their round
+    trip in the calling thread (``blocking.BlockingLink``), with the asyncio Topic's
+    ``Publishing`` core: the same entries, errors, retries and WAIT. On a Redis Cluster,
+    and until the first trip has told whether a plain ``redis://`` server is a cluster
+    node, they run on the asyncio Topic instead. Any number of threads may send at once;
+    each thread's messages are stored in the order it sent them."""
+
+    def __init__(self, topic: publisher.Topic, link: BlockingLink | None = None) -> None:
         self._topic = topic
+        self._core = topic.core
+        self._link = link
+        self._closed = False
         self.stream = topic.stream
 
     def send(self, message: Message | bytes | str) -> str:
-        return _run(self._topic.send(message))
+        if self._link is None or self._topic.server.cluster is not False:
+            return _run(self._topic.send(message))
+        (entry_id,) = self._publish([self._core.command(message)])
+        return entry_id
 
     def send_batch(self, messages: Iterable[Message | bytes | str]) -> list[str]:
-        return _run(self._topic.send_batch(list(messages)))
+        if self._link is None or self._topic.server.cluster is not False:
+            return _run(self._topic.send_batch(list(messages)))
+        commands = [self._core.command(m) for m in messages]
+        return self._publish(commands) if commands else []
+
+    def _publish(self, commands: list[Command]) -> list[str]:
+        """``publisher.Topic._send_one_batch`` for one sender, in this thread."""
+        if self._closed:
+            raise PubSubError(f"topic {self.stream} is shut down")
+        assert self._link is not None
+        core = self._core
+        trip = core.trip(commands)
+        size = len(trip) - (1 if core.replicas else 0)
+        retries = core.retries()
+        while True:
+            try:
+                replies = self._link.call(trip, extra_timeout=core.extra_timeout)
+                break
+            except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
+                raise core.refused(exc, size) from None
+            except TRANSIENT as exc:
+                delay = retries.delay(exc, self._closed)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+        (outcome,) = core.outcomes(replies, [size])
+        if not isinstance(outcome, list):
+            raise outcome
+        return outcome
 
     def shutdown(self) -> None:
+        self._closed = True
+        if self._link is not None:
+            self._link.close()
         _run(self._topic.shutdown())
 
     def __enter__(self) -> Topic:
@@ -152,7 +201,10 @@ class Subscription:
 
 def open_topic(url: str, **options: Any) -> Topic:
     """Blocking ``redistreams.pubsub.open_topic``; same URL and options."""
-    return Topic(_run(publisher.open_topic(url, **options)))
+    topic = _run(publisher.open_topic(url, **options))
+    link = blocking_link(options.get("redis_url"), options.get("client"), "topic", url,
+                         timeout=options.get("timeout", 10.0), name=publisher.CLIENT_NAME)
+    return Topic(topic, link)
 
 
 def open_subscription(url: str, **options: Any) -> Subscription:
