@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import redis
+import redis.asyncio as aredis
 
 from redistreams.pubsub import Message, open_subscription, open_topic, sync
 from tests.support.goclient import GoBuildError, GoClient, build_go_client
@@ -140,6 +141,23 @@ class Bench:
         for _ in range(count):
             self.raw.xadd(stream, {"headers": self.headers, "body": self.body})
         return count / (self.elapsed(started))
+
+    def raw_publish_sequential_async(self) -> float:
+        """The baseline for asyncio one-at-a-time sends: redis-py's asyncio client, one XADD per round trip."""
+        stream = self.fresh("raw-async-single")
+        count = min(self.n, 10_000)
+
+        async def run() -> float:
+            client = aredis.Redis(host="127.0.0.1", port=self.server.port, protocol=2)
+            await client.ping()  # connected before the clock starts, as the others are
+            started = self.clock()
+            for _ in range(count):
+                await client.xadd(stream, {"headers": self.headers, "body": self.body})
+            elapsed = self.elapsed(started)
+            await client.aclose()
+            return count / elapsed
+
+        return asyncio.run(run())
 
     def publish_sync_sequential(self) -> float:
         """Blocking send() one at a time, each waiting for its ID."""
@@ -369,6 +387,7 @@ RATIOS = [
     ("blocking receive+ack one by one / raw pipelined", "consume_sync_single", "raw_consume_pipelined", 0.5),
     ("asyncio receive+ack one by one / raw pipelined", "consume_single", "raw_consume_pipelined", 0.75),
     ("blocking send one at a time / raw XADD one by one", "publish_sync_single", "raw_publish_single", 1.0),
+    ("asyncio send one at a time / raw asyncio XADD", "publish_sequential", "raw_publish_single_async", 1.0),
     ("asyncio send one at a time / raw XADD one by one", "publish_sequential", "raw_publish_single", 1.0),
     ("send_batch / Go driver publish", "publish_batched", "go_publish", 2.0),
     ("receive_batch+ack / Go driver", "consume", "go_consume", 2.0),
@@ -405,6 +424,8 @@ def main() -> None:
             ("redistreams send_batch", "publish_batched", bench.publish_batched),
             ("redistreams send, 200 concurrent tasks", "publish_concurrent", bench.publish_concurrent),
             ("raw redis-py: XADD one at a time", "raw_publish_single", bench.raw_publish_sequential),
+            ("raw redis-py asyncio: XADD one at a time", "raw_publish_single_async",
+             bench.raw_publish_sequential_async),
             ("redistreams send, one at a time", "publish_sequential", bench.publish_sequential),
             ("redistreams sync send, one at a time", "publish_sync_single", bench.publish_sync_sequential),
             ("redistreams sync send_batch", "publish_sync", bench.publish_sync_batched),
