@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from redistreams import DEFAULT_REGISTRY_KEY as REGISTRY
 from redistreams.connection import RedisTarget
@@ -218,3 +219,26 @@ def test_a_failover_to_an_empty_replica_is_a_redis_reset(sentinel: SentinelGroup
     engine.apply(plan)
     delivered = client.xreadgroup("g", "c", {"s/1": ">"})
     assert [f["body"] for _, f in delivered[0][1]] == ["first-after-failover"]
+
+
+def test_a_closed_engine_leaves_no_connection_to_the_master_or_the_sentinels(sentinel: SentinelGroup) -> None:
+    """What the operator does with a connection no Topic uses any more."""
+    engine = Engine(RedisTarget(sentinel.url).client())
+    topics, groups = intents(1)
+    assert {r.outcome for r in engine.reconcile(topics, groups)} == {"created"}
+    master = sentinel.master().client()
+    watchers = [redis.Redis(port=s.port) for s in sentinel.sentinels]
+
+    def ours() -> tuple[int, int]:
+        """Connections of the engine: on the master (not replication's or the sentinels'),
+        on the sentinels (the master's address asked)."""
+        def unnamed(client: redis.Redis) -> int:  # the sentinels name their links; replicas replconf
+            return sum(1 for c in client.client_list() if not c["name"]
+                       and c["cmd"] not in ("client|list", "replconf", "psync", "sync"))
+
+        return unnamed(master), sum(unnamed(w) for w in watchers)
+
+    on_master, asked = ours()
+    assert on_master >= 1 and asked >= 1
+    engine.close()
+    assert ours() == (0, 0)

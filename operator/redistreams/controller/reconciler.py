@@ -81,6 +81,12 @@ class Reconciler(ObjectCache):
         self.kube = kube
         self.registry_key = registry_key
         self._engines: dict[Source, Engine] = {}
+        # Sweeps done, and the sweep count at each engine's last use: a connection no Topic
+        # used for a whole interval and a sweep (its Secret now names another URL, its Topics
+        # are gone) is closed, not kept open for the operator's lifetime.
+        self._sweeps = 0
+        self._last_used: dict[Source, int] = {}
+        self._retired = (0, 0)  # round trips and writes of the closed engines
         self.lock = asyncio.Lock()  # one engine pass at a time keeps Redis traffic ordered
         self._waiting: dict[Key, list[asyncio.Future[Computed | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -130,12 +136,28 @@ class Reconciler(ObjectCache):
             engine = self._engines[source] = Engine(client, target=source.secret or target.display,
                                                     registry_key=self.registry_key)
         engine.trim_on_apply = self.trim_on_apply
+        self._last_used[source] = self._sweeps
         return engine
+
+    def _close_unused(self) -> None:
+        """Closes the engines unused since the sweep before this one (called under the lock,
+        at the end of a sweep: no pass is using them)."""
+        for source in [s for s, used in self._last_used.items() if used < self._sweeps]:
+            del self._last_used[source]
+            engine = self._engines.pop(source)
+            trips, writes = self._retired
+            self._retired = (trips + engine.stats.round_trips, writes + engine.stats.writes)
+            try:
+                engine.close()
+            except Exception:  # noqa: BLE001 - a connection that fails to close is gone anyway
+                log.debug("closing the connection to %s failed", engine.target, exc_info=True)
+        self._sweeps += 1
 
     def redis_work(self) -> tuple[int, int]:
         """(round trips, write commands) sent so far, over every connection."""
-        return (sum(e.stats.round_trips for e in self._engines.values()),
-                sum(e.stats.writes for e in self._engines.values()))
+        trips, writes = self._retired
+        return (trips + sum(e.stats.round_trips for e in self._engines.values()),
+                writes + sum(e.stats.writes for e in self._engines.values()))
 
     # -- reconcile ------------------------------------------------------------------
 
@@ -180,7 +202,9 @@ class Reconciler(ObjectCache):
         per connection read, what was observed. ``watch`` None (observation off): a
         plain reconcile, nothing observed."""
         async with self.lock:
-            return await self._run(keys, watch)
+            swept = await self._run(keys, watch)
+            self._close_unused()
+            return swept
 
     async def _run(self, keys: list[Key], watch: list[Key] | None = None
                    ) -> tuple[dict[Key, Computed], list[Observed]]:

@@ -21,13 +21,15 @@ from .. import DEFAULT_REGISTRY_KEY
 from ..cluster import resolve
 from ..connection import SeedClient
 from ..printable import wire
-from .apply import Applier, Result
+from .apply import DELETED, PRUNED, Applier, Result
+from .claims import Claims, reach, read_claims
 from .errors import CLUSTER_NODE, Failure, describe
 from .intents import GroupIntent, Memory, Owner, RetentionPolicy, TopicIntent, intents_from
 from .observe import ObservationError, Observer
 from .ownership import OwnerRecord
 from .pipeline import Pipeliner, Stats
 from .plan import GroupPlan, Plan, TopicPlan, make_plan
+from .prune import Orphans, find_orphans, scan_registry
 from .registry import Registry, SlotRegistry
 from .retention import TrimStep
 from .state import GroupState, StreamState
@@ -41,6 +43,7 @@ __all__ = [
     "GroupState",
     "Memory",
     "ObservationError",
+    "Orphans",
     "Owner",
     "OwnerRecord",
     "Plan",
@@ -93,6 +96,18 @@ class Engine:
         self.applier = Applier(self.io, registry_key, trim_step=trim_step)
         self._asked = -DISCOVERY_INTERVAL  # when a server was last asked whether it is a cluster node
         self._use(client)
+
+    def close(self) -> None:
+        """Closes every connection the engine holds, a Sentinel setup's too (used again,
+        the client would connect anew)."""
+        client = self.client
+        client.close()
+        if isinstance(client, redis.RedisCluster):
+            return
+        client.connection_pool.disconnect()
+        manager = getattr(client.connection_pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            sentinel.connection_pool.disconnect()
 
     # -- topology -------------------------------------------------------------------
 
@@ -263,7 +278,49 @@ class Engine:
         self._connect()
         return self.applier.remove_consumer(stream, group, consumer)
 
-    def delete(self, topics: list[TopicIntent], groups: list[GroupIntent]) -> list[Result]:
+    def reach(self) -> Failure | None:
+        """Whether Redis answers one PING, within one timeout and without retries (see
+        claims.reach): the CLI fails a run once, not once per resource."""
+        return reach(self.client, self.target)
+
+    def claims(self, topics: set[Owner], groups: set[Owner]) -> Claims:
+        """The streams and groups these Topic and ConsumerGroup owners hold records of, from
+        the whole registry. Raises ObservationError when it cannot be read."""
+        from .prune import scan_registry
+
+        failure = self._connect()
+        if failure is not None:
+            raise ObservationError(failure)
+        try:
+            return read_claims(scan_registry(self.client, self.applier.registry), topics, groups)
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            raise ObservationError(describe(exc, self.target, self.registry_key)) from exc
+
+    def delete(self, topics: list[TopicIntent], groups: list[GroupIntent], *, dry_run: bool = False) -> list[Result]:
+        """Deletes (deletionPolicy Delete) or releases what these intents own; ``dry_run``:
+        only says what that would do, sending no write."""
         with _collector_paused(len(topics) + len(groups)):
             states = self.observe_intents(topics, groups, retention=False)  # deleting trims nothing
-            return self.applier.delete(topics, groups, states)
+            return self.applier.delete(topics, groups, states, dry_run=dry_run)
+
+    def orphans(self, cluster: str, namespaces: set[str], topics: list[TopicIntent],
+                groups: list[GroupIntent]) -> Orphans:
+        """What ``cluster`` owns in ``namespaces`` (by the ownership registry) that these
+        intents no longer declare. Raises ObservationError when the registry cannot be read."""
+        failure = self._connect()
+        if failure is not None:
+            raise ObservationError(failure)
+        try:
+            return find_orphans(scan_registry(self.client, self.applier.registry), cluster, namespaces,
+                                topics, groups)
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            raise ObservationError(describe(exc, self.target)) from exc
+
+    def prune(self, orphans: Orphans, *, dry_run: bool = False) -> list[Result]:
+        """Deletes or releases ``orphans`` as ``delete`` does, by their recorded deletionPolicy."""
+        results = self.delete(orphans.topics, orphans.groups, dry_run=dry_run)
+        for result in results:
+            result.pruned = True
+            if result.outcome == DELETED:
+                result.outcome = PRUNED
+        return results
