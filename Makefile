@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv bytecode control-plane helm gitops-tools lint generate check test test-unit test-integration \
+.PHONY: help setup system-deps venv bytecode control-plane helm kubectl gitops-tools docs docs-tools shellcheck lint generate check test test-unit test-integration \
 	test-e2e test-acl run bench clean
 
 help: ## this list
@@ -48,11 +48,35 @@ control-plane: ## kube-apiserver and etcd for the e2e tests
 helm: ## helm for the chart tests
 	hack/helm.sh
 
+# kubectl, built the same way from k8s.io/kubectl (1-2 min): the docs tests run the
+# tutorial's kubectl commands with it.
+kubectl: ## kubectl for the documentation tests
+	hack/kubectl.sh
+
 # kustomize (built like helm, 1-3 min) and Argo CD's and Flux's CRDs (from their Go
 # modules) for tests/e2e/test_gitops.py, which renders and applies gitops/.
 gitops-tools: ## kustomize and the Argo CD/Flux CRDs for the GitOps tests
 	hack/kustomize.sh
 	hack/gitops-crds.sh
+
+# mkdocs-material in the .venv (the `docs` extra), once per change of pyproject.toml.
+docs-tools: $(VENV)/.docs-installed
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[docs]'
+	@touch $@
+
+# The reference pages (resources from the model's CRD schema, the CLI's help) are generated
+# at build time by hack/mkdocs_hooks.py: nothing generated is committed.
+docs: docs-tools ## the documentation site into site/ (mkdocs build --strict)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# shellcheck from apt, for the hack/ scripts' test (skipped where apt cannot install it).
+shellcheck:
+	@command -v shellcheck >/dev/null 2>&1 || { \
+		echo "installing shellcheck (apt)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } || \
+		echo "shellcheck not installed; tests/docs/test_kind_script.py runs bash -n only"
 
 lint: venv ## ruff and mypy, as configured in pyproject.toml
 	$(BIN)/ruff check operator tests bench hack
@@ -64,7 +88,7 @@ generate: venv ## the CRDs from the model: crds/ and the chart's copy
 check: setup lint ## the fast loop: lint, unit and integration tests without the long sweeps
 	$(BIN)/pytest tests/unit tests/integration -m "not slow" -n 4 $(PYTEST_ARGS)
 
-test: setup control-plane helm gitops-tools ## everything: make check first, then the whole suite, then make test-acl
+test: setup control-plane helm kubectl gitops-tools docs-tools shellcheck ## everything: make check first, then the whole suite, then make test-acl
 	$(MAKE) --no-print-directory check
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-acl
@@ -75,7 +99,7 @@ test-unit: venv ## unit tests only
 test-integration: setup ## integration tests only (real redis-server)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: setup control-plane helm gitops-tools ## e2e only (real kube-apiserver; KUBECONFIG with REDISTREAMS_E2E_USE_KUBECONFIG=1)
+test-e2e: setup control-plane helm kubectl gitops-tools docs-tools ## e2e only (real kube-apiserver; KUBECONFIG with REDISTREAMS_E2E_USE_KUBECONFIG=1)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 # The CLI and operator suites logged in as a Redis user with only the documented rules
