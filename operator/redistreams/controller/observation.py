@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
 from .. import metrics
 from ..engine import Engine, TopicIntent, TopicPlan, TrimStep
 from ..engine.retention import PENDING
@@ -192,7 +190,7 @@ async def _record_retention(state: State, t: Trimming) -> None:
         return  # the next pass tries again
     memo.written = {k: v for k, v in desired.items() if v is not None}
     if transition:
-        _post_retention_event(declared.body, t)
+        _post_retention_event(state, declared.body, t)
 
 
 def _retention_memo(state: State, declared: Declared) -> RetentionMemo:
@@ -205,13 +203,12 @@ def _retention_memo(state: State, declared: Declared) -> RetentionMemo:
     return memo
 
 
-def _post_retention_event(body: Any, t: Trimming) -> None:
-    """RetentionBlocked or RetentionUnblocked (kopf needs only our slim body's metadata)."""
+def _post_retention_event(state: State, body: Any, t: Trimming) -> None:
+    """RetentionBlocked or RetentionUnblocked, through the aggregating recorder."""
     if t.blocked:
         group, why = t.blocked
         what = "entries delivered but not acknowledged" if why == PENDING else "entries not yet delivered to it"
-        kopf.warn(body, reason="RetentionBlocked",
-                  message=f'retention of stream "{t.intent.stream}" is held back by group "{group}": {what}')
+        state.warn(body, "RetentionBlocked",
+                   f'retention of stream "{t.intent.stream}" is held back by group "{group}": {what}')
     else:
-        kopf.info(body, reason="RetentionUnblocked",
-                  message=f'retention of stream "{t.intent.stream}" is no longer held back')
+        state.info(body, "RetentionUnblocked", f'retention of stream "{t.intent.stream}" is no longer held back')
