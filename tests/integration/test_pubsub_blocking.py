@@ -286,3 +286,29 @@ def test_cluster_urls_run_on_the_asyncio_topic(redis_cluster: RedisCluster, no_h
             topic.shutdown()
             assert [e[0] for e in client.xrange(stream)][-3:] == ids
     assert "Topic.send" in no_hop  # routed by slot there, not by this thread
+
+
+@pytest.mark.parametrize("path", ["asyncio", "blocking"])
+def test_sending_after_shutdown_is_refused(redis_server: RedisServer, raw: redis.Redis, path: str) -> None:
+    if path == "blocking":
+        topic = opened("redis://closed", redis_server.url)
+        topic.send(b"kept")
+        topic.shutdown()
+        with pytest.raises(PubSubError, match="topic closed is shut down"):
+            topic.send(b"late")
+        with pytest.raises(PubSubError, match="topic closed is shut down"):
+            topic.send_batch([b"late"])
+    else:
+        async def scenario() -> None:
+            topic = await open_topic("redis://closed", redis_url=redis_server.url)
+            await topic.send_batch([b"first"])
+            await topic.send(b"kept")
+            await topic.shutdown()
+            with pytest.raises(PubSubError, match="topic closed is shut down"):
+                await topic.send(b"late")
+            with pytest.raises(PubSubError, match="topic closed is shut down"):
+                await topic.send_batch([b"late"])
+
+        asyncio.run(scenario())
+    assert [e[1][b"body"] for e in raw.xrange("closed")] == [b"first", b"kept"]
+    assert [c for c in raw.client_list() if c["name"] == "redistreams-pub"] == []
