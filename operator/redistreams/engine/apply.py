@@ -62,6 +62,7 @@ CONFIGURED = "configured"
 UNCHANGED = "unchanged"
 FAILED = "failed"
 DELETED = "deleted"
+PRUNED = "pruned"  # deleted by apply --prune
 RELEASED = "released"
 SKIPPED = "skipped"
 NOT_FOUND = "not found"
@@ -86,6 +87,8 @@ class Result:
     kept_by: list[str] = field(default_factory=list)  # groups that kept a deleted Topic's stream
     epoch: str | None = None  # the registry's identity after this run
     created_at: str | None = None  # where this run created the group
+    dry_run: bool = False  # a delete that was only predicted: nothing was sent
+    pruned: bool = False  # deleted or released by apply --prune (no longer declared)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +121,10 @@ class Result:
             data["consumersKept"] = [consumer_dict(c) for c in self.consumers_kept]
         if self.kept_by:
             data["keptBy"] = self.kept_by
+        if self.pruned:
+            data["pruned"] = True
+        if self.dry_run:
+            data["dryRun"] = True
         if self.failure:
             data["reason"] = self.failure.reason
             data["error"] = self.failure.message
@@ -265,7 +272,7 @@ class Applier:
                 result.outcome = CONFIGURED
                 result.details.append("stream appeared meanwhile; adopted as is")
 
-        args = [*self._claim_args(p), INIT_GROUP, EPOCH_FIELD, self.epoch]
+        args = [*self._claim_args(p), INIT_GROUP, EPOCH_FIELD, self.epoch, p.intent.deletion_policy]
         return [Call(build=lambda pipe: CLAIM_TOPIC.call(pipe, [key, registry], args),
                      done=done, fail=result.fail, script=CLAIM_TOPIC)]
 
@@ -324,7 +331,7 @@ class Applier:
 
         topic = intent.topic
         args = [*self._claim_args(p), intent.group, start, EPOCH_FIELD, self.epoch, topic_field(intent.stream),
-                topic.cluster, topic.namespace, topic.name]
+                topic.cluster, topic.namespace, topic.name, intent.deletion_policy]
         calls.append(Call(build=lambda pipe: CLAIM_GROUP.call(pipe, [intent.stream, registry], args),
                           done=done, fail=failed, script=CLAIM_GROUP))
         return calls
@@ -461,13 +468,18 @@ class Applier:
         topics: list[TopicIntent],
         groups: list[GroupIntent],
         states: dict[str, StreamState],
+        *,
+        dry_run: bool = False,
     ) -> list[Result]:
         """Groups first, then streams: a Topic's stream goes only when every group on it
-        is deleted under deletionPolicy Delete in this same call (checked atomically)."""
+        is deleted under deletionPolicy Delete in this same call (checked atomically).
+
+        ``dry_run``: nothing is sent; each script's answer is predicted from ``states``
+        by the same rules, so the results say what deleting now would do."""
         calls: list[Call] = []
-        group_results = [self._delete_group(g, states[g.stream], calls) for g in groups]
+        group_results = [self._delete_group(g, states[g.stream], calls, dry_run) for g in groups]
         intents_by_label = {g.label: g for g in groups}
-        self.run(calls)
+        self.run(calls)  # empty in a dry run
         # Only groups actually destroyed may go with their stream: one refused (ACL) keeps it.
         leaving: dict[str, list[str]] = {}
         stuck: dict[str, Result] = {}
@@ -490,16 +502,19 @@ class Applier:
                                     f"stream stays: {blocked.failure.message}"))
                 topic_results.append(result)
                 continue
-            topic_results.append(self._delete_topic(t, states[t.stream], leaving.get(t.stream, []), calls))
+            topic_results.append(self._delete_topic(t, states[t.stream], leaving.get(t.stream, []), calls, dry_run))
         self.run(calls)
-        return [*group_results, *topic_results]
+        results = [*group_results, *topic_results]
+        for result in results:
+            result.dry_run = dry_run
+        return results
 
     def _release(self, fields: Iterable[str], result: Result) -> Call:
         names = list(fields)
         registry = self.registry.key_for(result.stream)
         return Call(build=lambda pipe: pipe.hdel(registry, *names), done=lambda _: None, fail=result.fail)
 
-    def _delete_group(self, intent: GroupIntent, state: StreamState, calls: list[Call]) -> Result:
+    def _delete_group(self, intent: GroupIntent, state: StreamState, calls: list[Call], dry_run: bool) -> Result:
         result = _group_result(intent)
         if state.failure:
             result.fail(state.failure)
@@ -529,6 +544,10 @@ class Applier:
                 else:
                     result.details.append("group was already gone")
 
+            if dry_run:
+                existing = state.groups.get(intent.group) if state.type == "stream" else None
+                done(["destroyed", existing.pending] if existing is not None else ["gone", 0])
+                return result
             calls.append(Call(
                 build=lambda pipe: DELETE_GROUP.call(
                     pipe, [intent.stream, self.registry.key_for(intent.stream)], [intent.group, *fields]),
@@ -543,10 +562,12 @@ class Applier:
         )
         # The reset record stays with a group left in place: declaring it again with the
         # same token must not move it a second time.
-        calls.append(self._release([field_name], result))
+        if not dry_run:
+            calls.append(self._release([field_name], result))
         return result
 
-    def _delete_topic(self, intent: TopicIntent, state: StreamState, leaving: list[str], calls: list[Call]) -> Result:
+    def _delete_topic(self, intent: TopicIntent, state: StreamState, leaving: list[str], calls: list[Call],
+                      dry_run: bool) -> Result:
         result = _topic_result(intent)
         if state.failure:
             result.fail(state.failure)
@@ -569,7 +590,8 @@ class Applier:
                 result.details.append(f"key now holds a {state.type}; left untouched")
             else:
                 result.details.append("stream was adopted, not created by redistreams: left in place")
-            calls.append(self._release([field_name], result))
+            if not dry_run:
+                calls.append(self._release([field_name], result))
             return result
 
         def done(reply: Any) -> None:
@@ -591,12 +613,26 @@ class Applier:
                 result.outcome = RELEASED
                 result.details.append(f"key now holds a {outcome}; left untouched")
 
+        if dry_run:
+            done(_predicted_delete_stream(state, leaving))
+            return result
         calls.append(Call(
             build=lambda pipe: DELETE_STREAM.call(
                 pipe, [intent.stream, self.registry.key_for(intent.stream)], [field_name, *leaving]),
             done=done, fail=result.fail, script=DELETE_STREAM,
         ))
         return result
+
+
+def _predicted_delete_stream(state: StreamState, leaving: list[str]) -> list[Any]:
+    """delete_stream.lua's answer, from what was observed (a dry run): the same rules."""
+    if state.type != "stream":
+        return [state.type]
+    going = set(leaving)
+    kept = [name for name in state.groups if name not in going]
+    if kept:
+        return ["kept", *kept[:10]]
+    return ["deleted", state.length]
 
 
 def kept_text(groups: list[str], state: StreamState) -> str:

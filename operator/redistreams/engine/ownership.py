@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from .intents import Owner
 
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+# The record's deletionPolicy: present only for Delete (registry.lua writes the same).
+POLICY_KEY, DELETE = "deletionPolicy", "Delete"
 
 
 def topic_field(stream: str) -> str:
@@ -56,16 +58,22 @@ class OwnerRecord:
     Group records also keep ``start``, the position the group was created at, and
     ``at``, a position from which re-creating it loses nothing (its last-delivered ID,
     or just before its oldest pending entry), moved forward by the operator's checkpoints.
+    ``deletion_policy`` is the resource's, for ``apply --prune`` (which has no manifest to
+    read it from): written only when Delete, so a record from before it was kept, or of a
+    Retain resource, reads as Retain and is only ever released.
     """
 
     owner: Owner
     created: bool
     start: str | None = None
     at: str | None = None
+    deletion_policy: str = "Retain"
 
     def same_claim(self, other: OwnerRecord | None) -> bool:
-        """Same owner and creation flag: positions move on their own, they are no change."""
-        return other is not None and other.owner == self.owner and other.created == self.created
+        """Same owner, creation flag and deletionPolicy: positions move on their own, they
+        are no change."""
+        return (other is not None and other.owner == self.owner and other.created == self.created
+                and other.deletion_policy == self.deletion_policy)
 
     def encode(self) -> str:
         data: dict[str, object] = {
@@ -78,6 +86,8 @@ class OwnerRecord:
             data["start"] = self.start
         if self.at is not None:
             data["at"] = self.at
+        if self.deletion_policy == DELETE:
+            data[POLICY_KEY] = DELETE
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -87,7 +97,8 @@ class OwnerRecord:
         try:
             data = json.loads(raw)
             return cls(Owner(str(data["cluster"]), str(data["namespace"]), str(data["name"])), bool(data["created"]),
-                       _entry_id(data.get("start")), _entry_id(data.get("at")))
+                       _entry_id(data.get("start")), _entry_id(data.get("at")),
+                       DELETE if data.get(POLICY_KEY) == DELETE else "Retain")
         except (ValueError, KeyError, TypeError, AttributeError):
             # An unreadable record still marks the stream as taken: never steal it.
             return cls(Owner("?", "?", raw[:80]), False)

@@ -148,7 +148,7 @@ def plan_topic(intent: TopicIntent, state: StreamState) -> TopicPlan:
         return plan
     plan.create_stream = not state.exists
     created = plan.create_stream or (current is not None and current.created)
-    _claim(plan, current, OwnerRecord(intent.owner, created))
+    _claim(plan, current, OwnerRecord(intent.owner, created, deletion_policy=intent.deletion_policy))
     plan.lost = data_lost(intent.memory, state, current)
     if plan.lost:
         plan.notes.append(plan.lost)
@@ -189,7 +189,7 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
         return plan
     if plan.existing is None:
         plan.create_at = intent.start_id
-        _claim(plan, current, OwnerRecord(intent.owner, True))
+        _claim(plan, current, OwnerRecord(intent.owner, True, deletion_policy=intent.deletion_policy))
         _plan_recovery(plan, current, topic)
         if intent.reset is not None:
             record = plan.reset_record = state.reset_records.get(intent.group)
@@ -199,7 +199,8 @@ def plan_group(intent: GroupIntent, state: StreamState, topic: TopicPlan | None)
                     f'reset token "{intent.reset.token}" recorded as applied: a new group starts at startId'
                 )
         return plan
-    _claim(plan, current, OwnerRecord(intent.owner, current.created if current else False))
+    _claim(plan, current, OwnerRecord(intent.owner, current.created if current else False,
+                                      deletion_policy=intent.deletion_policy))
     if current is None:
         plan.notes.append(
             f"adopted existing group at {plan.existing.last_delivered_id} without moving it "

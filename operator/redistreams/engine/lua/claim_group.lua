@@ -10,12 +10,14 @@
 -- ARGV[6]  where to create it: '$' (the stream's last entry, with ENTRIESREAD), '0' or an entry ID
 -- ARGV[7]  registry field of the epoch, ARGV[8] epoch to record when there is none
 -- ARGV[9]  registry field of the stream's Topic record, ARGV[10..12] the Topic the group declares
+-- ARGV[13] the group's deletionPolicy (recorded for apply --prune)
 -- Returns {'created', at, epoch}, {'adopted'|'exists', at, epoch} (epoch: the registry's epoch
 -- record), {'conflict', raw record} (of the
 -- group, or 'topic' and the Topic's when another Topic owns the stream), {'nostream'}
 -- or {'wrongtype', type}.
 local stream, registry = KEYS[1], KEYS[2]
 local field, cluster, namespace, name, group, start = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local policy = record_policy(ARGV[13])
 
 local refused = denied({{'HGET', registry, field}, {'TYPE', stream}, {'XINFO', 'GROUPS', stream},
                         {'HSET', registry, field, '1'}, {'HSETNX', registry, ARGV[7], '1'}})
@@ -48,8 +50,8 @@ if info then
   local created = current ~= nil and current['created'] == true
   local at = (current and current['at']) or safe_position(stream, group, info)
   local first = current and current['start']
-  if not current or current['created'] ~= created or current['at'] ~= at then
-    redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created, first, at))
+  if not current or current['created'] ~= created or current['at'] ~= at or current['deletionPolicy'] ~= policy then
+    redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created, first, at, policy))
   end
   redis.call('HSETNX', registry, ARGV[7], ARGV[8])
   return {current and 'exists' or 'adopted', at, redis.call('HGET', registry, ARGV[7])}
@@ -76,6 +78,6 @@ else
   at = start
   redis.call('XGROUP', 'CREATE', stream, group, at)
 end
-redis.call('HSET', registry, field, encode_record(cluster, namespace, name, true, at, at))
+redis.call('HSET', registry, field, encode_record(cluster, namespace, name, true, at, at, policy))
 redis.call('HSETNX', registry, ARGV[7], ARGV[8])
 return {'created', at, redis.call('HGET', registry, ARGV[7])}

@@ -7,10 +7,12 @@
 -- ARGV[2..4] owner: cluster, namespace, name
 -- ARGV[5]  temporary group name used to create an empty stream
 -- ARGV[6]  registry field of the epoch, ARGV[7] epoch to record when there is none
+-- ARGV[8]  the Topic's deletionPolicy (recorded for apply --prune)
 -- Returns {'created'|'adopted'|'exists', the registry's epoch record}, {'conflict', raw record}
 -- or {'wrongtype', type}.
 local stream, registry = KEYS[1], KEYS[2]
 local field, cluster, namespace, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local policy = record_policy(ARGV[8])
 
 local refused = denied({{'HGET', registry, field}, {'TYPE', stream}})
 if refused then
@@ -40,8 +42,8 @@ else
   created = current ~= nil and current['created'] == true
   outcome = current and 'exists' or 'adopted'
 end
-if not current or current['created'] ~= created then
-  redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created))
+if not current or current['created'] ~= created or current['deletionPolicy'] ~= policy then
+  redis.call('HSET', registry, field, encode_record(cluster, namespace, name, created, nil, nil, policy))
 end
 redis.call('HSETNX', registry, ARGV[6], ARGV[7])
 return {outcome, redis.call('HGET', registry, ARGV[6])}

@@ -1,5 +1,6 @@
 -- Shared by the scripts that read or write ownership records; prepended after ids.lua.
--- A record is JSON: {cluster, namespace, name, created[, start, at]}.
+-- A record is JSON: {cluster, namespace, name, created[, start, at, deletionPolicy]};
+-- deletionPolicy only when 'Delete' (absent: Retain, as in records written before it).
 
 -- Redis runs a script's commands one by one and keeps what ran before an error: a
 -- command the ACL refuses half way would leave a half-done step (a stream created, its
@@ -45,8 +46,17 @@ local function own_record(registry, field, cluster, namespace, name)
   return record, nil
 end
 
-local function encode_record(cluster, namespace, name, created, start, at)
-  local record = {cluster = cluster, namespace = namespace, name = name, created = created}
+-- 'Delete', or nil for anything else (Retain): the value records carry.
+local function record_policy(policy)
+  if policy == 'Delete' then
+    return 'Delete'
+  end
+  return nil
+end
+
+local function encode_record(cluster, namespace, name, created, start, at, policy)
+  local record = {cluster = cluster, namespace = namespace, name = name, created = created,
+                  deletionPolicy = record_policy(policy)}
   if start then
     record['start'] = start
   end
