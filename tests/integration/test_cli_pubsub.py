@@ -32,7 +32,7 @@ def test_pub_from_stdin_whole_or_per_line_and_topic_urls(cli, redis_server: Redi
     assert result.returncode == 0 and len(json.loads(result.stdout)["ids"]) == 2
     assert cli("pub", "redis://capped?maxlen=1", "a", "b").returncode == 0
     raw = redis_server.client()
-    assert [e[1]["body"] for e in raw.xrange("s")] == ["one\ntwo\n", "three", "four"]
+    assert [e[1]["body"] for e in raw.xrange("s")] == ["one\ntwo", "three", "four"]  # the final line end goes
     assert [e[1]["body"] for e in raw.xrange("capped")] == ["b"]
 
 
@@ -102,3 +102,59 @@ def test_status_watch_refreshes(redis_server: RedisServer) -> None:
     table.terminate()
     out, _ = table.communicate(timeout=10)
     assert out.count("LENGTH") >= 2 and "every 1s" in out  # one table per refresh on a pipe
+
+
+def test_pub_sends_what_was_typed_and_raw_keeps_every_byte(cli, redis_server: RedisServer) -> None:
+    cases = [("hi\n", b"hi"), ("hi\r\n", b"hi"), ("hi", b"hi"), ("a\n\n", b"a\n"), ("\n", b""), ("", b"")]
+    for typed, _ in cases:
+        assert cli("pub", "typed", input=typed).returncode == 0
+    binary = b"\x00\xff\r\n\n"
+    raw_pub = subprocess.run([sys.executable, "-m", "redistreams.cli", "--redis-url", redis_server.url, "pub",
+                              "bin", "--raw"], input=binary, capture_output=True, timeout=60, cwd=ROOT)
+    assert raw_pub.returncode == 0, raw_pub.stderr
+    assert cli("pub", "lines", "--lines", input="one\r\ntwo\r\n\r\nthree").returncode == 0
+    r = redis_server.client(decode_responses=False)
+    assert [e[1][b"body"] for e in r.xrange("typed")] == [sent for _, sent in cases]
+    assert [e[1][b"body"] for e in r.xrange("bin")] == [binary]
+    assert [e[1][b"body"] for e in r.xrange("lines")] == [b"one", b"two", b"three"]
+    both = cli("pub", "typed", "--raw", "--lines", input="x\n")
+    assert both.returncode == 2 and both.stderr.startswith("error:") and "--raw" in both.stderr
+    assert r.xlen("typed") == len(cases)
+
+
+def test_sub_refuses_a_bad_from_or_count_as_input_errors(cli, redis_server: RedisServer) -> None:
+    for args in (["--from", "abc"], ["--from", "1-2-3"], ["--from", "-5"], ["--from", "99999999999999999999"],
+                 ["--count", "-1"], ["--count", "x"]):
+        result = cli("sub", "orders", *args, "--timeout", "1s")
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    for good in ("0", "$", "1700000000000", "1700000000000-5"):
+        assert cli("sub", "orders", "--from", good, "--timeout", "1s").returncode == 1  # valid, nothing there
+
+
+def test_sub_timeout_ends_waiting_with_and_without_a_group(cli, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    r.xadd("quiet", {"headers": "null", "body": "old"})
+    r.xgroup_create("quiet", "g", "$")
+    for args in (["quiet", "--timeout", "2s"], ["quiet", "-g", "g", "--timeout", "2s"],
+                 ["redis://g?topic=quiet&consumer=me", "--timeout", "2s"]):
+        started = time.monotonic()
+        result = cli("sub", *args, timeout=60)
+        took = time.monotonic() - started
+        assert result.returncode == 1 and result.stdout == "", (args, result.stderr)
+        assert took >= 2, (args, took)
+        assert took < 20, (args, took)  # 2 s of waiting and a start-up on a loaded machine
+    # The timeout is for quiet periods: messages keep a subscriber going, then it stops.
+    started = time.monotonic()
+    reader = subprocess.Popen([sys.executable, "-m", "redistreams.cli", "--redis-url", redis_server.url, "sub",
+                               "quiet", "-g", "g", "--timeout", "3s"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        for n in range(3):
+            time.sleep(1)
+            r.xadd("quiet", {"headers": "null", "body": f"m{n}"})
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0 and [line.split()[-1] for line in out.splitlines()] == ["m0", "m1", "m2"]
+    assert time.monotonic() - started >= 6

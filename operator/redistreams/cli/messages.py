@@ -6,6 +6,7 @@ group (or peeks without one) and removes the consumer it added.
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import suppress
 
@@ -59,14 +60,18 @@ def _headers_option(values: tuple[str, ...]) -> dict[str, str]:
 @click.argument("bodies", nargs=-1)
 @click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE", help="Metadata. Repeatable.")
 @click.option("--lines", is_flag=True, help="Without BODY arguments: one message per stdin line (else all of stdin).")
+@click.option("--raw", is_flag=True, help="Without BODY arguments: all of stdin byte for byte, a final newline "
+              "included (binary payloads).")
 @connection_options
 @output_option("text", "json")
 @click.pass_context
-def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[str, ...], lines: bool,
+def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[str, ...], lines: bool, raw: bool,
         redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
     """Publish messages to TOPIC (a stream key or redis://KEY[?maxlen=N]) as the Go driver does.
 
-    Each BODY is one message; without BODY the message is read from stdin.
+    Each BODY is one message; without BODY the message is read from stdin, without the one
+    line end that echo or a text file puts at its end (--raw keeps it; --lines: one
+    message per non-empty line, without its line end).
     """
     import json
 
@@ -76,11 +81,16 @@ def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[
     config = settings(ctx, redis_url, namespace, cluster_id)
     metadata = _headers_option(headers)
     url = topic if topic.startswith("redis://") else _plain_key_url(topic)
+    if raw and (lines or bodies):
+        raise click.UsageError("--raw is for a message read whole from stdin (not with BODY or --lines)")
     if bodies:
         payloads = [b.encode() for b in bodies]
     else:
         data = sys.stdin.buffer.read()
-        payloads = [line for line in data.split(b"\n") if line] if lines else [data]
+        if lines:
+            payloads = [line.removesuffix(b"\r") for line in data.split(b"\n") if line.removesuffix(b"\r")]
+        else:
+            payloads = [data if raw else _without_final_line_end(data)]
     try:
         with sync.open_topic(url, redis_url=config.redis_url, retry_for=config.timeout) as publisher:
             ids = publisher.send_batch([Message(p, metadata) for p in payloads])
@@ -97,14 +107,33 @@ def pub(ctx: click.Context, topic: str, bodies: tuple[str, ...], headers: tuple[
             click.echo(entry_id)
 
 
+def _without_final_line_end(data: bytes) -> bytes:
+    """What the user typed: `echo hi |` sends "hi", not "hi\\n". Exactly one line end
+    goes (CRLF or LF); a body ending in blank lines keeps all but the last line end."""
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    return data.removesuffix(b"\n")
+
+
+# What --from takes: $, 0, or an entry ID as XREAD reads it (<ms> or <ms>-<seq>).
+FROM_ID = re.compile(r"(0|\$|[0-9]{1,20}(-[0-9]{1,20})?)")
+ID_PART_MAX = 2**64 - 1
+
+
+def _from_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not FROM_ID.fullmatch(value) or any(int(p) > ID_PART_MAX for p in value.split("-") if p.isdigit()):
+        raise click.BadParameter(f"{value!r} is not $, 0 or an entry ID (<ms> or <ms>-<seq>, e.g. 1700000000000-0)")
+    return value
+
+
 @click.command()
 @click.argument("topic")
 @click.option("--group", "-g", default=None, help="Read as this consumer group (acknowledging). Without: peek, "
               "reading the stream without a group and changing nothing.")
 @click.option("--consumer", "-c", default=None, help="Consumer name with --group (default: redistreams-cli-HOST-PID).")
-@click.option("--from", "start", default="$", show_default=True,
+@click.option("--from", "start", default="$", show_default=True, callback=_from_option,
               help="Peek: start after this ID ($ = only new, 0 = from the beginning).")
-@click.option("--count", type=int, default=0, help="Stop after this many messages (0: keep going).")
+@click.option("--count", type=click.IntRange(min=0), default=0, help="Stop after this many messages (0: keep going).")
 @click.option("--timeout", default=None, metavar="DURATION",
               help="Stop when no message arrives for this long (e.g. 10s).")
 @click.option("--no-ack", is_flag=True, help="With --group: leave messages pending (they will be redelivered).")

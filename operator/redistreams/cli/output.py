@@ -99,7 +99,7 @@ def print_results(results: list[Result], output: str) -> None:
             echo_lines(lines)  # what came before it first, on a terminal showing both streams
             click.echo(printable(f"error: {result.label}: {result.failure.message}"), err=True)
             continue
-        line = f"{result.label} {result.outcome}"
+        line = f"{result.label} {result.outcome}{' (dry run)' if result.dry_run else ''}"  # as kubectl's
         if result.details:
             line += ": " + "; ".join(result.details)
         lines.append(printable(line))
