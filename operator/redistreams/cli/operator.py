@@ -89,4 +89,57 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
                                 retry_period=duration_option(retry_period))
         except ValueError as exc:
             fail(str(exc))
+    problem = kube_config_problem()  # the options are checked first: they need no cluster
+    if problem is not None:
+        fail(problem)
     run(config, list(namespaces), liveness or None, verbose, log_format, metrics_port, lease)
+
+
+# Where kopf's service-account login (our login handler's first choice) reads its token.
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+API_CONNECT_TIMEOUT = 5.0  # seconds for the API server outside a cluster to accept a connection
+
+
+def kube_config_problem() -> str | None:
+    """What keeps the operator from logging in to Kubernetes, in one line; None when it
+    can: a service account token (in a cluster), else a kubeconfig (KUBECONFIG, else
+    ~/.kube/config) that loads and whose API server accepts a connection. kopf would
+    otherwise end in a traceback, or retry an unreachable server for minutes."""
+    import os
+
+    if os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        return None  # in a cluster: kopf retries a server that is not up yet, as it should
+    default = os.path.expanduser("~/.kube/config")
+    listed = os.environ.get("KUBECONFIG", "")
+    paths = [os.path.expanduser(p.strip()) for p in listed.split(os.pathsep) if p.strip()]
+    if not paths:
+        if not os.path.exists(default):
+            where = ("not in a cluster (KUBERNETES_SERVICE_HOST unset)" if not os.environ.get("KUBERNETES_SERVICE_HOST")
+                     else f"no service account token at {SERVICE_ACCOUNT_TOKEN}")
+            return f"no Kubernetes configuration: {where} and no kubeconfig at {default}; set KUBECONFIG"
+        paths = [default]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        return f"no Kubernetes configuration: KUBECONFIG names {', '.join(missing)}, which does not exist"
+    return _api_server_problem(", ".join(paths))
+
+
+def _api_server_problem(source: str) -> str | None:
+    import socket
+    from urllib.parse import urlsplit
+
+    import kopf
+
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    except Exception as exc:  # noqa: BLE001 - kopf raises what the YAML and file reads raise
+        return f"kubeconfig {source} cannot be used: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    if info is None or not info.server:
+        return f"kubeconfig {source} names no API server (current-context and its cluster)"
+    url = urlsplit(info.server)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=API_CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        return f"Kubernetes API server {info.server} (from {source}) is unreachable: {exc.strerror or exc}"
+    return None
