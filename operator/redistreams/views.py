@@ -15,7 +15,7 @@ from .model import API
 from .printable import printable
 
 if TYPE_CHECKING:
-    from .engine import OwnerRecord, StreamState
+    from .engine import GroupPlan, OwnerRecord, StreamState, TopicPlan
 
 
 def _owner_dict(record: OwnerRecord | None) -> dict[str, str] | None:
@@ -24,8 +24,10 @@ def _owner_dict(record: OwnerRecord | None) -> dict[str, str] | None:
     return {"cluster": record.owner.cluster, "namespace": record.owner.namespace, "name": record.owner.name}
 
 
-def status_dict(state: StreamState, declared_groups: list[str] | None = None) -> dict[str, Any]:
-    """A stream's figures and its groups' (``exists: false`` for declared ones missing)."""
+def status_dict(state: StreamState, declared_groups: list[str] | None = None,
+                consumers: bool = False) -> dict[str, Any]:
+    """A stream's figures and its groups' (``exists: false`` for declared ones missing).
+    ``consumers``: each group's ``consumerDetails`` too (None: too many were there to read)."""
     data: dict[str, Any] = {"stream": state.key, "exists": state.exists}
     if state.failure:
         data["error"] = state.failure.message
@@ -62,11 +64,100 @@ def status_dict(state: StreamState, declared_groups: list[str] | None = None) ->
                 "managedBy": _owner_dict(state.group_owners.get(g.name)),
             }
         )
+        if consumers:
+            groups[-1]["consumerDetails"] = None if g.consumer_states is None and g.consumers else [
+                {
+                    "name": c.name,
+                    "pending": c.pending,
+                    "idleSeconds": round(c.idle_ms / 1000, 3),
+                    "inactiveSeconds": None if c.inactive_ms is None else round(c.inactive_ms / 1000, 3),
+                }
+                for c in g.consumer_states or []
+            ]
     for name in declared_groups or []:
         if name not in state.groups:
             groups.append({"name": name, "exists": False})
     data["groups"] = groups
     return data
+
+
+# -- plan, field by field ------------------------------------------------------------------
+
+def _owner_text(record: OwnerRecord) -> str:
+    owner = record.owner
+    return f"{owner.cluster}/{owner.namespace}/{owner.name}" + ("" if record.created else " (adopted)")
+
+
+def _change(op: str, name: str, before: Any = None, after: Any = None, note: str | None = None) -> dict[str, Any]:
+    change: dict[str, Any] = {"field": name, "op": op}
+    if op != "add":
+        change["from"] = before
+    if op != "remove":
+        change["to"] = after
+    if note:
+        change["note"] = note
+    return change
+
+
+def plan_changes(item: TopicPlan | GroupPlan) -> list[dict[str, Any]]:
+    """What apply would change, field by field, as observed before and declared after:
+    ``{"field", "op": add|change|remove, "from", "to", "note"?}``. Empty in sync or failed."""
+    from .engine import TopicPlan
+    from .engine.plan import idle_text
+
+    if item.failure or not item.changes:
+        return []
+    state = item.state
+    changes: list[dict[str, Any]] = []
+    if isinstance(item, TopicPlan):
+        if item.create_stream:
+            changes.append(_change("add", "stream", after=item.intent.stream))
+    elif item.create_at is not None:
+        where = "$ (the end of the stream)" if item.create_at == "$" else item.create_at
+        changes.append(_change("add", "group", after=item.intent.group))
+        changes.append(_change("add", "lastDeliveredId", after=where))
+    if item.record is not None:
+        current = state.topic_owner if isinstance(item, TopicPlan) else state.group_owners.get(item.intent.group)
+        if current is None:
+            changes.append(_change("add", "managedBy", after=_owner_text(item.record)))
+        else:
+            changes.append(_change("change", "managedBy", _owner_text(current), _owner_text(item.record)))
+    if isinstance(item, TopicPlan):
+        changes.extend(_trim_changes(item))
+        return changes
+    if item.reset is not None and item.existing is not None:
+        changes.append(_change("change", "lastDeliveredId", item.existing.last_delivered_id, item.reset.target,
+                               f'reset token "{item.reset.token}"'))
+    if item.record_reset and item.intent.reset is not None:
+        token = item.intent.reset.token
+        changes.append(_change("add", "lastReset", after=f'token "{token}" (recorded, nothing moves)'))
+    for consumer in item.remove_consumers:
+        changes.append(_change("remove", f"consumers.{consumer.name}",
+                               f"idle {idle_text(consumer.idle_ms)}, {consumer.pending} pending"))
+    return changes
+
+
+def _trim_changes(item: TopicPlan) -> list[dict[str, Any]]:
+    """Retention: the length maxLength leaves, the first ID maxAge leaves; noted when a
+    group's entries stop the trim short of either."""
+    policy, state = item.intent.retention, item.state
+    if not item.trim or policy is None or state.first_id is None:
+        return []
+    from .engine.ids import StreamId
+
+    bound = None if policy.allow_trimming_unconsumed else state.safe_bound()
+    note = None
+    if bound is not None and state.last_id is not None and bound[0] <= StreamId.parse(state.last_id):
+        needs = "acknowledged" if bound[2] == "pending" else "received"
+        note = f'entries group "{bound[1]}" has not {needs} are kept'
+    changes = []
+    if policy.max_length is not None and state.length > policy.max_length:
+        changes.append(_change("change", "length", state.length, policy.max_length, note))
+    if policy.max_age_seconds is not None and state.server_time_ms is not None:
+        cutoff = state.server_time_ms - policy.max_age_seconds * 1000
+        if StreamId.parse(state.first_id).ms < cutoff:
+            changes.append(_change("change", "firstEntryId", state.first_id, f"{cutoff}-0 or later", note))
+    return changes
 
 
 # -- export ------------------------------------------------------------------------------

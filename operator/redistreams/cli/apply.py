@@ -13,6 +13,7 @@ import click
 from ..printable import printable
 from .options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, manifest_command, settings
 from .output import fail, print_plan, print_results, progress
+from .selector import selection
 
 if TYPE_CHECKING:
     from ..engine import Engine, GroupIntent, Result, TopicIntent
@@ -42,8 +43,9 @@ def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None,
 
     config = settings(ctx, redis_url, namespace, cluster_id)
     manifests = config.manifests(paths)
+    chosen_topics, chosen_groups = selection(ctx, manifests)
     topics, groups = intents_from(
-        manifests.topics, [(g, manifests.topic_for(g)) for g in manifests.groups], config.cluster_id
+        chosen_topics, [(g, manifests.topic_for(g)) for g in chosen_groups], config.cluster_id
     )
     return config.engine(), topics, groups
 

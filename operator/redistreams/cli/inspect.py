@@ -21,7 +21,8 @@ from .options import (
     output_option,
     settings,
 )
-from .output import fail, print_json, print_manifests, print_yaml, status_tables, stdout_console
+from .output import echo_lines, fail, print_json, print_manifests, print_yaml, status_tables, stdout_console
+from .selector import selection, selector_option
 
 
 class _Observed(Protocol):
@@ -40,50 +41,82 @@ class _Observed(Protocol):
 @click.command()
 @click.argument("streams", nargs=-1)
 @files_option(required=False)
+@selector_option
 @click.option("--match", default=None, help="Glob pattern of stream keys (without STREAM or -f: all streams).")
+@click.option("--consumers", "show_consumers", is_flag=True,
+              help="Also each group's consumers: name, pending, idle (-o wide implies it).")
+@click.option("--no-headers", is_flag=True, help="Tables without their header row (-o table, wide).")
 @click.option("-w", "--watch", is_flag=True,
               help="Keep refreshing (a live table; with -o json, one document per line).")
 @click.option("--interval", default="2s", show_default=True, metavar="DURATION",
               help="Time between refreshes with --watch.")
 @connection_options
-@output_option("table", "json", "yaml")
+@output_option("table", "wide", "json", "yaml", "name")
 @click.pass_context
-def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...], match: str | None, watch: bool,
-           interval: str, redis_url: str | None, namespace: str | None, cluster_id: str | None, output: str) -> None:
-    """Length, entry IDs and groups per stream; lag, pending, consumers per group."""
+def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...], match: str | None,
+           show_consumers: bool, no_headers: bool, watch: bool, interval: str, redis_url: str | None,
+           namespace: str | None, cluster_id: str | None, output: str) -> None:
+    """Length, entry IDs and groups per stream; lag, pending, consumers and owner per group.
+
+    With -n, streams found by listing (no STREAM or -f) or --match are those whose Topic is
+    in that namespace; streams named or declared are always shown. -o name prints
+    stream/KEY per stream that exists.
+    """
     from ..engine import ObservationError
     from ..views import status_dict
 
     config = settings(ctx, redis_url, namespace, cluster_id)
     declared: dict[str, list[str]] = {s: [] for s in streams}
     if paths:
-        for stream, groups in config.manifests(paths).streams().items():
+        for stream, groups in _declared_streams(ctx, config.manifests(paths)).items():
             declared.setdefault(stream, []).extend(groups)
+    only_namespace = namespace or ctx.find_root().params.get("namespace")
+    show_consumers = show_consumers or output == "wide"
     engine = config.engine()
+    if show_consumers:
+        engine.observer.consumer_cap = CONSUMERS_LISTED
 
     def observe() -> list[dict[str, Any]]:
         keys = list(declared)
-        if not keys or match:
+        if (not keys and not paths) or match:  # -f declaring nothing found is no request for all
             try:
                 keys += [k for k in engine.discover(match or "*") if k not in declared]
             except ObservationError as exc:
                 return [{"stream": match or "*", "exists": False, "error": exc.failure.message}]
-        states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True)
-        entries: list[dict[str, Any]] = printable_tree([status_dict(states[k], declared.get(k)) for k in keys])
+        states = engine.observe(keys, owner_groups=declared, detail_keys=keys, exact_lag=True,
+                                consumer_keys=keys if show_consumers else ())
+        # Owner records of groups not declared: their names are known only now (as export).
+        unnamed = {k: list(s.groups) for k, s in states.items()
+                   if not s.failure and any(g not in declared.get(k, ()) for g in s.groups)}
+        if unnamed:
+            for key, owned in engine.observe(list(unnamed), owner_groups=unnamed).items():
+                states[key].group_owners.update(owned.group_owners)
+        if only_namespace:
+            keys = [k for k in keys if k in declared or _in_namespace(states[k], only_namespace)]
+        entries: list[dict[str, Any]] = printable_tree(
+            [status_dict(states[k], declared.get(k), show_consumers) for k in keys])
         return entries
 
+    def render(entries: list[dict[str, Any]]) -> Any:
+        return status_tables(entries, wide=output == "wide", headers=not no_headers)
+
     if watch:
-        if output == "yaml":
-            fail("--watch prints a table or JSON lines (-o json), not YAML")
-        _watch(observe, duration_option(interval), output)
+        if output in ("yaml", "name"):
+            fail(f"--watch prints a table or JSON lines (-o json), not -o {output}")
+        _watch(observe, duration_option(interval), output, render)
         return
     entries = observe()
     if output == "json":
         print_json({"streams": entries})
     elif output == "yaml":
         print_yaml({"streams": entries})
+    elif output == "name":
+        echo_lines([f"stream/{e['stream']}" for e in entries if e["exists"]])
+    elif not entries:
+        where = f' owned in namespace "{printable(only_namespace)}"' if only_namespace else ""
+        click.echo(f"No streams found{where}.", err=True)  # kubectl's "No resources found"
     else:
-        stdout_console().print(status_tables(entries))
+        stdout_console().print(render(entries))
     errors = list(dict.fromkeys(e["error"] for e in entries if "error" in e))
     if errors:
         for error in errors:
@@ -93,7 +126,26 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
     sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)
 
 
-def _watch(observe: Callable[[], list[dict[str, Any]]], interval: float, output: str) -> None:
+# Consumers status lists per group (XINFO CONSUMERS); a group with more is counted only.
+CONSUMERS_LISTED = 1000
+
+
+def _in_namespace(state: Any, namespace: str) -> bool:
+    owner = state.topic_owner
+    return owner is not None and owner.owner.namespace == namespace
+
+
+def _declared_streams(ctx: click.Context, manifests: Any) -> dict[str, list[str]]:
+    """Stream keys the manifests declare (those -l selects), with their groups' names."""
+    topics, groups = selection(ctx, manifests)
+    declared: dict[str, list[str]] = {t.stream: [] for t in topics}
+    for group in groups:
+        declared.setdefault(manifests.topic_for(group).stream, []).append(group.group)
+    return declared
+
+
+def _watch(observe: Callable[[], list[dict[str, Any]]], interval: float, output: str,
+           render: Callable[[list[dict[str, Any]]], Any]) -> None:
     """Refresh until interrupted; Redis errors are shown and retried, not fatal."""
     if output == "json":
         try:
@@ -114,7 +166,7 @@ def _watch(observe: Callable[[], list[dict[str, Any]]], interval: float, output:
     def frame() -> Any:
         stamp = time.strftime("%H:%M:%S")
         header = f"[dim]every {format_duration(interval)} · {stamp} · Ctrl-C to stop[/dim]"
-        return Group(header, status_tables(observe()))
+        return Group(header, render(observe()))
 
     try:
         if not console.is_terminal:  # a pipe or a log: one table per refresh
@@ -166,6 +218,7 @@ def _pair_groups(ctx: click.Context, streams: tuple[str, ...], groups: tuple[str
 
 @click.command(cls=_OrderedCommand)
 @files_option(required=False)
+@selector_option
 @click.option("--stream", "streams", multiple=True, metavar="KEY", help="A stream that must exist. Repeatable.")
 @click.option("--group", "groups", multiple=True, metavar="NAME", help="A group on the preceding --stream. Repeatable.")
 @click.option("--timeout", default="60s", show_default=True, metavar="DURATION",
@@ -187,7 +240,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
         fail("give -f PATH or --stream KEY")
     wanted = _pair_groups(ctx, streams, groups)
     if paths:
-        for stream, declared in config.manifests(paths).streams().items():
+        for stream, declared in _declared_streams(ctx, config.manifests(paths)).items():
             wanted.setdefault(stream, []).extend(declared)
     # The probe answers without redis-py (start-up is most of an init container's wait);
     # the engine takes over for a URL the probe does not read and from the first answer

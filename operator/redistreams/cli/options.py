@@ -128,7 +128,10 @@ def output_option(*choices: str) -> Callable[..., Any]:
 
 def manifest_command(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options of every command that reads manifests and changes or plans."""
-    for decorator in (click.pass_context, output_option("text", "json"), connection_options, files_option(True)):
+    from .selector import selector_option
+
+    for decorator in (click.pass_context, output_option("text", "name", "json", "yaml"), selector_option,
+                      connection_options, files_option(True)):
         func = decorator(func)
     return func
 

@@ -89,9 +89,35 @@ def echo_lines(lines: list[str]) -> None:
         lines.clear()
 
 
+# Outcomes in the order the summary line names them; "failed" is always named.
+SUMMARY_ORDER = ("created", "configured", "unchanged", "deleted", "pruned", "released", "skipped", "not found",
+                 "failed")
+API_GROUP = "redistreams.dev"  # model.API's group, without loading the models for -o name
+
+
+def kube_ref(label: str) -> str:
+    """kubectl's -o name for a label: ``topic/orders`` -> ``topic.redistreams.dev/orders``."""
+    kind, _, name = label.partition("/")
+    return f"{kind}.{API_GROUP}/{name}"
+
+
+def summary_line(results: list[Result]) -> str:
+    """"3 created, 1 configured, 10 unchanged, 0 failed": outcomes that occurred, and failures."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    counts.setdefault("failed", 0)
+    order = [o for o in SUMMARY_ORDER if o in counts] + sorted(o for o in counts if o not in SUMMARY_ORDER)
+    line = ", ".join(f"{counts[o]} {o}" for o in order)
+    return line + (" (dry run)" if any(r.dry_run for r in results) else "")
+
+
 def print_results(results: list[Result], output: str) -> None:
-    if output == "json":
-        print_json({"results": [r.as_dict() for r in results]})
+    """One line per resource on stdout (text; -o name: the names of those that succeeded),
+    errors on stderr; in text, a summary line on stderr so stdout stays one line per
+    resource for scripts. JSON and YAML: one document."""
+    if output in ("json", "yaml"):
+        (print_json if output == "json" else print_yaml)({"results": [r.as_dict() for r in results]})
         return
     lines: list[str] = []
     for result in results:
@@ -99,11 +125,16 @@ def print_results(results: list[Result], output: str) -> None:
             echo_lines(lines)  # what came before it first, on a terminal showing both streams
             click.echo(printable(f"error: {result.label}: {result.failure.message}"), err=True)
             continue
+        if output == "name":
+            lines.append(printable(kube_ref(result.label)))
+            continue
         line = f"{result.label} {result.outcome}{' (dry run)' if result.dry_run else ''}"  # as kubectl's
         if result.details:
             line += ": " + "; ".join(result.details)
         lines.append(printable(line))
     echo_lines(lines)
+    if output == "text" and results:
+        click.echo(summary_line(results), err=True)
 
 
 def _items(plan: Plan) -> list[TopicPlan | GroupPlan]:
@@ -137,12 +168,38 @@ def plan_lines(plan: Plan) -> list[tuple[str, str, str]]:
     return rows
 
 
+PLAN_COLOURS = {"+": "green", "~": "yellow", "-": "red", "!": "red"}
+CHANGE_SYMBOLS = {"add": "+", "change": "~", "remove": "-"}
+NAMED_CONSUMER_CHANGES = 5  # consumers removed named one per line in text; the rest counted
+
+
+def colour_wanted() -> bool:
+    """Colour only for a person: stdout a terminal, and NO_COLOR (no-color.org) not set."""
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
+def change_text(change: dict[str, Any]) -> str:
+    """``retention.maxLength``-style field line of a plan: "~ length: 15 -> 10"."""
+    symbol = CHANGE_SYMBOLS[change["op"]]
+    if change["op"] == "add":
+        text = f"{symbol} {change['field']}: {change['to']}"
+    elif change["op"] == "remove":
+        text = f"{symbol} {change['field']}: {change['from']}"
+    else:
+        text = f"{symbol} {change['field']}: {change['from']} -> {change['to']}"
+    return text + (f" ({change['note']})" if change.get("note") else "")
+
+
 def print_plan(plan: Plan, output: str) -> None:
+    """Text: a line per resource (+ create, ~ configure, ! error, blank in sync), under it
+    the fields that change; -o name: the resources that would change; JSON and YAML: all
+    of it, ``changes`` being the field-level diff."""
     from ..engine.plan import plan_details
+    from ..views import plan_changes
 
     rows = plan_lines(plan)
     items = _items(plan)
-    if output == "json":
+    if output in ("json", "yaml"):
         payload = [
             {
                 "resource": label,
@@ -150,12 +207,37 @@ def print_plan(plan: Plan, output: str) -> None:
                 "summary": text,
                 **({"reason": item.failure.reason} if item.failure else {}),
                 **plan_details(item),
+                "changes": plan_changes(item),
             }
             for (_, label, text), item in zip(rows, items)
         ]
-        print_json({"inSync": not plan.changes, "plan": payload})
+        (print_json if output == "json" else print_yaml)({"inSync": not plan.changes, "plan": payload})
         return
-    echo_lines([printable(f"{symbol} {label}: {text}") for symbol, label, text in rows])
+    if output == "name":
+        for (_, label, text), item in zip(rows, items):
+            if item.failure:
+                click.echo(printable(f"error: {label}: {text}"), err=True)
+        echo_lines([printable(kube_ref(label)) for (_, label, _), item in zip(rows, items) if item.changes])
+        return
+    colour = colour_wanted()
+
+    def styled(symbol: str, line: str) -> str:
+        return click.style(line, fg=PLAN_COLOURS[symbol]) if colour and symbol in PLAN_COLOURS else line
+
+    lines = []
+    for (symbol, label, text), item in zip(rows, items):
+        lines.append(styled(symbol, printable(f"{symbol} {label}: {text}")))
+        changes = plan_changes(item)
+        removed = [c for c in changes if c["field"].startswith("consumers.")]
+        unnamed = {id(c) for c in removed[NAMED_CONSUMER_CHANGES:]}
+        for change in changes:
+            if id(change) in unnamed:
+                continue
+            lines.append(styled(CHANGE_SYMBOLS[change["op"]], "    " + printable(change_text(change))))
+        if len(removed) > NAMED_CONSUMER_CHANGES:
+            more = len(removed) - NAMED_CONSUMER_CHANGES
+            lines.append(styled("-", f"    - consumers: {more} more idle (-o json lists them)"))
+    echo_lines(lines)
     changed = sum(1 for p in items if p.changes)
     failed = sum(1 for p in items if p.failure)
     summary = f"{changed} to change, {len(rows) - changed - failed} in sync"
@@ -173,49 +255,86 @@ def _lag_text(group: dict[str, Any]) -> str:
     return f"≥{lag}"
 
 
-def status_tables(entries: list[dict[str, Any]]) -> Any:
-    """Streams, and their groups when there are any, from ``views.status_dict`` entries."""
+def _owner_text(owner: dict[str, str] | None, wide: bool) -> str:
+    if not owner:
+        return "-"
+    named = f"{owner['namespace']}/{owner['name']}"
+    return f"{owner['cluster']}/{named}" if wide else named
+
+
+def status_tables(entries: list[dict[str, Any]], wide: bool = False, headers: bool = True) -> Any:
+    """Streams, their groups when there are any, and the groups' consumers when they were
+    read (``--consumers``, ``-o wide``), from ``views.status_dict`` entries. ``wide``: more
+    columns (entries added and read, oldest pending ID, owners with their cluster id)."""
     from rich.console import Group
     from rich.table import Table
 
     from ..units import format_duration
 
     def table(columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
-        made = Table(box=None, pad_edge=False, header_style="bold")
+        made = Table(box=None, pad_edge=False, header_style="bold", show_header=headers)
         for column in columns:
             made.add_column(column, overflow="fold", justify="right" if column in right else "left")
         return made
 
-    streams = table(("STREAM", "LENGTH", "FIRST ID", "LAST ID", "GROUPS", "MANAGED BY"), ("LENGTH", "GROUPS"))
-    groups = table(("STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "OLDEST PENDING"),
-                   ("LAG", "PENDING", "CONSUMERS"))
-    group_rows = 0
+    def age(seconds: float | None) -> str:
+        return "-" if seconds is None else format_duration(seconds)
+
+    stream_columns = ("STREAM", "LENGTH", "FIRST ID", "LAST ID", "GROUPS", *(("ENTRIES ADDED",) if wide else ()),
+                      "MANAGED BY")
+    streams = table(stream_columns, ("LENGTH", "GROUPS", "ENTRIES ADDED"))
+    group_columns = ("STREAM", "GROUP", "LAG", "PENDING", "CONSUMERS", "LAST DELIVERED", "OLDEST PENDING",
+                     *(("ENTRIES READ", "OLDEST PENDING ID") if wide else ()), "MANAGED BY")
+    groups = table(group_columns, ("LAG", "PENDING", "CONSUMERS", "ENTRIES READ"))
+    consumers = table(("STREAM", "GROUP", "CONSUMER", "PENDING", "IDLE", *(("INACTIVE",) if wide else ())),
+                      ("PENDING",))
+    filler = ("-",) * (len(stream_columns) - 2)
+    group_rows = consumer_rows = 0
     for entry in entries:
         if "error" in entry:
-            streams.add_row(entry["stream"], "-", "-", "-", "-", f"error: {entry['error']}")
+            streams.add_row(entry["stream"], *filler, f"error: {entry['error']}")
             continue
         if not entry["exists"]:
             what = f"not a stream ({entry['type']})" if "type" in entry else "missing"
-            streams.add_row(entry["stream"], "-", "-", "-", "-", what)
+            streams.add_row(entry["stream"], *filler, what)
         else:
-            owner = entry["managedBy"]
+            added = (str(entry["entriesAdded"]) if entry["entriesAdded"] is not None else "-",) if wide else ()
             streams.add_row(
                 entry["stream"],
                 str(entry["length"]),
                 entry["firstEntryId"] or "-",
                 entry["lastEntryId"] or "-",
                 str(sum(1 for g in entry["groups"] if g["exists"])),
-                f"{owner['namespace']}/{owner['name']}" if owner else "-",
+                *added,
+                _owner_text(entry["managedBy"], wide),
             )
         for g in entry.get("groups", []):
             group_rows += 1
             if not g["exists"]:
-                groups.add_row(entry["stream"], g["name"], "-", "-", "-", "missing", "-")
+                groups.add_row(entry["stream"], g["name"], "-", "-", "-", "missing",
+                               *(("-",) * (len(group_columns) - 6)))
                 continue
-            age = g["oldestPendingAgeSeconds"]
+            more = (str(g["entriesRead"]) if g["entriesRead"] is not None else "-", g["oldestPendingId"] or "-") \
+                if wide else ()
             groups.add_row(entry["stream"], g["name"], _lag_text(g), str(g["pending"]), str(g["consumers"]),
-                           g["lastDeliveredId"], "-" if age is None else format_duration(age))
-    return Group(streams, "", groups) if group_rows else streams
+                           g["lastDeliveredId"], age(g["oldestPendingAgeSeconds"]), *more,
+                           _owner_text(g.get("managedBy"), wide))
+            if "consumerDetails" not in g:
+                continue
+            if g["consumerDetails"] is None:  # more consumers than status reads one by one
+                consumer_rows += 1
+                consumers.add_row(entry["stream"], g["name"], f"({g['consumers']} consumers: too many to list)",
+                                  "-", "-", *(("-",) if wide else ()))
+            for c in g["consumerDetails"] or []:
+                consumer_rows += 1
+                consumers.add_row(entry["stream"], g["name"], c["name"], str(c["pending"]), age(c["idleSeconds"]),
+                                  *((age(c["inactiveSeconds"]),) if wide else ()))
+    parts: list[Any] = [streams]
+    if group_rows:
+        parts += ["", groups]
+    if consumer_rows:
+        parts += ["", consumers]
+    return Group(*parts) if len(parts) > 1 else streams
 
 
 def message_dict(message: ReceivedMessage) -> dict[str, Any]:
