@@ -95,3 +95,21 @@ def test_imports_point_down(path: Path) -> None:
             if within(target, "redistreams.controller"):
                 assert name == CLI_MAY_LOAD_CONTROLLER and not top_level, (
                     f"{name} imports {target}: only {CLI_MAY_LOAD_CONTROLLER} may, inside the command")
+
+
+# The `operator` extra (pyproject.toml): only the operator's modules may import it, so
+# `pip install redistreams` (without the extra) gives a CLI and a client that work.
+OPERATOR_EXTRA = ("kopf", "aiohttp", "prometheus_client")
+MAY_IMPORT_OPERATOR_EXTRA = ("redistreams.controller", "redistreams.metrics")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_only_the_operator_imports_its_extra(path: Path) -> None:
+    name = module_name(path)
+    if any(within(name, allowed) for allowed in MAY_IMPORT_OPERATOR_EXTRA):
+        return
+    for target, top_level in imports(path):
+        if name == CLI_MAY_LOAD_CONTROLLER and not top_level:
+            continue  # inside the command, after its check that the extra is installed
+        extra = [m for m in (*OPERATOR_EXTRA, "redistreams.metrics") if within(target, m)]
+        assert not extra, f"{name} imports {target}, which needs `pip install 'redistreams[operator]'`"

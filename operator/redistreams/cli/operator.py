@@ -9,6 +9,10 @@ from .options import CLUSTER_ID, duration_option
 from .output import fail
 
 OFF = ("0", "off")  # --observe-interval values that turn observation off
+# Top-level modules of the `operator` extra (pyproject.toml); `pip install redistreams`
+# alone gives the CLI and the client without them.
+OPERATOR_EXTRA_MODULES = ("kopf", "aiohttp", "prometheus_client")
+INSTALL_OPERATOR_EXTRA = "pip install 'redistreams[operator]'"
 
 
 @click.command("operator")
@@ -57,10 +61,19 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
                      tenants: tuple[str, ...], tenancy_file: str | None, log_format: str, verbose: bool) -> None:
     """Run the Kubernetes operator for Topic and ConsumerGroup resources."""
     from ..connection import ConnectionConfigError, RedisTarget, default_url
-    from ..controller.leadership import LeaseConfig, default_lease_namespace
-    from ..controller.main import run
-    from ..controller.runtime import OperatorConfig
     from ..tenancy import Tenancy, TenancyError
+
+    try:
+        from ..controller.leadership import LeaseConfig, default_lease_namespace
+        from ..controller.main import run
+        from ..controller.runtime import OperatorConfig
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in OPERATOR_EXTRA_MODULES:
+            raise
+        from importlib.util import find_spec
+
+        missing = ", ".join(m for m in OPERATOR_EXTRA_MODULES if find_spec(m) is None)
+        fail(f"the operator needs the 'operator' extra (not installed: {missing}): {INSTALL_OPERATOR_EXTRA}")
 
     if all_namespaces and namespaces:
         fail("give either --namespace or --all-namespaces")

@@ -1,0 +1,139 @@
+"""The operator's image (`make image`, hack/image.sh): its config, and its entrypoint run as
+the image's user in a chroot of its unpacked layers, with the arguments the chart gives it.
+Chroot needs root (CI runs as root); those tests are skipped otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import CHART, CHART_META, IMAGE_TAR, ROOT, VERSION, artifact, tool
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chroot into the unpacked image needs root (CI runs as root)")
+
+
+def read_archive() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(manifest.json's entry, the image config) of the docker-archive."""
+    with tarfile.open(artifact(IMAGE_TAR, "image")) as archive:
+        (entry,) = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(archive.extractfile(entry["Config"]))  # type: ignore[arg-type]
+    return entry, config
+
+
+@pytest.fixture(scope="module")
+def image() -> tuple[dict[str, Any], dict[str, Any]]:
+    return read_archive()
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory, image: tuple[dict[str, Any], dict[str, Any]]) -> Iterator[Path]:
+    """The layers unpacked in order, as a runtime would (as root: owners and modes kept)."""
+    if os.geteuid() != 0:
+        pytest.skip("chroot into the unpacked image needs root (CI runs as root)")
+    entry, _ = image
+    base = tmp_path_factory.mktemp("image")
+    layers, root = base / "layers", base / "rootfs"
+    layers.mkdir()
+    root.mkdir()
+    with tarfile.open(IMAGE_TAR) as archive:
+        archive.extractall(layers, members=[archive.getmember(name) for name in entry["Layers"]], filter="data")
+    for name in entry["Layers"]:
+        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xpf", str(layers / name)], check=True)
+    yield root
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def run_entrypoint(root: Path, config: dict[str, Any], args: list[str], user: str) -> subprocess.CompletedProcess[str]:
+    """The entrypoint with args, as `user`, with only the image's environment (as a runtime)."""
+    cmd = [*config["config"]["Entrypoint"], *args]
+    return subprocess.run(["chroot", f"--userspec={user}", str(root), "/usr/bin/env", "-i",
+                           *config["config"]["Env"], *cmd], capture_output=True, text=True, timeout=120)
+
+
+def chart_operator_args() -> list[str]:
+    """The operator container's args as the chart renders them by default."""
+    out = subprocess.run([tool("helm.sh"), "template", "rs", str(CHART), "--namespace", "rs"],
+                         check=True, capture_output=True, text=True)
+    (deployment,) = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return [container["image"], *container["args"]]
+
+
+def test_archive_is_a_valid_image() -> None:
+    result = subprocess.run([tool("crane.sh"), "validate", "--tarball", str(artifact(IMAGE_TAR, "image"))],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_runs_the_operator_as_a_non_root_user(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    entry, config = image
+    assert entry["RepoTags"] == [f"redistreams:{VERSION}"]
+    settings = config["config"]
+    uid, _, gid = settings["User"].partition(":")
+    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0, settings["User"]
+    assert settings["Entrypoint"] == ["redistreams"] and settings["Cmd"] == ["operator"]
+    assert settings["Labels"]["org.opencontainers.image.version"] == VERSION
+    assert settings["Labels"]["org.opencontainers.image.title"] == "redistreams"
+    assert config["os"] == "linux" and config["architecture"]
+
+
+def test_the_chart_defaults_name_the_image_built(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    entry, config = image
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["tag"] in ("", None) and CHART_META["appVersion"] == VERSION
+    assert f"{values['image']['repository']}:{CHART_META['appVersion']}" == entry["RepoTags"][0]
+    image_name, *_ = chart_operator_args()
+    assert image_name == entry["RepoTags"][0]
+    # The chart's pod runs as the image's user.
+    security = values["podSecurityContext"]
+    assert f"{security['runAsUser']}:{security['runAsGroup']}" == config["config"]["User"]
+
+
+@needs_root
+def test_entrypoint_runs_as_the_image_user(rootfs: Path, image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    _, config = image
+    user = config["config"]["User"]
+    passwd = (rootfs / "etc" / "passwd").read_text()
+    assert f":{user}:" in passwd, "the image's user has no passwd entry"
+    version = run_entrypoint(rootfs, config, ["--version"], user)
+    assert version.returncode == 0 and VERSION in version.stdout, version.stdout + version.stderr
+    help_ = run_entrypoint(rootfs, config, ["--help"], user)
+    assert help_.returncode == 0, help_.stderr
+    if "version" in help_.stdout.split():  # `redistreams version --client`: no Redis to ask
+        named = run_entrypoint(rootfs, config, ["version", "--client"], user)
+        assert named.returncode == 0 and VERSION in named.stdout, named.stdout + named.stderr
+    # The operator extra is installed and loads (kopf, aiohttp, prometheus-client).
+    python = rootfs / "opt" / "redistreams" / "bin" / "python"
+    assert python.is_symlink()
+    loaded = subprocess.run(["chroot", f"--userspec={user}", str(rootfs), "/opt/redistreams/bin/python", "-c",
+                             "import kopf, aiohttp, prometheus_client, redistreams.controller.main"],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+
+
+@needs_root
+def test_entrypoint_takes_the_charts_operator_arguments(rootfs: Path,
+                                                        image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    _, config = image
+    _, *args = chart_operator_args()
+    assert args[0] == config["config"]["Cmd"][0] == "operator"
+    # --help after the chart's own arguments: click parses them all first, so an option
+    # the CLI does not know fails here.
+    result = run_entrypoint(rootfs, config, [*args, "--help"], config["config"]["User"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Run the Kubernetes operator" in result.stdout
+    plain = run_entrypoint(rootfs, config, ["operator", "--help"], config["config"]["User"])
+    assert plain.returncode == 0 and "--leader-elect" in plain.stdout
+
+
+def test_dockerfile_installs_the_operator_extra() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "[operator]" in dockerfile and "USER 65532:65532" in dockerfile
