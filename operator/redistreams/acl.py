@@ -59,8 +59,9 @@ MANAGER = RuleSet(
     (
         # observe: stream and group state, key types, the oldest pending entry, exact lag
         "xinfo|stream", "xinfo|groups", "xinfo|consumers", "xpending", "xrange", "type", "scan",
-        # the ownership registry (a hash)
-        "hget", "hmget", "hsetnx", "hset", "hdel",
+        # the ownership registry (a hash); hscan: what a resource owns (the CLI's immutable names,
+        # a group applied without its Topic's file)
+        "hget", "hmget", "hscan", "hsetnx", "hset", "hdel",
         # changes: every write is a script that checks its commands first
         "evalsha", "evalsha_ro", "script|load", "xgroup|create", "xgroup|destroy", "xgroup|setid", "xgroup|delconsumer",
         "xlen", "xtrim", "del",

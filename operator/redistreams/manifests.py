@@ -168,6 +168,10 @@ class ManifestSet:
     resources: list[Loaded] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Groups whose Topic is not among the manifests: a consumer team applies its own file.
+    # The caller finds the Topic in Redis (``resolve_topic``) or reports it (``unresolved_error``).
+    unresolved: list[Loaded] = field(default_factory=list)
+    external_topics: dict[tuple[str, str], Topic] = field(default_factory=dict)
 
     @property
     def topics(self) -> list[Topic]:
@@ -177,16 +181,48 @@ class ManifestSet:
     def groups(self) -> list[ConsumerGroup]:
         return [r.resource for r in self.resources if isinstance(r.resource, ConsumerGroup)]
 
+    @property
+    def groups_with_topics(self) -> list[tuple[ConsumerGroup, Topic]]:
+        """Groups whose Topic is known (declared, or resolved from Redis), with it."""
+        return [(g, self.topic_for(g)) for g in self.groups if self.knows_topic_of(g)]
+
+    def knows_topic_of(self, group: ConsumerGroup) -> bool:
+        ref = (group.namespace, group.spec.topicRef.name)
+        return ref in self._topics_by_name or ref in self.external_topics
+
     def topic_for(self, group: ConsumerGroup) -> Topic:
-        """The Topic a group refers to (validated to exist by Loader.finish)."""
-        return self._topics_by_name[(group.namespace, group.spec.topicRef.name)]
+        """The Topic a group refers to: among the manifests, else resolved from Redis
+        (KeyError for a group in ``unresolved``)."""
+        ref = (group.namespace, group.spec.topicRef.name)
+        return self._topics_by_name.get(ref) or self.external_topics[ref]
+
+    def resolve_topic(self, group: Loaded, stream: str) -> None:
+        """The group's Topic, found in Redis' ownership registry as owning ``stream``."""
+        res = group.resource
+        assert isinstance(res, ConsumerGroup)
+        ref = (res.namespace, res.spec.topicRef.name)
+        self.external_topics[ref] = Topic.model_validate({
+            "apiVersion": API, "kind": "Topic", "metadata": {"name": ref[1], "namespace": ref[0]},
+            "spec": {"streamName": stream},
+        })
+        self.unresolved.remove(group)
+
+    @staticmethod
+    def unresolved_error(group: Loaded, where: str) -> str:
+        res = group.resource
+        assert isinstance(res, ConsumerGroup)
+        return _clean(
+            f'{_at(group)}: spec.topicRef.name: Topic "{res.spec.topicRef.name}" not found in namespace '
+            f'"{res.namespace}" among the given manifests{where}: apply the Topic first, or include its '
+            "file with -f"
+        )
 
     def streams(self) -> dict[str, list[str]]:
         """Every stream key the manifests declare, with the names of the groups declared
         on it (Topics in order first, then their groups in order)."""
         declared: dict[str, list[str]] = {t.stream: [] for t in self.topics}
-        for group in self.groups:
-            declared.setdefault(self.topic_for(group).stream, []).append(group.group)
+        for group, topic in self.groups_with_topics:
+            declared.setdefault(topic.stream, []).append(group.group)
         return declared
 
     @cached_property
@@ -538,6 +574,10 @@ class Loader:
             return
         group = api_version.split("/")[0] if isinstance(api_version, str) and "/" in api_version else None
         if group != API_GROUP:
+            near_miss = _near_miss(api_version, group, kind)
+            if near_miss:
+                self._error(f"{source}: {_resource_word(doc)}: apiVersion: {near_miss} (expected {API})")
+                return
             version = api_version if isinstance(api_version, str) else _quote(api_version)
             self._notice(f"skipping {_resource_word(doc)} ({_short(version)}) in {source}")
             return
@@ -595,10 +635,7 @@ class Loader:
             else:
                 topic = topics.get((res.namespace, res.spec.topicRef.name))
                 if topic is None:
-                    self._error(
-                        f'{_at(loaded)}: spec.topicRef.name: Topic "{res.spec.topicRef.name}" not found in '
-                        f'namespace "{res.namespace}" among the given manifests'
-                    )
+                    result.unresolved.append(loaded)
                     continue
                 key = (topic.stream, res.group)
                 if key in groups:
@@ -609,6 +646,37 @@ class Loader:
                 else:
                     groups[key] = loaded
         return result
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance, or limit + 1 once it exceeds limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def _near_miss(api_version: Any, group: str | None, kind: Any) -> str | None:
+    """Why a document of another API group is surely meant for us (a typo that would
+    otherwise be skipped, leaving a pipeline green that applied nothing), or None.
+
+    Other groups are skipped: a GitOps folder holds Deployments, ConfigMaps, and other
+    projects' kinds named Topic (Crossplane's sns.aws.upbound.io, say)."""
+    if group is not None:
+        if group.lower() == API_GROUP or "redistream" in group.lower() \
+                or _edit_distance(group.lower(), API_GROUP, 2) <= 2:
+            return f"unknown API group {_quote(group)}"
+        return None
+    if kind in RESOURCE_MODELS:  # a Topic without a group: the core group has no such kind
+        return "required field is missing" if api_version is None else f"unsupported value {_quote(api_version)}"
+    return None
 
 
 def _at(loaded: Loaded) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,33 @@ def test_bad_manifest_is_rejected_with_a_precise_message(path: Path) -> None:
     assert result.errors, f"{path.name} was accepted"
     assert any(expected in error for error in result.errors), result.errors
     assert all(error.startswith(str(path)) for error in result.errors), result.errors
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "unresolved").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_group_without_its_topic_is_left_to_resolve(path: Path) -> None:
+    """Not an input error by itself: the CLI looks for the Topic in Redis, then reports it."""
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    result = load([str(path)])
+    assert result.errors == [] and [g.resource.name for g in result.unresolved] == ["billing"]
+    assert result.groups_with_topics == [] and result.streams() == {t.stream: [] for t in result.topics}
+    message = result.unresolved_error(result.unresolved[0], " nor in Redis")
+    assert message.startswith(str(path)) and expected in message, message
+    assert message.endswith("manifests nor in Redis: apply the Topic first, or include its file with -f")
+    result.resolve_topic(result.unresolved[0], "orders/1")
+    assert result.unresolved == [] and [t.stream for _, t in result.groups_with_topics] == ["orders/1"]
+
+
+def test_other_groups_are_skipped_unless_a_near_miss() -> None:
+    for api_version in ("apps/v1", "sns.aws.upbound.io/v1beta1", "kafka.strimzi.io/v1beta2", "v1"):
+        kind = "ConfigMap" if api_version == "v1" else "Topic"
+        text = f"apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: a}}\n"
+        result = load(["-"], stdin=io.BytesIO(text.encode()))
+        assert result.errors == [] and len(result.notices) == 1, (api_version, result.errors)
+    for api_version in ("redistream.dev/v1alpha1", "Redistreams.dev/v1alpha1", "redistreams.io/v1alpha1",
+                        "redistreams.example.com/v1"):
+        text = f"apiVersion: {api_version}\nkind: Topic\nmetadata: {{name: a}}\n"
+        result = load(["-"], stdin=io.BytesIO(text.encode()))
+        assert len(result.errors) == 1 and "apiVersion: unknown API group" in result.errors[0], api_version
 
 
 def test_good_gitops_folder() -> None:

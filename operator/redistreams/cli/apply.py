@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..printable import printable
-from .options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, manifest_command, settings
+from .options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, fail_if_unreachable, manifest_command, planned, settings
 from .output import fail, print_plan, print_results, progress
 from .selector import selection
 
@@ -47,7 +47,7 @@ def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None,
     topics, groups = intents_from(
         chosen_topics, [(g, manifests.topic_for(g)) for g in chosen_groups], config.cluster_id
     )
-    return config.engine(), topics, groups
+    return config.reached_engine(), topics, groups
 
 
 def _pruned(ctx: click.Context, engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent],
@@ -91,7 +91,8 @@ def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, nam
             print_results(results, output)
             sys.exit(_plan_exit(results))
         with progress(f"applying {len(topics)} topics and {len(groups)} groups to {engine.target}"):
-            results = engine.reconcile(topics, groups)
+            results = engine.apply(planned(engine, topics, groups))
+        fail_if_unreachable(ctx, [r.failure for r in results])
         if prune:
             results += _pruned(ctx, engine, topics, groups, namespace, cluster_id, dry_run=False)
         print_results(results, output)
@@ -119,7 +120,8 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
             results = engine.delete(topics, groups, dry_run=True)
             print_results(results, output)
             sys.exit(_plan_exit(results))
-        the_plan = engine.plan(topics, groups)
+        the_plan = planned(engine, topics, groups)
+        fail_if_unreachable(ctx, [p.failure for p in the_plan.topics] + [g.failure for g in the_plan.groups])
         print_plan(the_plan, output)
     if the_plan.failures:
         sys.exit(EXIT_INVALID)
@@ -139,5 +141,6 @@ def delete(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, na
     with _collector_paused():
         engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
         results = engine.delete(topics, groups, dry_run=dry_run)
+        fail_if_unreachable(ctx, [r.failure for r in results])
         print_results(results, output)
     sys.exit(EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK)

@@ -1,15 +1,15 @@
 """Settings and the options the commands share.
 
-The global options (--redis-url, -n, --cluster-id) are accepted before or after the
-subcommand; the subcommand's value wins. Imports stay light here: ``--help`` loads this
-module, so models, Redis and the engine are imported only when a command runs.
+The global options (--redis-url, -n, --cluster-id, --registry-key, --redis-timeout) are
+accepted before or after the subcommand; the subcommand's value wins. Imports stay light
+here: ``--help`` loads this module, so models, Redis and the engine are imported only when a command runs.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,7 +17,7 @@ from .. import DEFAULT_CLUSTER_ID, DEFAULT_REGISTRY_KEY
 from ..printable import printable
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..engine import Engine, Failure, GroupIntent, Plan, TopicIntent
     from ..manifests import ManifestSet
     from ..probe import Probe
 
@@ -27,6 +27,9 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 REGISTRY_KEY, CLUSTER_ID = DEFAULT_REGISTRY_KEY, DEFAULT_CLUSTER_ID
 REDIS_TIMEOUT = 10.0  # seconds
+# Where a subcommand's --registry-key and --redis-timeout are kept (click's meta is shared
+# by the whole command line); the root group's own are parameters.
+_AFTER = {"registry_key": "redistreams.registry_key", "redis_timeout": "redistreams.redis_timeout"}
 
 
 class Settings:
@@ -39,6 +42,7 @@ class Settings:
         self.cluster_id = cluster_id
         self.registry_key = registry_key
         self.timeout = timeout
+        self._engine: Engine | None = None
 
     @property
     def namespace(self) -> str:
@@ -47,16 +51,41 @@ class Settings:
         return self._namespace or DEFAULT_NAMESPACE
 
     def engine(self) -> Engine:
+        """The engine of this run (one, however often asked)."""
         from ..connection import ConnectionConfigError, RedisTarget
         from ..engine import Engine
         from .output import fail  # output needs the exit codes above: imported late
 
-        target = RedisTarget(self.redis_url, socket_timeout=self.timeout)
-        try:
-            client = target.client()
-        except ConnectionConfigError as exc:
-            fail(str(exc))
-        return Engine(client, target=target.display, registry_key=self.registry_key)
+        if self._engine is None:
+            # --redis-timeout bounds connecting too (redis-py's default would be 5 s apart).
+            target = RedisTarget(self.redis_url, socket_timeout=self.timeout, connect_timeout=self.timeout)
+            try:
+                client = target.client()
+            except ConnectionConfigError as exc:
+                fail(str(exc))
+            self._engine = Engine(client, target=target.display, registry_key=self.registry_key)
+        return self._engine
+
+    def reached_engine(self) -> Engine:
+        """The engine, once Redis answered: unreachable, refusing the password or TLS, or
+        silent past --redis-timeout is one error for the run (exit 2, nothing was done),
+        after one timeout, not redis-py's retries of it for every resource."""
+        engine = self.engine()
+        failure = engine.reach()
+        if failure is not None:
+            self.fail_unreachable(failure)
+        return engine
+
+    def fail_unreachable(self, failure: Failure, resources: int = 0) -> NoReturn:
+        from ..engine.errors import TIMEOUT
+        from .output import fail
+
+        message = failure.message.rstrip(".")
+        if failure.reason == TIMEOUT:
+            message += f" (waited {self.timeout:g}s: --redis-timeout)"
+        if resources:
+            message += f"; the same for all {resources} resources"
+        fail(f"{message}; nothing was done")
 
     def probe(self) -> Probe | None:
         """A redis-py-free probe of what exists (``wait``), or None for a URL only the
@@ -72,12 +101,20 @@ class Settings:
         return redact(self.redis_url)
 
     def manifests(self, paths: tuple[str, ...]) -> ManifestSet:
-        """The validated manifests; every error printed and exit 2 when there is one."""
+        """The validated manifests; every error printed and exit 2 when there is one, or
+        when they hold no Topic or ConsumerGroup at all (kubectl's "no objects passed"):
+        a typo in apiVersion or a wrong folder must not pass as a run that did nothing."""
         from ..manifests import load
 
         manifests = load(list(paths), default_namespace=self.namespace)
         for notice in manifests.notices:
             click.echo(f"notice: {printable(notice)}", err=True)
+        if not manifests.resources and not manifests.errors:
+            command = click.get_current_context().info_name
+            click.echo(f"error: no objects passed to {command}", err=True)
+            sys.exit(EXIT_INVALID)
+        if manifests.unresolved and not manifests.errors:
+            self._resolve_topics(manifests)
         if manifests.errors:
             for error in manifests.errors:
                 click.echo(f"error: {printable(error)}", err=True)
@@ -86,20 +123,101 @@ class Settings:
         return manifests
 
 
+    def _resolve_topics(self, manifests: ManifestSet) -> None:
+        """Groups whose Topic is not among the manifests (a consumer team's own file):
+        their Topic is the one the ownership registry records, under this cluster id, as
+        owning a stream that exists (a group never creates its Topic's stream). ``delete``
+        and ``status`` also find a group by its own record (its Topic may be deleted
+        already); ``status`` skips a group it cannot place, with a notice; ``wait`` needs
+        the Topic's file."""
+        from ..engine import ObservationError, Owner
+        from ..model import ConsumerGroup
+
+        command = click.get_current_context().info_name
+        where = ""
+        if command != "wait":
+            wanted: dict[int, tuple[Owner, Owner]] = {}
+            for index, loaded in enumerate(manifests.unresolved):
+                group = loaded.resource
+                assert isinstance(group, ConsumerGroup)
+                wanted[index] = (Owner(self.cluster_id, group.namespace, group.spec.topicRef.name),
+                                 Owner(self.cluster_id, group.namespace, group.name))
+            where = f" nor in Redis at {self.display_url} (cluster id \"{self.cluster_id}\")"
+            try:
+                engine = self.reached_engine() if command != "status" else self.engine()
+                claims = engine.claims({t for t, _ in wanted.values()}, {g for _, g in wanted.values()})
+                found = {}
+                for index, (topic, group_owner) in wanted.items():
+                    streams = claims.topics.get(topic, [])
+                    if not streams and command in ("delete", "status"):
+                        streams = [s for s, _ in claims.groups.get(group_owner, [])]
+                    if streams:
+                        found[index] = streams[0]
+                states = engine.observe(set(found.values()), owners=False) if found else {}
+            except ObservationError as exc:
+                found, states = {}, {}
+                where = f" (Redis could not be searched: {exc.failure.message})"
+            for index, loaded in list(enumerate(manifests.unresolved))[::-1]:
+                stream = found.get(index)
+                if stream is None:
+                    continue
+                if states[stream].exists or command in ("delete", "status"):
+                    manifests.resolve_topic(loaded, stream)
+                else:
+                    manifests.errors.append(manifests.unresolved_error(loaded, "") + (
+                        f' (its Topic owns stream "{stream}", which does not exist: apply the Topic to '
+                        "create it; a group never creates its Topic's stream)"))
+                    manifests.unresolved.remove(loaded)
+        for loaded in manifests.unresolved:
+            if command == "status":
+                click.echo(f"notice: {printable(manifests.unresolved_error(loaded, where))}; skipped", err=True)
+            else:
+                manifests.errors.append(manifests.unresolved_error(loaded, where))
+        if command == "status":  # shown as far as they can be: the others
+            skipped = {id(loaded) for loaded in manifests.unresolved}
+            manifests.resources = [r for r in manifests.resources if id(r) not in skipped]
+
+
 def settings(ctx: click.Context, redis_url: str | None, namespace: str | None, cluster_id: str | None) -> Settings:
     """The subcommand's global options, else the ones given before it, else defaults."""
     parent: dict[str, Any] = ctx.find_root().params
+    after = [ctx.meta.get(_AFTER[name]) for name in ("registry_key", "redis_timeout")]
     return Settings(
         redis_url or parent.get("redis_url"),
         namespace or parent.get("namespace"),
         cluster_id or parent.get("cluster_id") or CLUSTER_ID,
-        parent.get("registry_key") or REGISTRY_KEY,
-        parent.get("redis_timeout") or REDIS_TIMEOUT,
+        after[0] or parent.get("registry_key") or REGISTRY_KEY,
+        next((t for t in (after[1], parent.get("redis_timeout")) if t is not None), REDIS_TIMEOUT),
     )
 
 
+def _kept(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and param.name:
+        ctx.meta[_AFTER[param.name]] = seconds_option(value) if param.name == "redis_timeout" else value
+    return value
+
+
+def seconds_option(value: str | float) -> float:
+    """Seconds from a duration (10s, 1m) or a bare number of seconds, above 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return duration_option(str(value))
+    if not 0 < seconds < float("inf"):
+        raise click.BadParameter(f'invalid duration "{value}" (use e.g. 10s, 1m, or seconds above 0)')
+    return seconds
+
+
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The global options, also accepted after the subcommand."""
+    """The global options, also accepted after the subcommand (the root group declares
+    --registry-key and --redis-timeout itself)."""
+    declared = {p.name for p in getattr(func, "__click_params__", ())}
+    if "redis_timeout" not in declared:
+        func = click.option("--redis-timeout", metavar="DURATION", expose_value=False, callback=_kept,
+                            help=f"How long to wait for Redis (default: {REDIS_TIMEOUT:g}s).")(func)
+    if "registry_key" not in declared:
+        func = click.option("--registry-key", expose_value=False, callback=_kept,
+                            help=f"Hash holding ownership records (default: {REGISTRY_KEY}).")(func)
     func = click.option("--cluster-id", help="Owner identity of this user or cluster (default: default).")(func)
     func = click.option(
         "-n", "--namespace", help="Namespace for manifests that do not name one (default: default)."
@@ -145,3 +263,36 @@ def duration_option(value: str) -> float:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
+
+
+def planned(engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
+    """The plan, with each new claim of a resource that owns another stream or group (its
+    streamName, groupName or topicRef changed) refused, as the CRD refuses the change."""
+    from ..engine import GroupPlan, ObservationError, TopicPlan
+    from ..engine.claims import new_claims, refuse_moves
+
+    plan = engine.plan(topics, groups)
+    topic_owners, group_owners = new_claims(plan)
+    if topic_owners or group_owners:
+        try:
+            refuse_moves(plan, engine.claims(topic_owners, group_owners))
+        except ObservationError as exc:  # unchecked, a claim could orphan a record: none is made
+            for item in [*plan.topics, *plan.groups]:
+                if isinstance(item, (TopicPlan, GroupPlan)) and item.record_is_new and item.failure is None:
+                    item.failure = exc.failure
+    return plan
+
+
+def fail_if_unreachable(ctx: click.Context, failures: list[Failure | None]) -> None:
+    """One error for the run (exit 2) when every resource failed for the same reason of
+    connection or permission (a Redis Cluster or Sentinel gone, a user refused its first
+    command): 10,000 resources are not 10,000 lines saying it."""
+    from ..engine.errors import PERMISSION_DENIED, is_connection_problem
+
+    if not failures or any(f is None for f in failures):
+        return
+    first = failures[0]
+    assert first is not None
+    if (is_connection_problem(first) or first.reason == PERMISSION_DENIED) and \
+            all(f is not None and f.reason == first.reason for f in failures):
+        settings(ctx, None, None, None).fail_unreachable(first, len(failures) if len(failures) > 1 else 0)
