@@ -73,12 +73,19 @@ func consume(group, count string) error {
 		return err
 	}
 	defer sub.Shutdown(context.Background())
-	for i := 0; i < n; i++ {
+	// Delivery is at least once: the driver reads this consumer's own unacknowledged
+	// entries before new ones, and gocloud sends acks in the background, so an entry
+	// can come again before its ack lands. Handle each entry ID once.
+	seen := map[string]bool{}
+	for len(seen) < n {
 		msg, err := sub.Receive(ctx)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("received %s from %s\n", msg.Body, msg.Metadata["sender"])
+		if id := msg.LoggableID; !seen[id] {
+			seen[id] = true
+			fmt.Printf("received %s from %s\n", msg.Body, msg.Metadata["sender"])
+		}
 		msg.Ack()
 	}
 	return nil
