@@ -111,11 +111,20 @@ def test_tutorial(cluster: Cluster, redis: RedisServer, workdir: Path, tmp_path:
            "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0",
            "GONOSUMDB": "github.com/covrom/redispubsub"}
     operator = None
+    outputs: dict[str, str] = {}
     try:
         for command in page:
-            run(command, env, workdir, timeout=600 if command.text.startswith("go ") else 180)
+            outputs[command.text] = run(command, env, workdir, timeout=600 if command.text.startswith("go ") else 180)
             if command.text.startswith("helm install "):
                 operator = _start_operator(cluster, tmp_path)
+        # Each language received what the other published, in order, once.
+        sent = [f'{{"order": {i}, "from": "go"}} from orders-go' for i in (1, 2, 3)] + \
+               [f'{{"order": {i}, "from": "python"}} from orders-py' for i in (1, 2)]
+        for consume in ("python docs/tutorial/python/service.py consume billing 5",
+                        "docs/tutorial/go/orders-go consume audit 5"):
+            received = [line.removeprefix("received ") for line in outputs[consume].splitlines()
+                        if line.startswith("received ")]
+            assert received == sent, (consume, received)
         # Go's three and Python's two reached both groups, acknowledged.
         client = redis.client()
         groups = {g["name"]: g for g in client.xinfo_groups("orders")}
