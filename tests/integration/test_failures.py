@@ -26,7 +26,8 @@ def test_unreachable_redis(cli, tmp_path: Path) -> None:
     applied = cli("apply", "-f", path, url=url)
     assert applied.returncode == 1
     assert_clean(applied)
-    lines = applied.stderr.splitlines()
+    *lines, summary = applied.stderr.splitlines()
+    assert summary == "4 failed"
     assert len(lines) == 4
     assert all(f"Redis at {url} is unreachable" in line for line in lines)
     assert lines[0].startswith("error: topic/orders: ")
@@ -69,7 +70,8 @@ def test_redis_going_away_mid_apply_then_converging(cli, make_redis, tmp_path: P
     assert process.returncode == 1
     assert "Traceback" not in stderr
     assert "is unreachable" in stderr
-    assert len(stdout.splitlines()) + len(stderr.splitlines()) == 6000  # every resource accounted for
+    assert stderr.splitlines()[-1].endswith(" failed")  # the summary line, after...
+    assert len(stdout.splitlines()) + len(stderr.splitlines()) - 1 == 6000  # ...every resource accounted for
     server.start()
     again = cli("apply", "-f", path, url=server.url)
     assert again.returncode == 0, again.stderr[-2000:]
