@@ -44,7 +44,9 @@ def test_what_it_uses_exists() -> None:
     # The kinds it waits for are the ones examples/ declares.
     kinds = {d["kind"] for f in ("topics.yaml", "consumergroups.yaml")
              for d in yaml.safe_load_all((ROOT / "examples" / f).read_text()) if d}
-    assert kinds == {"Topic", "ConsumerGroup"} and "topics,consumergroups --all" in text
+    assert kinds == {"Topic", "ConsumerGroup"} and "--for=condition=Ready topics,consumergroups --all" in text
+    # That kubectl wait runs for real in the tutorial's test (tests/docs/test_tutorial.py).
+    assert "--for=condition=Ready topics,consumergroups --all" in (ROOT / "docs" / "tutorial.md").read_text()
 
 
 def test_help_and_bad_arguments_need_no_docker() -> None:
