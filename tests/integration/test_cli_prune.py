@@ -214,3 +214,31 @@ def test_snapshot_sees_a_change(redis_server: RedisServer) -> None:
     assert snapshot(redis_server) != before
     with pytest.raises(redis.ResponseError):
         r.xgroup_create("s", "g", "0")
+
+
+@pytest.mark.slow
+def test_prune_on_a_redis_cluster_reads_every_slots_registry(redis_cluster, tmp_path: Path) -> None:
+    """On a Redis Cluster the records live in one registry key per slot, on every master:
+    pruning finds them all, and the preview there writes nothing either."""
+    from tests.support.cli import CLI
+
+    cli = CLI(redis_cluster.url)
+    docs = "".join(topic(f"t{i}", streamName=f"p/{i}", deletionPolicy="Delete")
+                   + group(f"g{i}", f"t{i}", deletionPolicy="Delete") for i in range(40))
+    full = write(tmp_path, docs, "full.yaml")
+    kept = write(tmp_path, "".join(topic(f"t{i}", streamName=f"p/{i}", deletionPolicy="Delete")
+                                   + group(f"g{i}", f"t{i}", deletionPolicy="Delete") for i in range(5)), "kept.yaml")
+    assert cli("apply", "-f", full, timeout=180).returncode == 0
+    client = redis_cluster.client()
+    try:
+        preview = cli("apply", "-f", kept, "--prune", "--dry-run", "-o", "json", timeout=180)
+        assert preview.returncode == 1, preview.stderr[-2000:]
+        assert sum(1 for x in json.loads(preview.stdout)["results"] if x["outcome"] == "pruned") == 70
+        assert all(client.exists(f"p/{i}") for i in range(40))
+        pruned = cli("apply", "-f", kept, "--prune", "-o", "json", timeout=180)
+        assert pruned.returncode == 0, pruned.stderr[-2000:]
+        outcomes = [x["outcome"] for x in json.loads(pruned.stdout)["results"]]
+        assert outcomes.count("pruned") == 70 and outcomes.count("unchanged") == 10
+        assert [i for i in range(40) if client.exists(f"p/{i}")] == list(range(5))
+    finally:
+        client.close()
