@@ -3,9 +3,12 @@ expected lines, and that a line the command did not print is caught."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tests.docs.console import commands, missing_lines
+import pytest
+
+from tests.docs.console import Command, commands, missing_lines, run
 
 PAGE = """\
 Text.
@@ -38,3 +41,14 @@ def test_expected_lines_match_loosely_but_not_anything() -> None:
     assert missing_lines(["orders 1 …"], output) == []
     assert missing_lines(["orders 2 …"], output) == ["orders 2 …"]
     assert missing_lines(["orders"], output) == ["orders"]  # whole lines, not substrings
+
+
+def test_run_fails_on_another_exit_code_or_a_missing_line(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    assert run(Command("p.md", 1, "echo hello; exit 1", exits=1, expected=["hello"]), env, tmp_path) == "hello\n"
+    with pytest.raises(AssertionError, match="exited 3, the page says 0"):
+        run(Command("p.md", 1, "exit 3"), env, tmp_path)
+    with pytest.raises(AssertionError, match="lines it did not print"):
+        run(Command("p.md", 1, "echo hullo", expected=["hello"]), env, tmp_path)
+    run(Command("p.md", 1, "export GREETING=hi"), env, tmp_path)
+    assert env["GREETING"] == "hi"
