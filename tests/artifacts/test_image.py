@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -71,6 +72,27 @@ def test_archive_is_a_valid_image() -> None:
     result = subprocess.run([tool("crane.sh"), "validate", "--tarball", str(artifact(IMAGE_TAR, "image"))],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_archive_pushes_to_a_registry(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """`crane push` as the README says, to crane's own registry on loopback, read back."""
+    crane = tool("crane.sh")
+    registry = subprocess.Popen([crane, "registry", "serve", "--address", "127.0.0.1:0"],
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        assert registry.stderr is not None
+        line = registry.stderr.readline()
+        port = re.search(r"serving on port (\d+)", line)
+        assert port, line
+        ref = f"127.0.0.1:{port.group(1)}/redistreams:{VERSION}"
+        pushed = subprocess.run([crane, "push", str(IMAGE_TAR), ref], capture_output=True, text=True, timeout=300)
+        assert pushed.returncode == 0, pushed.stderr
+        config = subprocess.run([crane, "config", ref], capture_output=True, text=True, timeout=60)
+        assert config.returncode == 0, config.stderr
+        assert json.loads(config.stdout) == image[1]
+    finally:
+        registry.terminate()
+        registry.wait(timeout=30)
 
 
 def test_config_runs_the_operator_as_a_non_root_user(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
