@@ -86,7 +86,8 @@ def test_prune_removes_what_the_manifests_no_longer_declare(cli, redis_server: R
 
     again = cli("apply", "-f", reduced, "--prune")
     assert again.returncode == 0 and again.stdout.strip() == "topic/keep unchanged"
-    assert cli("apply", "-f", reduced, "--prune", "--dry-run").returncode == 0  # nothing left to prune
+    nothing = cli("apply", "-f", reduced, "--prune", "--dry-run")
+    assert nothing.returncode == 0 and nothing.stdout == "" and "nothing to prune" in nothing.stderr
 
 
 def test_previews_change_nothing(cli, redis_server: RedisServer, tmp_path: Path) -> None:

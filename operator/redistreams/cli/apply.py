@@ -88,6 +88,8 @@ def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, nam
         engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
         if dry_run:
             results = _pruned(ctx, engine, topics, groups, namespace, cluster_id, dry_run=True)
+            if not results:
+                click.echo("nothing to prune", err=True)
             print_results(results, output)
             sys.exit(_plan_exit(results))
         with progress(f"applying {len(topics)} topics and {len(groups)} groups to {engine.target}"):
