@@ -76,8 +76,8 @@ def test_bash_completion_script_registers_and_completes() -> None:
     assert run(env=env).stdout.splitlines() == ["plain,version"]
     env = {"_REDISTREAMS_COMPLETE": "bash_complete", "COMP_WORDS": "redistreams completion ", "COMP_CWORD": "2"}
     assert run(env=env).stdout.splitlines() == ["plain,bash", "plain,zsh", "plain,fish"]
-    env = {"_REDISTREAMS_COMPLETE": "bash_complete", "COMP_WORDS": "redistreams status --wa", "COMP_CWORD": "2"}
-    assert run(env=env).stdout.splitlines() == ["plain,--watch"]
+    env = {"_REDISTREAMS_COMPLETE": "bash_complete", "COMP_WORDS": "redistreams status --no-h", "COMP_CWORD": "2"}
+    assert run(env=env).stdout.splitlines() == ["plain,--no-headers"]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])

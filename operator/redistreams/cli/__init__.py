@@ -22,7 +22,7 @@ import click
 
 from .. import __version__
 from ..printable import printable
-from .options import REDIS_TIMEOUT, REGISTRY_KEY, connection_options, duration_option
+from .options import REDIS_TIMEOUT, REGISTRY_KEY, connection_options, seconds_option
 
 # command -> (module in this package, attribute). A command's module is imported when the
 # command runs (or --help lists them all): `redistreams wait` in an init container loads
@@ -59,16 +59,6 @@ EXIT_CODES: dict[str, tuple[str, ...]] = {
 def _exit_codes_epilog(name: str) -> str:
     # \b keeps click from rewrapping the list into one paragraph.
     return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in EXIT_CODES[name])
-
-
-def _seconds(value: str | float) -> float:
-    try:
-        seconds = float(value)  # seconds, as this option took before it took durations
-    except ValueError:
-        return duration_option(str(value))
-    if not 0 < seconds < float("inf"):
-        raise click.BadParameter(f'invalid duration "{value}" (use e.g. 10s, 1m, or seconds above 0)')
-    return seconds
 
 
 def _show_usage_error(error: click.UsageError, file: Any = None) -> None:
@@ -115,7 +105,7 @@ class _LazyGroup(click.Group):
 @connection_options
 @click.option("--registry-key", default=REGISTRY_KEY, show_default=True, help="Hash holding ownership records.")
 @click.option("--redis-timeout", default=f"{REDIS_TIMEOUT:g}s", show_default=True, metavar="DURATION",
-              callback=lambda _ctx, _param, value: _seconds(value),
+              callback=lambda _ctx, _param, value: seconds_option(value),
               help="How long to wait for Redis (e.g. 10s, 1m; a bare number is seconds).")
 def cli(**_: Any) -> None:
     """Declarative Redis Streams topics and consumer groups.
