@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -24,13 +23,13 @@ _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _PREFIX = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
 _KEY = rf"(?:{_PREFIX}/)?{_NAME}"
 _VALUE = rf"(?:{_NAME})?"
-_EXISTS = re.compile(rf"(!?)\s*({_KEY})")
-_EQUALITY = re.compile(rf"({_KEY})\s*(==|=|!=)\s*({_VALUE})")
-_SET = re.compile(rf"({_KEY})\s+(in|notin)\s*\((.*)\)")
+# Compiled at first use (re caches them): `wait` and --help import this module.
+_EXISTS = rf"(!?)\s*({_KEY})"
+_EQUALITY = rf"({_KEY})\s*(==|=|!=)\s*({_VALUE})"
+_SET = rf"({_KEY})\s+(in|notin)\s*\((.*)\)"
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(NamedTuple):
     key: str
     operator: str  # "in", "notin", "exists", "!exists" ("=" is "in" of one value)
     values: frozenset[str] = frozenset()
@@ -46,8 +45,7 @@ class Requirement:
         return not present or labels[self.key] not in self.values  # notin, !=
 
 
-@dataclass(frozen=True)
-class Selector:
+class Selector(NamedTuple):
     text: str
     requirements: tuple[Requirement, ...]
 
@@ -62,16 +60,16 @@ def parse(text: str) -> Selector:
         requirement = part.strip()
         if not requirement:
             raise ValueError(f'invalid selector "{text}": empty requirement')
-        if match := _SET.fullmatch(requirement):
+        if match := re.fullmatch(_SET, requirement):
             key, op, inner = match.groups()
             values = [v.strip() for v in inner.split(",")]
             if not values or any(not re.fullmatch(_NAME, v) for v in values):
                 raise ValueError(f'invalid selector "{text}": bad value list in "{requirement}"')
             requirements.append(Requirement(key, op, frozenset(values)))
-        elif match := _EQUALITY.fullmatch(requirement):
+        elif match := re.fullmatch(_EQUALITY, requirement):
             key, op, value = match.groups()
             requirements.append(Requirement(key, "notin" if op == "!=" else "in", frozenset([value])))
-        elif match := _EXISTS.fullmatch(requirement):
+        elif match := re.fullmatch(_EXISTS, requirement):
             bang, key = match.groups()
             requirements.append(Requirement(key, "!exists" if bang else "exists"))
         else:
