@@ -47,7 +47,8 @@ def test_usage_errors_have_one_style_and_exit_2() -> None:
 
 def test_durations_are_shown_as_duration() -> None:
     for command, options in {"wait": ("--timeout", "--interval"), "status": ("--interval",),
-                             "sub": ("--timeout",)}.items():
+                             "sub": ("--timeout",), "operator": ("--resync-interval", "--status-interval",
+                             "--observe-interval", "--lease-duration", "--renew-deadline", "--retry-period")}.items():
         text = run(command, "--help").stdout
         for option in options:
             assert f"{option} DURATION" in text, (command, option)

@@ -22,12 +22,12 @@ INSTALL_OPERATOR_EXTRA = "pip install 'redistreams[operator]'"
 @click.option("--redis-url", metavar="URL", help="Default Redis (default: $REDIS_URL).")
 @click.option("--cluster-id", envvar="REDISTREAMS_CLUSTER_ID", default=CLUSTER_ID, show_default=True,
               help="Owner identity of this cluster in Redis' ownership records.")
-@click.option("--resync-interval", default="60s", show_default=True,
+@click.option("--resync-interval", default="60s", show_default=True, metavar="DURATION",
               help="Drift check period (±10% jitter). One pass reads each stream once for drift, status, "
                    "metrics and retention, every min(--resync-interval, --observe-interval).")
-@click.option("--status-interval", default="30s", show_default=True,
+@click.option("--status-interval", default="30s", show_default=True, metavar="DURATION",
               help="Write changing figures (length, lag…) to status at most this often.")
-@click.option("--observe-interval", default="30s", show_default=True,
+@click.option("--observe-interval", default="30s", show_default=True, metavar="DURATION",
               help="Stream metrics and retention in bounded steps at least this often, from the same read "
                    "as the drift check (off: no stream metrics; retention then runs with each reconcile).")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
@@ -40,11 +40,12 @@ INSTALL_OPERATOR_EXTRA = "pip install 'redistreams[operator]'"
 @click.option("--lease-name", default="redistreams-operator", show_default=True, help="The Lease's name.")
 @click.option("--lease-namespace", envvar="POD_NAMESPACE", metavar="NS",
               help="The Lease's namespace (default: $POD_NAMESPACE, else the kubeconfig's, else default).")
-@click.option("--lease-duration", default="10s", show_default=True,
+@click.option("--lease-duration", default="10s", show_default=True, metavar="DURATION",
               help="A standby takes over this long after the leader's last renewal.")
-@click.option("--renew-deadline", default="7s", show_default=True,
+@click.option("--renew-deadline", default="7s", show_default=True, metavar="DURATION",
               help="The leader stops (exits) when it has not renewed for this long; below --lease-duration.")
-@click.option("--retry-period", default="2s", show_default=True, help="Renewal and standby polling period.")
+@click.option("--retry-period", default="2s", show_default=True, metavar="DURATION",
+              help="Renewal and standby polling period.")
 @click.option("--tenant", "tenants", multiple=True, metavar="NS=PREFIX", envvar="REDISTREAMS_TENANTS",
               help="Namespace NS may declare only streams starting with PREFIX (repeatable; * for every "
                    "namespace not listed, {namespace} for its name). With any entry, unlisted namespaces may "
