@@ -64,6 +64,11 @@ def test_apply_prints_a_summary_on_stderr_and_names_with_o_name(cli, redis_serve
     as_yaml = yaml.safe_load(cli("apply", "-f", path, "-o", "yaml").stdout)
     as_json = json.loads(cli("apply", "-f", path, "-o", "json").stdout)
     assert as_yaml == as_json and [r["outcome"] for r in as_json["results"]] == ["unchanged"] * 4
+    preview = cli("delete", "-f", path, "--dry-run")
+    assert preview.returncode == 0 and preview.stderr == "4 released, 0 failed (dry run)\n"
+    gone = cli("delete", "-f", write(tmp_path, topic("orders", deletionPolicy="Delete")
+                                     + group("billing", "orders", deletionPolicy="Delete"), "delete.yaml"))
+    assert gone.returncode == 0 and gone.stderr == "2 deleted, 0 failed\n"
 
 
 def test_plan_is_a_field_level_diff(cli, redis_server: RedisServer, tmp_path: Path) -> None:
