@@ -154,6 +154,9 @@ def test_selector_acts_on_matching_resources_only(cli, redis_server: RedisServer
     assert [line.split()[:2] for line in shop.stdout.splitlines()] == [["topic/orders", "created:"],
                                                                      ["consumergroup/billing", "created:"]]
     assert r.exists("orders") and not r.exists("logs")
+    # wait -f -l waits for the selected resources only.
+    assert cli("wait", "-f", path, "-l", "app=shop", "--timeout", "1s").returncode == 0
+    assert cli("wait", "-f", path, "--timeout", "1s", "--interval", "1s").returncode == 1  # logs is missing
     assert [g["name"] for g in r.xinfo_groups("orders")] == ["billing"]
     # A group selected without its Topic: the Topic is still read from the input.
     ops = cli("apply", "-f", path, "-l", "app!=shop", "-o", "name")
@@ -233,3 +236,11 @@ def test_version_prints_client_and_server(cli, redis_server: RedisServer) -> Non
     assert down.stderr.startswith("error: Redis at redis://127.0.0.1:") and "is unreachable" in down.stderr
     client_only = cli("version", "--client", url=f"redis://127.0.0.1:{free_port()}/0")
     assert client_only.returncode == 0 and client_only.stdout == "Client Version: 0.1.0\n"
+
+
+def test_version_on_a_redis_cluster(cli, redis_cluster) -> None:
+    shown = cli("version", "-o", "json", url=redis_cluster.url)
+    assert shown.returncode == 0, shown.stderr
+    server = json.loads(shown.stdout)["serverVersion"]
+    assert server["name"] == "Redis" and server["mode"] == "cluster"
+    assert server["version"] == redis_cluster.nodes[0].client().info("server")["redis_version"]

@@ -92,3 +92,14 @@ def test_zsh_and_fish_scripts(shell: str) -> None:
 def test_unknown_shell_is_refused() -> None:
     refused = run("completion", "tcsh")
     assert refused.returncode == 2 and refused.stderr.startswith("error: Invalid value for 'SHELL'")
+
+
+def test_server_version_names_valkey_and_redis() -> None:
+    from redistreams.cli.about import server_version
+
+    valkey = {"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.0.1", "redis_mode": "cluster"}
+    assert server_version(valkey) == {"name": "Valkey", "version": "8.0.1", "mode": "cluster"}
+    assert server_version({"redis_version": "7.4.1", "redis_mode": "standalone"}) == {
+        "name": "Redis", "version": "7.4.1", "mode": "standalone"}
+    per_node = {"127.0.0.1:7000": {"redis_version": "7.4.1", "redis_mode": "cluster"}}
+    assert server_version(per_node) == {"name": "Redis", "version": "7.4.1", "mode": "cluster"}

@@ -62,13 +62,18 @@ def _server_version(engine: Any) -> tuple[dict[str, str] | None, str | None]:
         return None, describe(exc, engine.target).message
     finally:
         engine.close()
+    return server_version(info), None
+
+
+def server_version(info: dict[str, Any]) -> dict[str, str]:
+    """Name, version and mode from INFO server (of one node, or per node from a cluster client)."""
     if info and all(isinstance(v, dict) for v in info.values()):
         info = next(iter(info.values()))  # a cluster client answers per node: the first one's
     # Valkey says server_name:valkey and valkey_version; it keeps redis_version at 7.2.4.
     name = str(info.get("server_name") or "redis")
     number = info.get(f"{name}_version") or info.get("redis_version") or "unknown"
     pretty = {"redis": "Redis", "valkey": "Valkey"}.get(name, name)
-    return {"name": pretty, "version": str(number), "mode": str(info.get("redis_mode", "standalone"))}, None
+    return {"name": pretty, "version": str(number), "mode": str(info.get("redis_mode", "standalone"))}
 
 
 @click.command()
