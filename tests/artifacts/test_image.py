@@ -156,6 +156,18 @@ def test_entrypoint_takes_the_charts_operator_arguments(rootfs: Path,
     assert plain.returncode == 0 and "--leader-elect" in plain.stdout
 
 
+@needs_root
+def test_default_command_starts_the_operator(rootfs: Path, image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Entrypoint + Cmd, outside a cluster: the operator itself starts (its extra is there)
+    and says in one line that it has no Kubernetes to talk to."""
+    _, config = image
+    result = run_entrypoint(rootfs, config, config["config"]["Cmd"], config["config"]["User"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "extra" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Kubernetes" in line, line
+
+
 def test_dockerfile_installs_the_operator_extra() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "[operator]" in dockerfile and "USER 65532:65532" in dockerfile

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import venv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,8 +56,15 @@ def with_operator(cli_only: Venv) -> Venv:
 
 
 def test_the_wheel_is_the_checkout() -> None:
-    wheel = artifact(WHEEL, "dist")
-    assert wheel.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime, "dist/ is older: run `make dist`"
+    """The wheel tested here holds the checkout's modules as they are (else `make dist`)."""
+    with zipfile.ZipFile(artifact(WHEEL, "dist")) as wheel:
+        packaged = {n: wheel.read(n) for n in wheel.namelist() if n.startswith("redistreams/")}
+    source = ROOT / "operator"
+    checkout = {p.relative_to(source).as_posix(): p.read_bytes() for p in (source / "redistreams").rglob("*")
+                if p.is_file() and p.suffix in (".py", ".lua")}
+    stale = sorted(n for n in checkout.keys() | packaged.keys()
+                   if n.endswith((".py", ".lua")) and checkout.get(n) != packaged.get(n))
+    assert not stale, f"dist/ is not the checkout ({', '.join(stale[:5])}): run `make dist`"
 
 
 def test_cli_without_the_operator_extra(cli_only: Venv) -> None:
