@@ -4,11 +4,13 @@ Chroot needs root (CI runs as root); those tests are skipped otherwise."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import CHART, CHART_META, IMAGE_TAR, ROOT, VERSION, artifact, tool
+from .conftest import CHART, CHART_META, IMAGE_TAR, ROOT, VERSION, WHEEL, artifact, tool
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chroot into the unpacked image needs root (CI runs as root)")
 
@@ -93,6 +95,25 @@ def test_archive_pushes_to_a_registry(image: tuple[dict[str, Any], dict[str, Any
     finally:
         registry.terminate()
         registry.wait(timeout=30)
+
+
+def records(lines: str) -> set[tuple[str, str]]:
+    """(path, hash) of our modules in a RECORD file."""
+    rows = (line.split(",") for line in lines.splitlines() if line.startswith("redistreams/"))
+    return {(row[0], row[1]) for row in rows if row[0].endswith((".py", ".lua"))}
+
+
+def test_image_holds_the_wheel(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The image's installed package is the wheel in dist/ (else `make image`)."""
+    entry, _ = image
+    with zipfile.ZipFile(artifact(WHEEL, "dist")) as wheel:
+        (record,) = [n for n in wheel.namelist() if n.endswith(".dist-info/RECORD")]
+        expected = records(wheel.read(record).decode())
+    with tarfile.open(IMAGE_TAR) as archive:
+        app = tarfile.open(fileobj=io.BytesIO(archive.extractfile(entry["Layers"][-1]).read()))  # type: ignore[union-attr]
+        (member,) = [m for m in app.getmembers() if m.name.endswith(f"redistreams-{VERSION}.dist-info/RECORD")]
+        installed = records(app.extractfile(member).read().decode())  # type: ignore[union-attr]
+    assert expected and installed == expected, "the image is older than dist/'s wheel: run `make image`"
 
 
 def test_config_runs_the_operator_as_a_non_root_user(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
