@@ -312,3 +312,30 @@ def test_sending_after_shutdown_is_refused(redis_server: RedisServer, raw: redis
         asyncio.run(scenario())
     assert [e[1][b"body"] for e in raw.xrange("closed")] == [b"first", b"kept"]
     assert [c for c in raw.client_list() if c["name"] == "redistreams-pub"] == []
+
+
+def test_sentinel_url_follows_a_failover(no_hop: list[str]) -> None:
+    """Sends before a failover are on the new master, in order, and later sends go to it
+    (the Sentinel pool closes connections to a demoted master: no writing on to it)."""
+    from tests.support.redis_sentinel import SentinelGroup
+
+    group = SentinelGroup().start()
+    try:
+        topic = sync.open_topic("redis://events", redis_url=group.url, retry_for=30)
+        before = [topic.send(str(n)) for n in range(100)]
+        new = group.failover()
+        # ~1.5 s here (the sentinels agreeing, then the pool's recheck); a connection held on
+        # writes to the old master until the sentinels demote it, ~10 s, all of it lost then.
+        deadline = time.monotonic() + 7
+        while not new.client().exists("events") or new.client().xlen("events") == len(before):
+            assert time.monotonic() < deadline, "still sending to the old master 7 s after the failover"
+            topic.send(b"after")
+            time.sleep(0.01)
+        later = [topic.send(str(n)) for n in range(100, 150)]
+        topic.shutdown()
+        entries = new.client().xrange("events")
+    finally:
+        group.close()
+    assert no_hop == ["open_topic", "Topic.shutdown"]  # the Sentinel master's own connections, in this thread
+    assert [e[0] for e in entries][:100] == before
+    assert [(e[0], e[1]["body"]) for e in entries][-50:] == list(zip(later, map(str, range(100, 150))))

@@ -14,6 +14,7 @@ as ``link.Link`` does; the caller retries with a new one.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,11 +45,15 @@ class BlockingLink:
     """
 
     def __init__(self, connect: Callable[[], Connection], timeout: float, name: str | None,
-                 keep: object = None) -> None:
+                 pool: Any = None) -> None:
         self._connect = connect
         self.timeout = timeout
         self.name = name
-        self._keep = keep  # what ``connect`` needs alive (a Sentinel pool: its connections hold a weak proxy)
+        # A Sentinel master's pool: connections are taken from it for each trip, so that
+        # after a failover it closes them (sentinel.RECHECK_SECONDS) instead of this link
+        # writing on to a demoted master whose writes would be lost when it rejoins.
+        self._pool = pool
+        self._named: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
         self._closed = False
 
@@ -70,13 +75,32 @@ class BlockingLink:
                     replies.append(error)
         except BaseException:
             connection.disconnect()
+            if self._pool is not None:
+                self._pool.release(connection)
             raise
+        if self._pool is not None:
+            self._pool.release(connection)
+            if self._closed:
+                connection.disconnect()
+            return replies
         self._idle.append(connection)
         if self._closed:  # closed meanwhile: close() may have missed this one
             self._disconnect_idle()
         return replies
 
     def _take(self) -> Connection:
+        if self._pool is not None:
+            connection = self._pool.get_connection()
+            if connection not in self._named:  # named again whenever the pool reconnects it
+                self._named.add(connection)
+                connection.register_connect_callback(self._set_name)
+                try:
+                    self._set_name(connection)
+                except BaseException:
+                    connection.disconnect()
+                    self._pool.release(connection)
+                    raise
+            return connection
         try:
             return self._idle.pop()
         except IndexError:
@@ -84,16 +108,19 @@ class BlockingLink:
         connection = self._connect()
         try:
             connection.connect()
-            if self.name:
-                connection.send_command("CLIENT", "SETNAME", self.name, check_health=False)
-                try:
-                    connection.read_response()
-                except ResponseError:
-                    pass  # an ACL without client|setname is fine
+            self._set_name(connection)
         except BaseException:
             connection.disconnect()
             raise
         return connection
+
+    def _set_name(self, connection: Connection) -> None:
+        if self.name:
+            connection.send_command("CLIENT", "SETNAME", self.name, check_health=False)
+            try:
+                connection.read_response()
+            except ResponseError:
+                pass  # an ACL without client|setname is fine
 
     def _disconnect_idle(self) -> None:
         while True:
@@ -106,6 +133,8 @@ class BlockingLink:
         """Close the idle connections now, the busy ones when their trip ends."""
         self._closed = True
         self._disconnect_idle()
+        if self._pool is not None:
+            self._pool.disconnect(inuse_connections=False)
 
 
 def blocking_link(redis_url: str | None, client: object, what: str, url: str, *, timeout: float,
@@ -129,7 +158,7 @@ def blocking_link(redis_url: str | None, client: object, what: str, url: str, *,
     if redis_url.startswith(SENTINEL_PREFIXES):
         # The Sentinel pool's connections ask it where the master is, after a failover too.
         target.connection_kwargs = round_trip_settings(target.connection_kwargs, timeout)
-        return BlockingLink(target.make_connection, timeout, name, keep=target)
+        return BlockingLink(target.make_connection, timeout, name, pool=target)
     connection_class = target.connection_class
     settings = round_trip_settings(target.connection_kwargs, timeout)
     return BlockingLink(lambda: connection_class(**settings), timeout, name)
