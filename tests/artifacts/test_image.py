@@ -192,3 +192,45 @@ def test_default_command_starts_the_operator(rootfs: Path, image: tuple[dict[str
 def test_dockerfile_installs_the_operator_extra() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "[operator]" in dockerfile and "USER 65532:65532" in dockerfile
+
+
+@needs_root
+@pytest.mark.e2e
+def test_image_operator_reconciles_on_a_real_api_server(rootfs: Path, image: tuple[dict[str, Any], dict[str, Any]],
+                                                         tmp_path: Path) -> None:
+    """The image's operator, run as its user from the unpacked layers under a ServiceAccount
+    bound to the chart's ClusterRole, makes a Topic and its group Ready in a real Redis."""
+    from redistreams.crds import generate
+    from tests.support.controlplane import cluster_for_tests, install_crds
+    from tests.support.kube import create, new_namespace, operator_kubeconfig, wait_ready
+    from tests.support.redis_server import RedisServer
+
+    _, config = image
+    user = config["config"]["User"]
+    redis = RedisServer().start()
+    try:
+        with cluster_for_tests() as (cluster, _):
+            install_crds(cluster, generate())
+            ns = new_namespace(cluster, "img")
+            kubeconfig = rootfs / "tmp" / f"kubeconfig-{ns}"
+            operator_kubeconfig(cluster, kubeconfig)
+            kubeconfig.chmod(0o644)
+            args = [*config["config"]["Entrypoint"], "operator", "--namespace", ns, "--redis-url", redis.url,
+                    "--liveness", "", "--metrics-port", "0", "--cluster-id", "image", "--resync-interval", "2s"]
+            with open(tmp_path / "operator.log", "wb") as log:
+                operator = subprocess.Popen(["chroot", f"--userspec={user}", str(rootfs), "/usr/bin/env", "-i",
+                                             *config["config"]["Env"], f"KUBECONFIG=/tmp/{kubeconfig.name}", *args],
+                                            stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    create(cluster, ns, "Topic", "orders", {"streamName": f"{ns}/orders"})
+                    create(cluster, ns, "ConsumerGroup", "billing", {"topicRef": {"name": "orders"}})
+                    wait_ready(cluster, ns, "Topic", "orders", timeout=90)
+                    wait_ready(cluster, ns, "ConsumerGroup", "billing", timeout=90)
+                    assert [g["name"] for g in redis.client().xinfo_groups(f"{ns}/orders")] == ["billing"]
+                finally:
+                    operator.terminate()
+                    operator.wait(30)
+            output = (tmp_path / "operator.log").read_bytes()
+            assert b"Traceback" not in output and b"Forbidden" not in output, output[-2000:].decode(errors="replace")
+    finally:
+        redis.close()
