@@ -79,12 +79,12 @@ MALFORMED = {
 
 # name: (arguments after the root options, exit codes a wrong password gives)
 COMMANDS = {
-    "apply": (["apply", "-f", "{m}"], {1}),
-    "apply-json": (["apply", "-f", "{m}", "-o", "json"], {1}),
+    "apply": (["apply", "-f", "{m}"], {2}),  # refused before planning: one error, nothing done
+    "apply-json": (["apply", "-f", "{m}", "-o", "json"], {2}),
     "plan": (["plan", "-f", "{m}"], {2}),
     "plan-json": (["plan", "-f", "{m}", "-o", "json"], {2}),
-    "delete": (["delete", "-f", "{m}"], {1}),
-    "delete-json": (["delete", "-f", "{m}", "-o", "json"], {1}),
+    "delete": (["delete", "-f", "{m}"], {2}),
+    "delete-json": (["delete", "-f", "{m}", "-o", "json"], {2}),
     "status": (["status"], {2}),
     "status-streams": (["status", "orders", "-f", "{m}"], {2}),
     "status-json": (["status", "orders", "-o", "json"], {2}),

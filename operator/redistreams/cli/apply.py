@@ -123,7 +123,8 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
             print_results(results, output)
             sys.exit(_plan_exit(results))
         the_plan = planned(engine, topics, groups)
-        fail_if_unreachable(ctx, [p.failure for p in the_plan.topics] + [g.failure for g in the_plan.groups])
+        fail_if_unreachable(ctx, [p.failure for p in the_plan.topics] + [g.failure for g in the_plan.groups],
+                            writes=False)
         print_plan(the_plan, output)
     if the_plan.failures:
         sys.exit(EXIT_INVALID)

@@ -283,16 +283,20 @@ def planned(engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent]
     return plan
 
 
-def fail_if_unreachable(ctx: click.Context, failures: list[Failure | None]) -> None:
+def fail_if_unreachable(ctx: click.Context, failures: list[Failure | None], *, writes: bool = True) -> None:
     """One error for the run (exit 2) when every resource failed for the same reason of
-    connection or permission (a Redis Cluster or Sentinel gone, a user refused its first
-    command): 10,000 resources are not 10,000 lines saying it."""
-    from ..engine.errors import PERMISSION_DENIED, is_connection_problem
+    connection or permission (a user refused its first command, credentials or TLS
+    refused): 10,000 resources are not 10,000 lines saying it. After writes, only reasons
+    that mean nothing ran: a connection lost mid-way may have applied some, and a
+    permission refused for the writes is named per resource (``reached_engine`` already
+    failed a user refused its first command)."""
+    from ..engine.errors import AUTH_FAILED, PERMISSION_DENIED, TLS_FAILED, is_connection_problem
 
     if not failures or any(f is None for f in failures):
         return
     first = failures[0]
     assert first is not None
-    if (is_connection_problem(first) or first.reason == PERMISSION_DENIED) and \
+    nothing_ran = first.reason in (AUTH_FAILED, TLS_FAILED) or (not writes and first.reason == PERMISSION_DENIED)
+    if (nothing_ran or (not writes and is_connection_problem(first))) and \
             all(f is not None and f.reason == first.reason for f in failures):
         settings(ctx, None, None, None).fail_unreachable(first, len(failures) if len(failures) > 1 else 0)

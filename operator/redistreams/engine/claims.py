@@ -31,12 +31,26 @@ IMMUTABLE = "FieldImmutable"
 
 
 def reach(client: redis.Redis | redis.RedisCluster, target: str) -> Failure | None:
-    """One PING on a new connection, without redis-py's retries (each would wait the whole
-    socket timeout again): a Redis that is down, refuses the password or the TLS handshake,
-    or never answers costs one timeout and gives one failure, before any resource is
-    planned. None when a server answered (a refused PING is an answer: the manager's ACL
-    need not allow it), and for Sentinel, whose retries ride out a failover."""
+    """One PING and a one-step SCAN (keyless, in every rule set that plans, so a key
+    pattern cannot refuse it) on a new connection, without redis-py's retries (each would
+    wait the whole socket timeout again): a Redis that is down, refuses the password or
+    the TLS handshake, never answers or refuses the user everything costs one timeout and
+    gives one failure, before any resource is planned. None when it answered (a refused
+    PING is an answer: the manager's ACL need not allow it). Behind Sentinel the client's
+    own retries apply: they ride out a failover."""
     if not isinstance(client, SeedClient):
+        try:
+            try:
+                client.ping()
+            except rex.ResponseError:
+                pass
+            client.scan(0, count=1)
+        except rex.NoPermissionError as exc:
+            return describe(exc, target)
+        except rex.ResponseError:
+            pass
+        except (rex.RedisError, OSError) as exc:
+            return describe(exc, target)
         return None
     pool = client.connection_pool
     options = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
@@ -47,9 +61,15 @@ def reach(client: redis.Redis | redis.RedisCluster, target: str) -> Failure | No
         try:
             connection.connect()
             connection.send_command("PING")
-            connection.read_response()
-            return None
-        except rex.ResponseError:
+            connection.send_command("SCAN", 0, "COUNT", 1)
+            for command in ("PING", "SCAN"):
+                try:
+                    connection.read_response()
+                except rex.NoPermissionError as exc:
+                    if command == "SCAN":
+                        return describe(exc, target)
+                except rex.ResponseError:
+                    pass
             return None
         except (rex.RedisError, OSError) as exc:
             failure = describe(exc, target)
