@@ -29,7 +29,7 @@ from yaml.constructor import BaseConstructor, ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .model import API, API_GROUP, DEFAULT_NAMESPACE, RESOURCE_MODELS, ConsumerGroup, Resource, Topic
-from .printable import printable
+from .printable import shown
 
 try:  # the C loader is much faster on big folders
     from yaml import CSafeLoader as _SafeLoader
@@ -234,18 +234,11 @@ class ManifestSet:
 
 _SHORT = 80  # longest value quoted in a message
 _LONG = 1000  # longest message; longer ones lose their middle
-# Characters that would corrupt or spoof a terminal line: controls, line separators, bidi
-# overrides, zero-width ones and the byte-order mark.
-_ESCAPES = {
-    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
-    for c in [*range(0x20), *range(0x7F, 0xA0), 0xAD, 0x61C, *range(0x200B, 0x2010),
-              *range(0x2028, 0x202F), *range(0x2060, 0x2070), 0xFEFF]
-}
 
 
 def _clean(message: str) -> str:
     """A message safe to print on one line: escapes for invisible characters, bounded length."""
-    message = printable(message).translate(_ESCAPES)
+    message = shown(message)
     if len(message) > _LONG:
         message = f"{message[:_LONG * 2 // 3]} … {message[-_LONG // 3:]}"
     return message

@@ -147,6 +147,43 @@ def test_names_that_are_not_utf8_are_shown_escaped_everywhere(redis_server: Redi
     assert b"adopted existing stream" in applied.stdout
 
 
+# Names anyone with write access can choose: terminal sequences (colour, window title,
+# clear screen), a bidi override that reverses the rest of the line, rich's markup.
+ESCAPING = b"a\x1b[31mRED\xe2\x80\xaeX"
+TITLE = b"g\x1b]0;pwned\x07"
+CLEAR = b"c\x1b[2J"
+MARKUP = [b"[/bold]", b"[link=http://evil.example]click[/link]"]
+
+
+def test_names_cannot_drive_the_terminal_or_break_the_tables(redis_server: RedisServer) -> None:
+    raw = redis_server.client(decode_responses=False)
+    for key in (ESCAPING, *MARKUP):
+        raw.xadd(key, {b"headers": b"null", b"body": b"x"})
+    raw.xgroup_create(ESCAPING, TITLE, b"0")
+    raw.xreadgroup(TITLE, CLEAR, {ESCAPING: b">"})
+    url = redis_server.url
+    for args in (["status"], ["status", "-o", "wide"], ["status", "--consumers"], ["status", "-o", "name"],
+                 ["status", ESCAPING], ["export"], ["wait", "--stream", ESCAPING, "--group", TITLE + b"x",
+                                                     "--timeout", "2s"],
+                 ["status", "-o", ESCAPING]):  # a usage error quoting the value
+        result = run_raw(url, *args)
+        assert_clean(result)
+        expected = 1 if args[0] == "wait" else 2 if args[-1] == ESCAPING and "-o" in args else 0
+        assert result.returncode == expected, (args, result.stderr)
+        out = result.stdout + result.stderr
+        for raw_byte in (b"\x1b", b"\x07", "\u202e".encode()):
+            assert raw_byte not in out, (args, out)
+    table = run_raw(url, "status", "-o", "wide")
+    assert b"a\\x1b[31mRED\\u202eX" in table.stdout and b"g\\x1b]0;pwned\\x07" in table.stdout
+    assert b"c\\x1b[2J" in table.stdout
+    for key in MARKUP:  # shown as they are, not read as markup
+        assert key in table.stdout
+    assert b"stream/a\\x1b[31mRED" in run_raw(url, "status", "-o", "name").stdout
+    # JSON carries the names exactly (its own escapes keep the terminal safe).
+    streams = json.loads(run_raw(url, "status", "-o", "json").stdout)["streams"]
+    assert {s["stream"] for s in streams} == {k.decode() for k in (ESCAPING, *MARKUP)}
+
+
 def test_retention_blocked_by_a_group_that_is_not_utf8(cli, redis_server: RedisServer, tmp_path: Path) -> None:
     raw = redis_server.client(decode_responses=False)
     path = write(tmp_path, topic("orders", retention={"maxLength": 1}))

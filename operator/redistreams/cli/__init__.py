@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..printable import printable
+from ..printable import shown
 from .options import REDIS_TIMEOUT, REGISTRY_KEY, connection_options, seconds_option
 
 # command -> (module in this package, attribute). A command's module is imported when the
@@ -64,7 +64,7 @@ def _exit_codes_epilog(name: str) -> str:
 def _show_usage_error(error: click.UsageError, file: Any = None) -> None:
     """kubectl's one error style: "error: …" and where to look, instead of click's usage block."""
     command = error.ctx.command_path if error.ctx is not None else "redistreams"
-    click.echo(f"error: {printable(error.format_message())}", err=True)
+    click.echo(f"error: {shown(error.format_message())}", err=True)
     click.echo(f"See '{command} --help' for usage.", err=True)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..printable import shown
 from .options import EXIT_FAILED, EXIT_OK, connection_options, output_option, settings
 
 SHELLS = ("bash", "zsh", "fish")
@@ -43,9 +44,9 @@ def version(ctx: click.Context, client_only: bool, redis_url: str | None, namesp
         click.echo(f"Client Version: {__version__}")
         if "serverVersion" in data:
             server = data["serverVersion"]
-            click.echo(f"Server Version: {server['name']} {server['version']}")
+            click.echo(shown(f"Server Version: {server['name']} {server['version']}"))
     if problem is not None:
-        click.echo(f"error: {problem}", err=True)
+        click.echo(f"error: {shown(problem)}", err=True)
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
 

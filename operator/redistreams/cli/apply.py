@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..printable import printable
+from ..printable import shown
 from .options import EXIT_FAILED, EXIT_INVALID, EXIT_OK, fail_if_unreachable, manifest_command, planned, settings
 from .output import fail, print_plan, print_results, progress
 from .selector import selection
@@ -70,7 +70,7 @@ def _pruned(ctx: click.Context, engine: Engine, topics: list[TopicIntent], group
     except ObservationError as exc:
         fail(f"prune: the ownership registry could not be read: {exc.failure.message}", EXIT_FAILED)
     for problem in orphans.unreadable:
-        click.echo(printable(f"notice: prune: {problem}"), err=True)
+        click.echo(shown(f"notice: prune: {problem}"), err=True)
     return engine.prune(orphans, dry_run=dry_run)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import click
 
-from ..printable import printable, printable_tree
+from ..printable import printable_tree, shown
 from ..units import rfc3339
 from .options import (
     EXIT_FAILED,
@@ -111,16 +111,16 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
     elif output == "yaml":
         print_yaml({"streams": entries})
     elif output == "name":
-        echo_lines([f"stream/{e['stream']}" for e in entries if e["exists"]])
+        echo_lines([shown(f"stream/{e['stream']}") for e in entries if e["exists"]])
     elif not entries:
-        where = f' owned in namespace "{printable(only_namespace)}"' if only_namespace else ""
+        where = f' owned in namespace "{shown(only_namespace)}"' if only_namespace else ""
         click.echo(f"No streams found{where}.", err=True)  # kubectl's "No resources found"
     else:
         stdout_console().print(render(entries))
     errors = list(dict.fromkeys(e["error"] for e in entries if "error" in e))
     if errors:
         for error in errors:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {shown(error)}", err=True)
         sys.exit(EXIT_INVALID)
     missing = any(not e["exists"] or any(not g["exists"] for g in e.get("groups", [])) for e in entries)
     sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)
@@ -260,7 +260,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
         if observed is None:
             engine = engine or config.engine()
             observed = engine.observe(wanted, owners=False)
-        missing = [printable(m) for m in _missing(observed, wanted)]
+        missing = [shown(m) for m in _missing(observed, wanted)]
         if not missing:
             click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
             sys.exit(EXIT_OK)
@@ -313,6 +313,6 @@ def export(ctx: click.Context, match: str, redis_url: str | None, namespace: str
     # -n after "export" overrides recorded namespaces; the global default only fills in.
     docs, notices = manifests_for(keys, states, namespace, config.namespace)
     for notice in notices:
-        click.echo(f"notice: {notice}", err=True)
+        click.echo(f"notice: {shown(notice)}", err=True)
     print_manifests(docs)
     click.echo(f"exported {len(keys)} streams", err=True)

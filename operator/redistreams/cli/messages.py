@@ -12,7 +12,7 @@ from contextlib import suppress
 
 import click
 
-from ..printable import printable
+from ..printable import shown
 from .options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -165,8 +165,8 @@ def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None,
     else:
         stream = _stream_of(topic)
         if group is None:
-            shown = _peek(config, stream, start, count, idle, output)
-            sys.exit(EXIT_OK if shown else EXIT_FAILED)
+            printed = _peek(config, stream, start, count, idle, output)
+            sys.exit(EXIT_OK if printed else EXIT_FAILED)
         if start != "$":
             raise click.UsageError("--from is for peeking (without --group): a group reads from its own position")
         import os
@@ -176,10 +176,10 @@ def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None,
         name = consumer or f"redistreams-cli-{socket.gethostname()}-{os.getpid()}"
         url = _plain_key_url(group) + "?" + urlencode({"topic": stream, "consumer": name})
     new_consumer = _check_group(config, stream, group, name)
-    shown = _subscribe(config, url, count, idle, no_ack, output)
+    printed = _subscribe(config, url, count, idle, no_ack, output)
     if new_consumer:
         _remove_own_consumer(config, stream, group, name)
-    sys.exit(EXIT_OK if shown else EXIT_FAILED)
+    sys.exit(EXIT_OK if printed else EXIT_FAILED)
 
 
 def _check_group(config: Settings, stream: str, group: str, consumer: str) -> bool:
@@ -188,11 +188,11 @@ def _check_group(config: Settings, stream: str, group: str, consumer: str) -> bo
     is new, so it is removed again afterwards."""
     state = config.engine().observe([stream], owners=False, consumer_keys=[stream])[stream]
     if state.failure:
-        fail(f"{printable(stream)}: {state.failure.message}", EXIT_FAILED)
+        fail(f"{shown(stream)}: {state.failure.message}", EXIT_FAILED)
     found = state.groups.get(group)
     if found is None:
-        where = f'stream "{printable(stream)}"' + ("" if state.exists else " (which does not exist)")
-        fail(f'group "{printable(group)}" not found on {where}; sub never creates groups: declare it in a '
+        where = f'stream "{shown(stream)}"' + ("" if state.exists else " (which does not exist)")
+        fail(f'group "{shown(group)}" not found on {where}; sub never creates groups: declare it in a '
              f"ConsumerGroup manifest and apply it, or peek without --group", EXIT_FAILED)
     known = {c.name for c in found.consumer_states or ()}
     return consumer not in known
@@ -208,21 +208,21 @@ def _subscribe(config: Settings, url: str, count: int, idle: float | None, no_ac
     from ..connection import ConnectionConfigError, redact
     from ..pubsub import PubSubError, URLError, sync
 
-    shown = 0
+    printed = 0
     try:
         # Fetch no more than asked for: what is fetched and not printed would stay pending.
         subscription = sync.open_subscription(url, redis_url=config.redis_url, create_group=False,
                                               timeout=config.timeout, batch_size=min(count, 100) if count else 100)
         try:
-            while not count or shown < count:
-                batch = subscription.receive_batch(count - shown if count else 100, timeout=idle)
+            while not count or printed < count:
+                batch = subscription.receive_batch(count - printed if count else 100, timeout=idle)
                 if not batch:
                     break
                 for message in batch:
                     print_message(message, output)
                 if not no_ack:
                     subscription.ack(*batch)
-                shown += len(batch)
+                printed += len(batch)
         finally:
             unsent = subscription.shutdown(timeout=config.timeout)
         if unsent:
@@ -237,7 +237,7 @@ def _subscribe(config: Settings, url: str, count: int, idle: float | None, no_ac
         pass
     except Exception as exc:  # noqa: BLE001
         fail(f"{config.display_url}: {exc}", EXIT_FAILED)
-    return shown
+    return printed
 
 
 def _peek(config: Settings, stream: str, start: str, count: int, idle: float | None, output: str) -> int:
@@ -247,16 +247,16 @@ def _peek(config: Settings, stream: str, start: str, count: int, idle: float | N
     from ..connection import ConnectionConfigError
     from ..pubsub import peek
 
-    shown = 0
+    printed = 0
     try:
         for message in peek(stream, redis_url=config.redis_url, start=start, count=count, idle=idle,
                             timeout=config.timeout):
             print_message(message, output)
-            shown += 1
+            printed += 1
     except ConnectionConfigError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass
     except redis.RedisError as exc:
         fail(f"{config.display_url}: {exc}", EXIT_FAILED)
-    return shown
+    return printed

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..printable import printable, printable_tree
+from ..printable import printable_tree, shown, terminal_safe
 from .options import EXIT_INVALID
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ PIPE_WIDTH = 200  # columns written to a pipe, wide so that table rows are not w
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    click.echo(f"error: {printable(message)}", err=True)
+    click.echo(f"error: {shown(message)}", err=True)
     sys.exit(code)
 
 
@@ -64,21 +64,30 @@ def _may_be_terminal() -> bool:
     return os.environ.get("TTY_COMPATIBLE") == "1" or bool(os.environ.get("FORCE_COLOR"))
 
 
+# JSON and YAML show other languages' letters as they are; a document holding a character
+# that could drive or spoof a terminal is written again with every non-ASCII one escaped.
+
+
 def print_json(value: Any, indent: int | None = 2) -> None:
-    click.echo(json.dumps(printable_tree(value), indent=indent, ensure_ascii=False))
+    value = printable_tree(value)
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    click.echo(text if terminal_safe(text) else json.dumps(value, indent=indent))
 
 
 def print_yaml(value: Any) -> None:
     import yaml
 
-    click.echo(yaml.safe_dump(printable_tree(value), sort_keys=False, allow_unicode=True), nl=False)
+    value = printable_tree(value)
+    text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    click.echo(text if terminal_safe(text) else yaml.safe_dump(value, sort_keys=False), nl=False)
 
 
 def print_manifests(docs: list[dict[str, Any]]) -> None:
     """Manifests as a YAML stream; their names were checked to be text (see ``views``)."""
     import yaml
 
-    click.echo(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True), nl=False)
+    text = yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
+    click.echo(text if terminal_safe(text) else yaml.safe_dump_all(docs, sort_keys=False), nl=False)
 
 
 def echo_lines(lines: list[str]) -> None:
@@ -123,15 +132,15 @@ def print_results(results: list[Result], output: str) -> None:
     for result in results:
         if result.failure:
             echo_lines(lines)  # what came before it first, on a terminal showing both streams
-            click.echo(printable(f"error: {result.label}: {result.failure.message}"), err=True)
+            click.echo(shown(f"error: {result.label}: {result.failure.message}"), err=True)
             continue
         if output == "name":
-            lines.append(printable(kube_ref(result.label)))
+            lines.append(shown(kube_ref(result.label)))
             continue
         line = f"{result.label} {result.outcome}{' (dry run)' if result.dry_run else ''}"  # as kubectl's
         if result.details:
             line += ": " + "; ".join(result.details)
-        lines.append(printable(line))
+        lines.append(shown(line))
     echo_lines(lines)
     if output == "text" and results:
         click.echo(summary_line(results), err=True)
@@ -216,8 +225,8 @@ def print_plan(plan: Plan, output: str) -> None:
     if output == "name":
         for (_, label, text), item in zip(rows, items):
             if item.failure:
-                click.echo(printable(f"error: {label}: {text}"), err=True)
-        echo_lines([printable(kube_ref(label)) for (_, label, _), item in zip(rows, items) if item.changes])
+                click.echo(shown(f"error: {label}: {text}"), err=True)
+        echo_lines([shown(kube_ref(label)) for (_, label, _), item in zip(rows, items) if item.changes])
         return
     colour = colour_wanted()
 
@@ -226,14 +235,14 @@ def print_plan(plan: Plan, output: str) -> None:
 
     lines = []
     for (symbol, label, text), item in zip(rows, items):
-        lines.append(styled(symbol, printable(f"{symbol} {label}: {text}")))
+        lines.append(styled(symbol, shown(f"{symbol} {label}: {text}")))
         changes = plan_changes(item)
         removed = [c for c in changes if c["field"].startswith("consumers.")]
         unnamed = {id(c) for c in removed[NAMED_CONSUMER_CHANGES:]}
         for change in changes:
             if id(change) in unnamed:
                 continue
-            lines.append(styled(CHANGE_SYMBOLS[change["op"]], "    " + printable(change_text(change))))
+            lines.append(styled(CHANGE_SYMBOLS[change["op"]], "    " + shown(change_text(change))))
         if len(removed) > NAMED_CONSUMER_CHANGES:
             more = len(removed) - NAMED_CONSUMER_CHANGES
             lines.append(styled("-", f"    - consumers: {more} more idle (-o json lists them)"))
@@ -268,6 +277,7 @@ def status_tables(entries: list[dict[str, Any]], wide: bool = False, headers: bo
     columns (entries added and read, oldest pending ID, owners with their cluster id)."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     from ..units import format_duration
 
@@ -279,6 +289,10 @@ def status_tables(entries: list[dict[str, Any]], wide: bool = False, headers: bo
 
     def age(seconds: float | None) -> str:
         return "-" if seconds is None else format_duration(seconds)
+
+    def add(made: Table, *cells: str) -> None:
+        # Text, not a str: a name such as "[/bold]" is shown as it is, never read as markup.
+        made.add_row(*(Text(shown(cell)) for cell in cells))
 
     stream_columns = ("STREAM", "LENGTH", "FIRST ID", "LAST ID", "GROUPS", *(("ENTRIES ADDED",) if wide else ()),
                       "MANAGED BY")
@@ -292,14 +306,14 @@ def status_tables(entries: list[dict[str, Any]], wide: bool = False, headers: bo
     group_rows = consumer_rows = 0
     for entry in entries:
         if "error" in entry:
-            streams.add_row(entry["stream"], *filler, f"error: {entry['error']}")
+            add(streams, entry["stream"], *filler, f"error: {entry['error']}")
             continue
         if not entry["exists"]:
             what = f"not a stream ({entry['type']})" if "type" in entry else "missing"
-            streams.add_row(entry["stream"], *filler, what)
+            add(streams, entry["stream"], *filler, what)
         else:
             added = (str(entry["entriesAdded"]) if entry["entriesAdded"] is not None else "-",) if wide else ()
-            streams.add_row(
+            add(streams,
                 entry["stream"],
                 str(entry["length"]),
                 entry["firstEntryId"] or "-",
@@ -311,23 +325,23 @@ def status_tables(entries: list[dict[str, Any]], wide: bool = False, headers: bo
         for g in entry.get("groups", []):
             group_rows += 1
             if not g["exists"]:
-                groups.add_row(entry["stream"], g["name"], "-", "-", "-", "missing",
+                add(groups, entry["stream"], g["name"], "-", "-", "-", "missing",
                                *(("-",) * (len(group_columns) - 6)))
                 continue
             more = (str(g["entriesRead"]) if g["entriesRead"] is not None else "-", g["oldestPendingId"] or "-") \
                 if wide else ()
-            groups.add_row(entry["stream"], g["name"], _lag_text(g), str(g["pending"]), str(g["consumers"]),
+            add(groups, entry["stream"], g["name"], _lag_text(g), str(g["pending"]), str(g["consumers"]),
                            g["lastDeliveredId"], age(g["oldestPendingAgeSeconds"]), *more,
                            _owner_text(g.get("managedBy"), wide))
             if "consumerDetails" not in g:
                 continue
             if g["consumerDetails"] is None:  # more consumers than status reads one by one
                 consumer_rows += 1
-                consumers.add_row(entry["stream"], g["name"], f"({g['consumers']} consumers: too many to list)",
+                add(consumers, entry["stream"], g["name"], f"({g['consumers']} consumers: too many to list)",
                                   "-", "-", *(("-",) if wide else ()))
             for c in g["consumerDetails"] or []:
                 consumer_rows += 1
-                consumers.add_row(entry["stream"], g["name"], c["name"], str(c["pending"]), age(c["idleSeconds"]),
+                add(consumers, entry["stream"], g["name"], c["name"], str(c["pending"]), age(c["idleSeconds"]),
                                   *((age(c["inactiveSeconds"]),) if wide else ()))
     parts: list[Any] = [streams]
     if group_rows:
