@@ -14,8 +14,8 @@
 #   REDISTREAMS_IMAGE_CACHE  base layers and work dirs (default ~/.cache/redistreams/image)
 #   REDISTREAMS_IMAGE_PIP_CACHE  pip's cache for the app layer (default ~/.cache/redistreams/pip-image)
 #
-# The base layer is keyed on everything that makes it (suite, variant, packages, dpkg
-# filters, hooks), so changing BASE_* below builds a new one; an old one is never
+# The base layer is keyed on everything that makes it (suite, variant, packages, options,
+# hooks), so changing BASE_* below builds a new one; an old one is never
 # refreshed with the mirror's newer packages (delete the cache to take them).
 # Times: see the `image` target in the Makefile.
 set -euo pipefail
@@ -26,7 +26,9 @@ BASE_SUITE=bookworm
 # essential: no apt or init in the image, only what dpkg needs plus these packages.
 BASE_VARIANT=essential
 BASE_PACKAGES=python3,python3-venv,ca-certificates
-BASE_DPKG_OPTS=(
+# No device nodes in the layer (runtimes mount /dev; rootless ones cannot mknod them).
+BASE_OPTS=(
+  --skip=output/dev
   --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/info/*'
@@ -67,7 +69,7 @@ host_sources() {
 
 base_layer() {
   local key out start
-  key="$(printf '%s\n' "$BASE_SUITE" "$BASE_VARIANT" "$BASE_PACKAGES" "${BASE_DPKG_OPTS[@]}" "${BASE_HOOKS[@]}" \
+  key="$(printf '%s\n' "$BASE_SUITE" "$BASE_VARIANT" "$BASE_PACKAGES" "${BASE_OPTS[@]}" "${BASE_HOOKS[@]}" \
     "$(dpkg --print-architecture)" | sha256sum | cut -c1-16)"
   out="$CACHE/base-$BASE_SUITE-$key.tar"
   if [[ -s "$out" ]]; then echo "$out"; return; fi
@@ -79,8 +81,9 @@ base_layer() {
   start=$SECONDS
   # SOURCE_DATE_EPOCH: the same packages give the same tar (mmdebstrap's reproducibility).
   SOURCE_DATE_EPOCH=0 mmdebstrap --quiet --mode=root --format=tar --variant="$BASE_VARIANT" --include="$BASE_PACKAGES" \
-    "${BASE_DPKG_OPTS[@]}" "${BASE_HOOKS[@]}" "$BASE_SUITE" "$out.tmp" "$(host_sources)" >&2
+    "${BASE_OPTS[@]}" "${BASE_HOOKS[@]}" "$BASE_SUITE" "$out.tmp" "$(host_sources)" >&2
   mv -f "$out.tmp" "$out"
+  find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -path "$out" -delete  # older package lists
   log "  base layer built in $((SECONDS - start)) s ($(du -h "$out" | cut -f1))"
   echo "$out"
 }
@@ -124,6 +127,12 @@ mkdir -p "$ROOTFS"
 tar -C "$ROOTFS" --numeric-owner -xpf "$BASE"
 mkdir -p "$PIP_CACHE" "$ROOTFS/tmp/in"
 cp "$WHEEL" "$ROOTFS/tmp/in/"
+# The few device nodes a runtime would provide, for the chroot only (not in a layer).
+mkdir -p "$ROOTFS/dev"
+for dev in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9; do
+  IFS=: read -r name major minor <<<"$dev"
+  [[ -e "$ROOTFS/dev/$name" ]] || mknod -m 666 "$ROOTFS/dev/$name" c "$major" "$minor"
+done
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 [[ -f /etc/hosts ]] && cp -L /etc/hosts "$ROOTFS/etc/hosts"
 pip_env=(PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CACHE_DIR=/tmp/pip-cache)

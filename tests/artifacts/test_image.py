@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import stat
 import subprocess
 import tarfile
 import zipfile
@@ -50,6 +51,10 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory, image: tuple[dict[str, Any]
         archive.extractall(layers, members=[archive.getmember(name) for name in entry["Layers"]], filter="data")
     for name in entry["Layers"]:
         subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xpf", str(layers / name)], check=True)
+    (root / "dev").mkdir(exist_ok=True)
+    for dev, major, minor in (("null", 1, 3), ("zero", 1, 5), ("random", 1, 8), ("urandom", 1, 9)):
+        os.mknod(root / "dev" / dev, 0o666 | stat.S_IFCHR, os.makedev(major, minor))  # as a runtime mounts them
+        os.chmod(root / "dev" / dev, 0o666)
     yield root
     subprocess.run(["rm", "-rf", str(base)], check=False)
 
@@ -114,6 +119,16 @@ def test_image_holds_the_wheel(image: tuple[dict[str, Any], dict[str, Any]]) -> 
         (member,) = [m for m in app.getmembers() if m.name.endswith(f"redistreams-{VERSION}.dist-info/RECORD")]
         installed = records(app.extractfile(member).read().decode())  # type: ignore[union-attr]
     assert expected and installed == expected, "the image is older than dist/'s wheel: run `make image`"
+
+
+def test_layers_hold_no_device_nodes(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Runtimes mount /dev themselves; a rootless one could not create device nodes."""
+    entry, _ = image
+    with tarfile.open(IMAGE_TAR) as archive:
+        for name in entry["Layers"]:
+            layer = tarfile.open(fileobj=io.BytesIO(archive.extractfile(name).read()))  # type: ignore[union-attr]
+            devices = [m.name for m in layer.getmembers() if m.isdev()]
+            assert not devices, f"layer {name[:12]} has device nodes: {devices[:5]}"
 
 
 def test_config_runs_the_operator_as_a_non_root_user(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
