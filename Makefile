@@ -115,8 +115,8 @@ image-deps:
 # The operator's image without a container engine (hack/image.sh): a cached Debian base
 # layer (mmdebstrap; kept until its package list changes) and the wheel with [operator]
 # in a venv, as an archive for crane push / kind load image-archive. Needs root (sudo).
-# Measured on 2 loaded cores: the base layer cold 93-113 s (once per package list), the
-# rest 36-53 s (pip in the image's chroot, gzip of 150 MB of layers); nothing when the
+# Measured on 2 loaded cores: the base layer cold 58-113 s (once per package list), the
+# rest 21-53 s (pip in the image's chroot, gzip of 150 MB of layers); nothing when the
 # wheel has not changed. make dist: 25 s (python -m build in an isolated env).
 image: $(IMAGE_TAR) ## the operator's image as dist/redistreams-image.tar (no container engine)
 
