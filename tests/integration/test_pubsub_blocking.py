@@ -277,15 +277,64 @@ def test_tls_and_unix_socket_urls(mtls: TLSRedisServer, redis_server: RedisServe
         assert [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in client.xrange("secure")][1:] == ids
 
 
-def test_cluster_urls_run_on_the_asyncio_topic(redis_cluster: RedisCluster, no_hop: list[str]) -> None:
+def test_cluster_urls_route_by_slot_from_the_calling_thread(redis_cluster: RedisCluster, no_hop: list[str]) -> None:
     client = redis_cluster.client()
     for server_url in (redis_cluster.url, redis_cluster.plain_url):
         for stream in ("orders", "payments", "{user1}.events"):
-            topic = sync.open_topic(f"redis://{stream}", redis_url=server_url)
+            topic = opened(f"redis://{stream}", server_url)  # finds out and loads the slot map
+            no_hop.clear()
             ids = [topic.send(b"one"), *topic.send_batch([b"two", b"three"])]
+            assert no_hop == []  # sent to the slot's master from this thread
             topic.shutdown()
             assert [e[0] for e in client.xrange(stream)][-3:] == ids
-    assert "Topic.send" in no_hop  # routed by slot there, not by this thread
+
+
+def test_a_slot_migrated_while_threads_send(redis_cluster: RedisCluster, no_hop: list[str]) -> None:
+    """MOVED and ASK while 4 threads send: the redirected commands are sent again (on the
+    asyncio Topic's routed link), nothing lost, each thread's order kept."""
+    stream = "orders"
+    source = redis_cluster.master_for(stream)
+    target = next(m for m in redis_cluster.masters() if m is not source)
+    slot = redis.crc.key_slot(stream.encode())
+    topic = opened(f"redis://{stream}", redis_cluster.url, retry_for=15)
+    acknowledged: dict[int, list[tuple[str, str]]] = {n: [] for n in range(4)}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def sender(number: int) -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                body = f"{number}:{i}"
+                ids = [topic.send(body)] if i % 3 else topic.send_batch([body, f"{number}:{i + 1}"])
+                acknowledged[number] += list(zip(ids, [body, f"{number}:{i + 1}"]))
+                i += 1 if i % 3 else 2
+                time.sleep(0.002)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)
+    migration = redis_cluster.begin_migration(slot, target)
+    time.sleep(0.3)  # the slot MIGRATING: ASK for keys not there yet (none: the stream is there)
+    migration.move_keys()
+    time.sleep(0.3)  # the key IMPORTED on the target: ASK
+    migration.finish()  # MOVED from then on
+    time.sleep(0.5)
+    stop.set()
+    for worker in workers:
+        worker.join(60)
+    topic.shutdown()
+    assert errors == []
+    assert redis_cluster.master_for(stream) is target
+    stored = [(entry_id, entry["body"]) for entry_id, entry in redis_cluster.client().xrange(stream)]
+    assert len(set(stored)) == len(stored)  # no duplicate (none of the redirected ones ran twice)
+    for number, sent in acknowledged.items():
+        assert len(sent) > 20
+        assert [pair for pair in stored if pair[1].startswith(f"{number}:")] == sent  # none lost, in order
+    assert "RoutedLink.call" in no_hop  # the redirected ones, sent again there
 
 
 @pytest.mark.parametrize("path", ["asyncio", "blocking"])

@@ -23,7 +23,6 @@ import redis.asyncio as aredis
 import redis.connection as rconn
 from redis.exceptions import ResponseError
 
-from ..cluster import is_cluster_url
 from ..connection import RedisTarget
 from .link import SENTINEL_PREFIXES, Command, round_trip_settings
 from .messages import redis_url_for
@@ -45,8 +44,9 @@ class BlockingLink:
     """
 
     def __init__(self, connect: Callable[[], Connection], timeout: float, name: str | None,
-                 pool: Any = None) -> None:
+                 pool: Any = None, *, settings: tuple[Callable[..., Connection], dict[str, Any]] | None = None) -> None:
         self._connect = connect
+        self._settings = settings  # (connection class, settings): for ``at``
         self.timeout = timeout
         self.name = name
         # A Sentinel master's pool: connections are taken from it for each trip, so that
@@ -114,6 +114,13 @@ class BlockingLink:
             raise
         return connection
 
+    def at(self, address: tuple[str, int]) -> BlockingLink:
+        """A link with these settings to another node of a Redis Cluster."""
+        assert self._settings is not None, "a TCP server's link"
+        connection_class, settings = self._settings
+        node = {**settings, "host": address[0], "port": address[1]}
+        return BlockingLink(lambda: connection_class(**node), self.timeout, self.name, settings=self._settings)
+
     def _set_name(self, connection: Connection) -> None:
         if self.name:
             connection.send_command("CLIENT", "SETNAME", self.name, check_health=False)
@@ -140,8 +147,9 @@ class BlockingLink:
 def blocking_link(redis_url: str | None, client: object, what: str, url: str, *, timeout: float,
                   name: str | None) -> BlockingLink | None:
     """A blocking link to the server that ``client``, else ``redis_url`` (default ``REDIS_URL``)
-    names, with the connection settings the asyncio client uses; None for a Redis Cluster
-    (routed by ``cluster.RoutedLink``, asyncio only) or a client of a kind not known here."""
+    names, with the connection settings the asyncio client uses (on a Redis Cluster: its
+    first seed's, ``at`` another node); None for a client of a kind not known here (an
+    application's ``RedisCluster``)."""
     if client is not None:
         if not isinstance(client, aredis.Redis):
             return None
@@ -152,13 +160,11 @@ def blocking_link(redis_url: str | None, client: object, what: str, url: str, *,
         settings = round_trip_settings(pool.connection_kwargs, timeout)
         return BlockingLink(lambda: blocking_class(**settings), timeout, name)
     redis_url = redis_url_for(redis_url, what, url)
-    if is_cluster_url(redis_url):
-        return None
     target = RedisTarget(redis_url, socket_timeout=timeout).client(decode_responses=False).connection_pool
     if redis_url.startswith(SENTINEL_PREFIXES):
         # The Sentinel pool's connections ask it where the master is, after a failover too.
         target.connection_kwargs = round_trip_settings(target.connection_kwargs, timeout)
         return BlockingLink(target.make_connection, timeout, name, pool=target)
-    connection_class = target.connection_class
+    connection_class = target.connection_class  # a cluster URL's: its first seed's
     settings = round_trip_settings(target.connection_kwargs, timeout)
-    return BlockingLink(lambda: connection_class(**settings), timeout, name)
+    return BlockingLink(lambda: connection_class(**settings), timeout, name, settings=(connection_class, settings))

@@ -188,6 +188,14 @@ class Server:
                                      slot, key)
         return address
 
+    def known_master(self, slot: int) -> Address | None:
+        """The master of ``slot`` by the slot map as it stands (read from any thread); None
+        when this may be no cluster, or the map is to be loaded again first."""
+        slots = self._slots
+        if not self.cluster or self._stale or slots is None:
+            return None
+        return slots.get(slot)
+
     def moved(self, slot: int, address: Address) -> None:
         if self._slots is not None:
             self._slots.move(slot, address)
@@ -238,6 +246,17 @@ def _address(node: list[Any], asked: Address) -> Address:
     return (host if host and host != "?" else asked[0]), int(node[1])
 
 
+def to_send_again(commands: Sequence[Command], replies: list[Any]) -> list[int]:
+    """The positions of the commands Redis did not execute (MOVED, ASK, TRYAGAIN,
+    CLUSTERDOWN), and of any WAIT after the first of them: it counted the replicas of
+    the wrong node. Empty when the trip is done."""
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, _RETRYABLE)]
+    if again:
+        again += [i for i in range(again[0] + 1, len(commands)) if commands[i][0] == "WAIT" and i not in again]
+        again.sort()
+    return again
+
+
 class RoutedLink:
     """``link.Link`` for one key's commands, on one server or on the master owning the
     key's slot (see the module's docstring)."""
@@ -268,13 +287,9 @@ class RoutedLink:
         replies = await self._send(address, list(commands), extra_timeout, asking=False)
         deadline = time.monotonic() + self.timeout
         for attempt in range(_REDIRECTS):
-            again = [i for i, reply in enumerate(replies) if isinstance(reply, _RETRYABLE)]
+            again = to_send_again(commands, replies)
             if not again:
                 return replies
-            # A WAIT after them counted the replicas of the wrong node: it goes again with them.
-            again += [i for i in range(again[0] + 1, len(commands))
-                      if commands[i][0] == "WAIT" and i not in again]
-            again.sort()
             first = replies[again[0]]
             asking = False
             if isinstance(first, MovedError):

@@ -122,7 +122,7 @@ class Topic:
         self.stream = spec.stream
         self.maxlen = spec.maxlen
         self.server = pool
-        self._link = pool.link(spec.stream, timeout, name=CLIENT_NAME)
+        self.link = self._link = pool.link(spec.stream, timeout, name=CLIENT_NAME)  # used on the event loop only
         self._max_batch = max_batch
         self._queue: deque[_Send] = deque()
         self._flusher: asyncio.Task[None] | None = None

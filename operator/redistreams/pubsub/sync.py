@@ -21,10 +21,11 @@ from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
-from redis.exceptions import ResponseError
+from redis.exceptions import MovedError, ResponseError
 
 from . import publisher, subscriber
 from .blocking import BlockingLink, blocking_link
+from .cluster import to_send_again
 from .link import TRANSIENT, Command
 from .messages import DeadLetterError, Message, PubSubError, ReceivedMessage, SubscriptionClosed
 
@@ -52,26 +53,33 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 class Topic:
     """Blocking ``redistreams.pubsub.Topic``. ``send`` and ``send_batch`` make their round
     trip in the calling thread (``blocking.BlockingLink``), with the asyncio Topic's
-    ``Publishing`` core: the same entries, errors, retries and WAIT. On a Redis Cluster,
-    and until the first trip has told whether a plain ``redis://`` server is a cluster
-    node, they run on the asyncio Topic instead. Any number of threads may send at once;
-    each thread's messages are stored in the order it sent them."""
+    ``Publishing`` core: the same entries, errors, retries and WAIT. Any number of threads
+    may send at once; each thread's messages are stored in the order it sent them.
+
+    On a Redis Cluster a trip goes from the calling thread to the master of the stream's
+    slot by the asyncio Topic's slot map; what that map cannot settle runs on the asyncio
+    Topic's ``cluster.RoutedLink`` (on the event loop): finding out whether a plain
+    ``redis://`` server is a cluster node, loading the map, and sending again, in order,
+    the commands answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN.
+    """
 
     def __init__(self, topic: publisher.Topic, link: BlockingLink | None = None) -> None:
         self._topic = topic
         self._core = topic.core
         self._link = link
+        self._nodes: dict[tuple[str, int], BlockingLink] = {}  # on a cluster: a link per master
+        self._slot = topic.server.slot_of(topic.stream)
         self._closed = False
         self.stream = topic.stream
 
     def send(self, message: Message | bytes | str) -> str:
-        if self._link is None or self._topic.server.cluster is not False:
+        if self._link is None:
             return _run(self._topic.send(message))
         (entry_id,) = self._publish([self._core.command(message)])
         return entry_id
 
     def send_batch(self, messages: Iterable[Message | bytes | str]) -> list[str]:
-        if self._link is None or self._topic.server.cluster is not False:
+        if self._link is None:
             return _run(self._topic.send_batch(list(messages)))
         commands = [self._core.command(m) for m in messages]
         return self._publish(commands) if commands else []
@@ -80,14 +88,13 @@ class Topic:
         """``publisher.Topic._send_one_batch`` for one sender, in this thread."""
         if self._closed:
             raise PubSubError(f"topic {self.stream} is shut down")
-        assert self._link is not None
         core = self._core
         trip = core.trip(commands)
         size = len(trip) - (1 if core.replicas else 0)
         retries = core.retries()
         while True:
             try:
-                replies = self._link.call(trip, extra_timeout=core.extra_timeout)
+                replies = self._call(trip)
                 break
             except ResponseError as exc:  # refused while connecting (e.g. SELECT): nothing was sent
                 raise core.refused(exc, size) from None
@@ -101,10 +108,41 @@ class Topic:
             raise outcome
         return outcome
 
+    def _call(self, trip: list[Command]) -> list[Any]:
+        """One try of a round trip (``cluster.RoutedLink.call``, made here where it can be)."""
+        assert self._link is not None
+        extra = self._core.extra_timeout
+        server = self._topic.server
+        if server.cluster is False:
+            return self._link.call(trip, extra_timeout=extra)
+        address = server.known_master(self._slot)
+        if address is None:
+            return _run(self._topic.link.call(trip, extra_timeout=extra))
+        node = self._nodes.get(address)
+        if node is None:
+            node = self._nodes.setdefault(address, self._link.at(address))  # one per address, whichever thread
+            if self._closed:
+                node.close()
+        try:
+            replies = node.call(trip, extra_timeout=extra)
+        except TRANSIENT:
+            server.stale(address)  # a master killed: its replica may own the slot by the next try
+            raise
+        again = to_send_again(trip, replies)
+        if again:
+            first = replies[again[0]]
+            if isinstance(first, MovedError):
+                server.moved(first.slot_id, first.node_addr)
+            redone = _run(self._topic.link.call([trip[i] for i in again], extra_timeout=extra))
+            for i, reply in zip(again, redone):
+                replies[i] = reply
+        return replies
+
     def shutdown(self) -> None:
         self._closed = True
-        if self._link is not None:
-            self._link.close()
+        for link in [self._link, *list(self._nodes.values())]:
+            if link is not None:
+                link.close()
         _run(self._topic.shutdown())
 
     def __enter__(self) -> Topic:
