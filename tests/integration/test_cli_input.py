@@ -145,6 +145,8 @@ def test_a_group_file_applies_without_its_topic_file(cli, redis_server: RedisSer
     status = cli("status", "-f", groups)
     assert status.returncode in (0, 1) and "Traceback" not in status.stderr
     assert 'notice: ' in status.stderr and 'Topic "orders" not found' in status.stderr
+    waited = cli("wait", "-f", groups, "--timeout", "1s")  # it would wait for a stream it cannot name
+    assert waited.returncode == 2 and "include its file with -f" in waited.stderr, waited.stderr
     assert redis_server.dirty() == before and r.dbsize() == 0
 
     assert cli("apply", "-f", write(tmp_path, topic("orders", streamName="orders/1"), "topic.yaml")).returncode == 0
