@@ -388,3 +388,52 @@ def test_sentinel_url_follows_a_failover(no_hop: list[str]) -> None:
     assert no_hop == ["open_topic", "Topic.shutdown"]  # the Sentinel master's own connections, in this thread
     assert [e[0] for e in entries][:100] == before
     assert [(e[0], e[1]["body"]) for e in entries][-50:] == list(zip(later, map(str, range(100, 150))))
+
+
+def test_a_cluster_master_killed_while_threads_send(redis_cluster: RedisCluster) -> None:
+    """The stream's master killed (a replica promoted) while 2 threads send with replicas=1:
+    every send acknowledged is on the new master, in each thread's order."""
+    stream = "orders"
+    victim = redis_cluster.master_for(stream)
+    topic = opened(f"redis://{stream}", redis_cluster.url, retry_for=20, replicas=1, timeout=3)
+    acknowledged: dict[int, list[tuple[str, str]]] = {0: [], 1: []}
+    refused: list[PublishError] = []  # not acknowledged (WAIT short): may or may not be stored
+    stop = threading.Event()
+
+    errors: list[BaseException] = []
+
+    def sender(number: int) -> None:
+        i = 0
+        while not stop.is_set():
+            body = f"{number}:{i}"
+            try:
+                acknowledged[number].append((topic.send(body), body))
+            except PublishError as exc:
+                refused.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+            i += 1
+            time.sleep(0.005)
+
+    workers = [threading.Thread(target=sender, args=(n,)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)
+    redis_cluster.fail_over(victim, restart=True)  # back as a replica: WAIT 1 can be met again
+    after_failover = sum(map(len, acknowledged.values()))
+    deadline = time.monotonic() + 30  # retries back off up to 2 s
+    while sum(map(len, acknowledged.values())) < after_failover + 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    for worker in workers:
+        worker.join(60)
+    topic.shutdown()
+    assert errors == []
+    assert redis_cluster.master_for(stream) is not victim
+    assert sum(map(len, acknowledged.values())) >= after_failover + 40  # sent on after the failover
+    stored = [(entry_id, entry["body"]) for entry_id, entry in redis_cluster.client().xrange(stream)]
+    for number, sent in acknowledged.items():
+        mine = [pair for pair in stored if pair[1].startswith(f"{number}:")]
+        assert set(sent) <= set(mine), sorted(set(sent) - set(mine))[:5]  # nothing acknowledged lost
+        assert [pair for pair in mine if pair in set(sent)] == sent  # in order
