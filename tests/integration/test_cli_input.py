@@ -247,3 +247,19 @@ def test_registry_key_and_timeout_after_the_subcommand(cli, redis_server: RedisS
     assert not r.exists("other:owners")
     bad = cli("plan", "-f", path, "--redis-timeout", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "invalid duration" in bad.stderr
+
+
+def test_a_bad_duration_names_its_option_and_seconds_are_accepted(cli, redis_server: RedisServer) -> None:
+    for args, option in ((["wait", "--stream", "s", "--timeout", "1x"], "--timeout"),
+                         (["wait", "--stream", "s", "--interval", "soon"], "--interval"),
+                         (["sub", "s", "--timeout", "0"], "--timeout"),
+                         (["status", "-w", "--interval", "-1"], "--interval"),
+                         (["operator", "--resync-interval", "5q"], "--resync-interval")):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith(f"error: Invalid value for '{option}': invalid duration"), result.stderr
+    # A bare number is seconds, fractions too (one duration style for every option).
+    started = time.monotonic()
+    waited = cli("wait", "--stream", "s", "--timeout", "1.5", "--interval", "0.25")
+    assert waited.returncode == 1 and "timed out after 1.5s waiting for" in waited.stderr, waited.stderr
+    assert time.monotonic() - started < 30

@@ -103,7 +103,7 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
     if watch:
         if output in ("yaml", "name"):
             fail(f"--watch prints a table or JSON lines (-o json), not -o {output}")
-        _watch(observe, duration_option(interval), output, render)
+        _watch(observe, duration_option(interval, "--interval"), output, render)
         return
     entries = observe()
     if output == "json":
@@ -235,7 +235,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
     from ..probe import Unsure
 
     config = settings(ctx, redis_url, namespace, cluster_id)
-    timeout_s, interval_s = duration_option(timeout), duration_option(interval)
+    timeout_s, interval_s = duration_option(timeout, "--timeout"), duration_option(interval, "--interval")
     if not paths and not streams:
         fail("give -f PATH or --stream KEY")
     wanted = _pair_groups(ctx, streams, groups)
@@ -265,7 +265,7 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
             click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
             sys.exit(EXIT_OK)
         if time.monotonic() + interval_s > deadline:
-            click.echo(f"error: timed out after {timeout} waiting for: {'; '.join(missing)}", err=True)
+            click.echo(f"error: timed out after {timeout}{'' if timeout[-1:].isalpha() else 's'} waiting for: {'; '.join(missing)}", err=True)
             sys.exit(EXIT_FAILED)
         time.sleep(interval_s)
 

@@ -148,7 +148,7 @@ def sub(ctx: click.Context, topic: str, group: str | None, consumer: str | None,
     Exit 0 after messages were printed, 1 when --timeout passed without any.
     """
     config = settings(ctx, redis_url, namespace, cluster_id)
-    idle = duration_option(timeout) if timeout else None
+    idle = duration_option(timeout, "--timeout") if timeout else None
     if topic.startswith("redis://") and "topic=" in topic:
         # A subscription URL, exactly as a Go or Python service would open it: it names
         # the group and the consumer itself.

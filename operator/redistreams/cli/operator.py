@@ -85,9 +85,9 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
     config = OperatorConfig(
         cluster_id=cluster_id,
         redis_url=redis_url or ctx.find_root().params.get("redis_url") or default_url(),
-        resync_interval=duration_option(resync_interval),
-        status_interval=duration_option(status_interval),
-        observe_interval=0.0 if observe_interval in OFF else duration_option(observe_interval),
+        resync_interval=duration_option(resync_interval, "--resync-interval"),
+        status_interval=duration_option(status_interval, "--status-interval"),
+        observe_interval=0.0 if observe_interval in OFF else duration_option(observe_interval, "--observe-interval"),
         tenancy=tenancy,
     )
     try:  # an unusable default URL is a start-up error, not a status on every Topic
@@ -98,9 +98,9 @@ def operator_command(ctx: click.Context, namespaces: tuple[str, ...], all_namesp
     if leader_elect:
         try:
             lease = LeaseConfig(name=lease_name, namespace=lease_namespace or default_lease_namespace(),
-                                lease_duration=duration_option(lease_duration),
-                                renew_deadline=duration_option(renew_deadline),
-                                retry_period=duration_option(retry_period))
+                                lease_duration=duration_option(lease_duration, "--lease-duration"),
+                                renew_deadline=duration_option(renew_deadline, "--renew-deadline"),
+                                retry_period=duration_option(retry_period, "--retry-period"))
         except ValueError as exc:
             fail(str(exc))
     problem = kube_config_problem()  # the options are checked first: they need no cluster

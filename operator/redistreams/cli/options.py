@@ -193,19 +193,32 @@ def settings(ctx: click.Context, redis_url: str | None, namespace: str | None, c
 
 def _kept(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and param.name:
-        ctx.meta[_AFTER[param.name]] = seconds_option(value) if param.name == "redis_timeout" else value
+        ctx.meta[_AFTER[param.name]] = seconds_option(value, "--redis-timeout") if param.name == "redis_timeout" \
+            else value
     return value
 
 
-def seconds_option(value: str | float) -> float:
-    """Seconds from a duration (10s, 1m) or a bare number of seconds, above 0."""
+def seconds_option(value: str | float, option: str | None = None) -> float:
+    """Seconds from a duration (10s, 1m, 1h30m) or a bare number of seconds (0.5), above 0;
+    a usage error (exit 2) naming ``option`` otherwise (read in a command's body, click
+    cannot tell which option it was)."""
+    from ..units import parse_duration
+
+    hint = f"'{option}'" if option else None
     try:
         seconds = float(value)
     except ValueError:
-        return duration_option(str(value))
+        try:
+            return float(parse_duration(str(value)))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from exc
     if not 0 < seconds < float("inf"):
-        raise click.BadParameter(f'invalid duration "{value}" (use e.g. 10s, 1m, or seconds above 0)')
+        raise click.BadParameter(f'invalid duration "{value}" (use e.g. 10s, 1m, or seconds above 0)',
+                                 param_hint=hint)
     return seconds
+
+
+duration_option = seconds_option  # every duration option takes both forms
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -252,17 +265,6 @@ def manifest_command(func: Callable[..., Any]) -> Callable[..., Any]:
                       connection_options, files_option(True)):
         func = decorator(func)
     return func
-
-
-def duration_option(value: str) -> float:
-    """Seconds from a duration such as 90s or 5m; a usage error (exit 2) otherwise."""
-    from ..units import parse_duration
-
-    try:
-        return float(parse_duration(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
 
 
 def planned(engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
