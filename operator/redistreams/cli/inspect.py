@@ -265,7 +265,8 @@ def wait(ctx: click.Context, paths: tuple[str, ...], streams: tuple[str, ...], g
             click.echo(f"ready: {len(wanted)} streams and {total_groups} groups exist", err=True)
             sys.exit(EXIT_OK)
         if time.monotonic() + interval_s > deadline:
-            click.echo(f"error: timed out after {timeout}{'' if timeout[-1:].isalpha() else 's'} waiting for: {'; '.join(missing)}", err=True)
+            after = timeout if timeout[-1:].isalpha() else f"{timeout}s"  # a bare number is seconds
+            click.echo(f"error: timed out after {after} waiting for: {'; '.join(missing)}", err=True)
             sys.exit(EXIT_FAILED)
         time.sleep(interval_s)
 
