@@ -154,6 +154,20 @@ class _AsyncFollowingPool(asentinel.SentinelConnectionPool):
                 pass
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]  # untyped in redis-py
 
+    async def moved(self, connection: Any) -> bool:
+        """Whether the sentinels now name another master than ``connection``'s (asked at
+        most every RECHECK_SECONDS). A connection held for long (a publisher's, a
+        subscriber's) must leave at once: the old master takes writes until the sentinels
+        reconfigure it, seconds later, and then drops them."""
+        if self.is_master and time.monotonic() - self._asked >= RECHECK_SECONDS:
+            self._asked = time.monotonic()
+            try:
+                await self.get_master_address()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False  # no sentinel answers: the connection fails by itself if it must
+        address = self.master_address
+        return address is not None and (connection.host, connection.port) != tuple(address)
+
 
 def _retry(retries: int) -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.1, cap=1.0), max(retries, FAILOVER_RETRIES))

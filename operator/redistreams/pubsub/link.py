@@ -83,6 +83,7 @@ class Link:
         self.name = name
         self._connection: aredis.Connection | None = None
         self._lock = asyncio.Lock()
+        self._moved = getattr(pool, "moved", None)  # a Sentinel master's pool (sentinel.py)
 
     async def call(self, commands: Sequence[Command], *, extra_timeout: float = 0.0) -> list[Any]:
         if not commands:
@@ -114,6 +115,8 @@ class Link:
         return reply
 
     async def _get(self) -> aredis.Connection:
+        if self._connection is not None and self._moved is not None and await self._moved(self._connection):
+            await self._drop()  # to the master the sentinels name now
         if self._connection is None:
             # untyped in redis-py's asyncio ConnectionPool
             connection: aredis.Connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
