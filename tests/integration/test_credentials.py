@@ -189,7 +189,10 @@ def test_status_watch(server: RedisServer, form: str, output: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "redistreams.cli", "--redis-url", wrong_urls(server)[form], "--redis-timeout", "1",
          "status", "orders", "--watch", "--interval", "1s", "-o", output],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        # Ctrl-C as on a terminal, even when this suite runs in the background (where
+        # SIGINT is inherited ignored and Python would never see it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
