@@ -77,3 +77,56 @@ new_wrapper() {
   cd "$dir"
   run_go mod init "$name"
 }
+
+# Path of module@version's folder in the module cache (downloads it; output in $GOLOG).
+module_dir() {
+  local json dir
+  json="$("$GO" mod download -json "$1" 2>>"$GOLOG")" || { echo "$json" >&2; die "cannot download $1 (see $GOLOG)"; }
+  dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json" | head -n1)"
+  [[ -d "$dir" ]] || die "no module folder for $1: $json"
+  echo "$dir"
+}
+
+# Files copied out of Go modules into a cached folder (CRDs that ship in a project's
+# module), the whole flow of such a script after hack_args:
+#   module_files VAR DIR "module@version path/in/module name" ...
+# --check reports and exits 0 when DIR holds every name, else 1; --force copies again;
+# otherwise DIR is filled once. Prints DIR (or VAR=DIR with --print-env).
+module_files() {
+  local var="$1" folder="$2" entry module file name
+  shift 2
+  local -a names=()
+  for entry in "$@"; do read -r _ _ name <<<"$entry"; names+=("$name"); done
+  _module_files_ok() {
+    [[ -f "$folder/.complete" ]] || return 1
+    for name in "${names[@]}"; do [[ -s "$folder/$name" ]] || return 1; done
+  }
+  if [[ "$check_only" == 1 ]] && ! _module_files_ok; then exit 1; fi
+  if [[ "$check_only" == 0 ]] && { [[ "$force" == 1 ]] || ! _module_files_ok; }; then
+    go_build_setup ".$HACK_NAME.lock"
+    local start=$SECONDS tmp="$folder.tmp.$$"
+    local -A dirs=()
+    log "fetching through the Go module proxy..."
+    GOLOG="$BUILD_ROOT/$HACK_NAME.log"
+    : >"$GOLOG"
+    cd "$BUILD_ROOT" || die "no $BUILD_ROOT"  # outside any module: `go mod download` fetches exactly module@version
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    for entry in "$@"; do
+      read -r module file name <<<"$entry"
+      if [[ -z "${dirs[$module]:-}" ]]; then
+        dirs[$module]="$(module_dir "$module")"
+        log "  $module"
+      fi
+      [[ -s "${dirs[$module]}/$file" ]] || die "$module has no $file"
+      cp "${dirs[$module]}/$file" "$tmp/$name"
+    done
+    touch "$tmp/.complete"
+    rm -rf "$folder"
+    mv "$tmp" "$folder"
+    log "  fetched in $((SECONDS - start)) s"
+  elif [[ "$check_only" == 0 ]]; then
+    log "already fetched"
+  fi
+  if [[ "$output" == env ]]; then printf '%s=%q\n' "$var" "$folder"; else echo "$HACK_NAME: $folder"; fi
+}
