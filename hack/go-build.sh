@@ -112,6 +112,7 @@ module_files() {
     cd "$BUILD_ROOT" || die "no $BUILD_ROOT"  # outside any module: `go mod download` fetches exactly module@version
     rm -rf "$tmp"
     mkdir -p "$tmp"
+    trap 'rm -rf "'"$tmp"'"' EXIT  # a failed fetch leaves no half folder behind
     for entry in "$@"; do
       read -r module file name <<<"$entry"
       if [[ -z "${dirs[$module]:-}" ]]; then
