@@ -52,8 +52,8 @@ def test_a_failover_that_lost_a_group_is_a_redis_reset(cluster: Cluster, ns: str
     # The operator makes another group on a master cut off from its replicas, which then dies.
     def create_audit() -> None:
         create(cluster, ns, "ConsumerGroup", "audit", {"topicRef": {"name": "orders"}})
-        wait_ready(cluster, ns, "ConsumerGroup", "audit", timeout=10)
-        wait_for(lambda: epoch_in_status(cluster, ns, "ConsumerGroup", "audit"), "the epoch in audit's status", 10)
+        wait_ready(cluster, ns, "ConsumerGroup", "audit", timeout=30)  # a loaded CI machine
+        wait_for(lambda: epoch_in_status(cluster, ns, "ConsumerGroup", "audit"), "the epoch in audit's status", 30)
         assert any(g["name"] == "audit" for g in sentinel.master().client().xinfo_groups(key))
 
     _, new = sentinel.lose_writes(create_audit)
