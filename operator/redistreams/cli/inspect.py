@@ -22,7 +22,7 @@ from .options import (
     settings,
 )
 from .output import echo_lines, fail, print_json, print_manifests, print_yaml, status_tables, stdout_console
-from .selector import selected, selection, selector_option
+from .selector import selection, selector_option
 
 
 class _Observed(Protocol):
@@ -67,14 +67,9 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
 
     config = settings(ctx, redis_url, namespace, cluster_id)
     declared: dict[str, list[str]] = {s: [] for s in streams}
-    skipped = False  # a declared group whose Topic cannot be found is as missing as a group
     if paths:
-        manifests = config.manifests(paths)
-        for stream, groups in _declared_streams(ctx, manifests).items():
+        for stream, groups in _declared_streams(ctx, config.manifests(paths)).items():
             declared.setdefault(stream, []).extend(groups)
-        selector = selected(ctx)
-        skipped = any(selector is None or selector.matches(loaded.resource.metadata.labels)
-                      for loaded in manifests.unresolved)
     only_namespace = namespace or ctx.find_root().params.get("namespace")
     show_consumers = show_consumers or output == "wide"
     engine = config.engine()
@@ -128,7 +123,7 @@ def status(ctx: click.Context, streams: tuple[str, ...], paths: tuple[str, ...],
             click.echo(f"error: {shown(error)}", err=True)
         sys.exit(EXIT_INVALID)
     missing = any(not e["exists"] or any(not g["exists"] for g in e.get("groups", [])) for e in entries)
-    sys.exit(EXIT_FAILED if (missing and declared) or skipped else EXIT_OK)
+    sys.exit(EXIT_FAILED if missing and declared else EXIT_OK)
 
 
 # Consumers status lists per group (XINFO CONSUMERS); a group with more is counted only.
