@@ -218,6 +218,21 @@ def test_names_that_are_not_utf8_break_nothing(cluster: Cluster, ns: str, redis:
     assert get(cluster, ns, "Topic", "orders")["status"]["conditions"]
 
 
+def test_terminal_escapes_in_a_stream_name_are_not_passed_on(cluster: Cluster, ns: str, redis: RedisServer) -> None:
+    """A tenant's stream name reaches conditions and Events, which kubectl prints to an admin's
+    terminal: control characters there are shown escaped, never raw."""
+    key = f"{ns}/\x1b]0;owned\x07\x1b[2Jlist"
+    redis.client().rpush(key, "x")  # another type: a WrongType condition and Event naming the key
+    create(cluster, ns, "Topic", "spoof", {"streamName": key})
+    body = wait_ready(cluster, ns, "Topic", "spoof", status="False", reason="WrongType", timeout=30)
+    wait_for(lambda: events(cluster, ns, "spoof"), "a warning event", 20)
+    messages = [condition(body)["message"], *(e["message"] for e in events(cluster, ns, "spoof"))]
+    assert all("\\x1b]0;owned\\x07\\x1b[2Jlist" in m for m in messages), messages
+    assert not any(c in m for m in messages for c in "\x1b\x07"), messages
+    assert body["status"].get("streamName", key) == key  # a data field stays exact
+    assert redis.client().lrange(key, 0, -1) == ["x"]
+
+
 def test_a_refused_command_is_that_resources_failure_named(cluster: Cluster, ns: str) -> None:
     """The operator's Redis user lacks XGROUP SETID (spec.reset) and TIME (optional)."""
     server = RedisServer().start()

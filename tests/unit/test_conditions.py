@@ -41,3 +41,10 @@ def test_transition_time_moves_only_on_status_change() -> None:
     assert by_type(failed)["Ready"]["lastTransitionTime"] == "2026-03-03T00:00:00Z"
     assert same_conditions(first, conditions(Outcome(True, "StreamReady", "ok"), 1, None, "2030-01-01T00:00:00Z"))
     assert not same_conditions(first, again)
+
+
+def test_a_message_carries_no_terminal_escapes() -> None:
+    """A stream name in a message reaches kubectl's output: controls are shown escaped."""
+    c = by_type(conditions(Outcome(False, "WrongType", 'stream "a\x1b[2J\u202eb" holds a list'), 1, None))
+    assert c["Ready"]["message"] == 'stream "a\\x1b[2J\\u202eb" holds a list'
+    assert c["Stalled"]["message"] == c["Ready"]["message"]

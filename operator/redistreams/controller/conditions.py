@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.errors import CLUSTER_NODE, CONFLICT, WRONG_TYPE
+from ..printable import shown
 from ..units import rfc3339
 
 # Reasons the operator adds to the engine's (RedisUnavailable, PermissionDenied, …).
@@ -54,7 +55,7 @@ def _condition(kind: str, status: str, reason: str, message: str, generation: in
         "type": kind,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": shown(message),  # kubectl and dashboards print it: no terminal escapes
         "lastTransitionTime": timestamp if changed or old is None else old.get("lastTransitionTime", timestamp),
     }
     if generation is not None:

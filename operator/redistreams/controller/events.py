@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import metrics
+from ..printable import shown
 from .kube import KubeAPI, KubeError
 
 log = logging.getLogger("redistreams.operator")
@@ -159,6 +160,7 @@ class EventRecorder:
 
 
 def _shortened(message: str) -> str:
+    message = shown(message)  # a stream name may hold terminal escapes; kubectl get events prints it
     if len(message) <= MAX_MESSAGE:
         return message
     half = (MAX_MESSAGE - 3) // 2
