@@ -464,7 +464,9 @@ ENTRY_ID_MAX = START_ID_MAX
 
 
 class _Status(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Built at first use (the operator's status, the CRD schema), not on import: reading
+    # manifests never needs them, and building them was a fifth of this module's import.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class Condition(_Status):
