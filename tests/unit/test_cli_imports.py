@@ -70,3 +70,20 @@ def test_shell_completion_loads_nothing_heavy() -> None:
     assert code == 0
     assert "wait" in output
     assert not {m.split(".")[0] for m in modules} & HEAVY
+
+
+def test_commands_turn_off_pydantics_plugin_scan_but_the_operator_and_the_user_decide(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from redistreams.cli import PYDANTIC_PLUGINS, cli
+
+    context = click.Context(cli)
+    monkeypatch.delenv(PYDANTIC_PLUGINS, raising=False)
+    cli.get_command(context, "operator")  # long-running: pydantic's default, plugins and all
+    assert PYDANTIC_PLUGINS not in os.environ
+    cli.get_command(context, "wait")
+    assert os.environ[PYDANTIC_PLUGINS] == "__all__"
+    monkeypatch.setenv(PYDANTIC_PLUGINS, "")  # the user's own setting stays
+    cli.get_command(context, "apply")
+    assert os.environ[PYDANTIC_PLUGINS] == ""

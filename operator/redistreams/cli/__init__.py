@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -33,6 +34,13 @@ COMMANDS = {
     "pub": ("messages", "pub"), "sub": ("messages", "sub"), "operator": ("operator", "operator_command"),
     "acl": ("acl", "acl"), "version": ("about", "version"), "completion": ("about", "completion"),
 }
+
+# pydantic looks for plugins in every installed distribution's metadata when it builds its
+# first model (a scan of site-packages at each start). No command of the CLI has a use for
+# them; pydantic's own switch turns the scan off, unless the user has set it (set empty, it
+# brings plugins back). The operator, long-running, keeps pydantic's default.
+PYDANTIC_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+KEEPS_PYDANTIC_PLUGINS = {"operator"}
 
 # What each exit code of a command means, listed at the end of its --help. Usage errors
 # (an unknown option, a bad value) are 2 everywhere, as click and kubectl have it.
@@ -75,6 +83,8 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
+        if cmd_name not in KEEPS_PYDANTIC_PLUGINS:  # before the command imports any model
+            os.environ.setdefault(PYDANTIC_PLUGINS, "__all__")
         module, attribute = COMMANDS[cmd_name]
         command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
         if not command.epilog:
