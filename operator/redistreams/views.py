@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .model import API
 from .printable import printable
 
 if TYPE_CHECKING:
@@ -187,6 +186,8 @@ def manifests_for(
     Redis names. ``namespace`` overrides the recorded one; ``default_namespace`` is for
     streams without a record.
     """
+    from .model import API  # here, not at the top: status, which reads this module too, loads no models
+
     taken: set[str] = set()  # Topic names
     taken_groups: set[str] = set()  # ConsumerGroup names (a separate kind, a separate space)
     docs: list[dict[str, Any]] = []

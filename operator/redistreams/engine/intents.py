@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..model import ConsumerGroup, PositionReset, Topic, reset_target_ms
 from ..units import format_duration, parse_duration
 from .ids import StreamId
+
+if TYPE_CHECKING:  # types only: status, reading Redis through the engine, loads no models (pydantic)
+    from ..model import ConsumerGroup, PositionReset, Topic
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class ResetIntent:
 
     @classmethod
     def from_spec(cls, spec: PositionReset) -> ResetIntent:
+        from ..model import reset_target_ms  # loaded already: spec is a model
+
         ms = reset_target_ms(spec.to)
         if ms is not None:
             # Just before <ms>-0, so an entry with exactly that ID is delivered too.
