@@ -29,7 +29,8 @@ import yaml
 from pydantic import ValidationError
 
 from redistreams.crds import generate
-from redistreams.model import RESOURCE_MODELS, ConsumerGroupStatus, TopicStatus
+from redistreams.model import RESOURCE_MODELS
+from redistreams.model_status import ConsumerGroupStatus, TopicStatus
 from tests.support.controlplane import ApiResponse, Cluster, ControlPlane, cluster_for_tests, install_crds
 
 pytestmark = pytest.mark.e2e

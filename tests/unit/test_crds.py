@@ -19,10 +19,9 @@ from redistreams.model import (
     API_GROUP,
     API_VERSION,
     ConsumerGroupSpec,
-    ConsumerGroupStatus,
     TopicSpec,
-    TopicStatus,
 )
+from redistreams.model_status import ConsumerGroupStatus, TopicStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"

@@ -182,7 +182,7 @@ def test_status_fields_are_bounded_and_stable() -> None:
 
 
 def test_status_fields_fit_the_status_model() -> None:
-    from redistreams.model import ConsumerGroupStatus
+    from redistreams.model_status import ConsumerGroupStatus
 
     _, gp = plan_for(group(cleanup_idle_ms=HOUR), state())
     fields = day2_fields(gp, result(consumers_removed=["a"], consumers_kept=[ConsumerState("b", 2, idle_ms=HOUR)],

@@ -20,7 +20,10 @@ FORBIDDEN = {
     "redistreams.engine": ("redistreams.controller", "redistreams.cli", "redistreams.pubsub", "kopf", "click",
                            "rich", "aiohttp", "kubernetes"),
     "redistreams.model": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
-    "redistreams.manifests": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
+    "redistreams.model_status": ("redistreams.engine", "redistreams.controller", "redistreams.cli",
+                                 "redistreams.pubsub"),
+    "redistreams.manifests": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub",
+                              "redistreams.model_status"),  # reading manifests builds no status model (issue 14)
     "redistreams.crds": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.connection": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
     "redistreams.sentinel": ("redistreams.engine", "redistreams.controller", "redistreams.cli", "redistreams.pubsub"),
