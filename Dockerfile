@@ -2,9 +2,9 @@
 # repository with the operator extra, non-root. Without a container engine: make image.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator ./operator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[operator]"
 
 FROM python:3.11-slim
 RUN useradd --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin redistreams

@@ -16,7 +16,7 @@ IMAGE_TAR := dist/redistreams-image.tar
 PACKAGE_SOURCES := pyproject.toml README.md $(shell find operator/redistreams -type f \( -name '*.py' -o -name '*.lua' -o -name py.typed \) 2>/dev/null)
 CHART_SOURCES := $(shell find charts/redistreams -type f 2>/dev/null)
 
-.PHONY: help setup system-deps venv bytecode control-plane helm dist image image-deps kubectl keda-crds gitops-tools docs docs-tools shellcheck lint generate check test test-unit test-integration \
+.PHONY: help setup system-deps venv lock bytecode control-plane helm dist image image-deps kubectl keda-crds gitops-tools docs docs-tools shellcheck lint generate check test test-unit test-integration \
 	test-e2e test-acl run bench clean
 
 help: ## this list
@@ -42,11 +42,24 @@ system-deps:
 
 venv: $(VENV)/.installed ## the .venv with the package (editable) and the test tools
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,operator]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,operator]'
 	@touch $@
+
+# pyproject.toml gives the ranges users install from; constraints.txt pins the one set the
+# tests, CI and the image run, so a dependency's new release changes nothing until we move
+# the pins: `make lock` resolves every extra again in a fresh venv (then run make test).
+lock: ## re-pin constraints.txt to the newest versions pyproject.toml allows
+	rm -rf build/lock
+	$(PYTHON) -m venv build/lock
+	build/lock/bin/pip install -q --upgrade pip
+	build/lock/bin/pip install -q '.[test,operator,docs]'
+	{ echo "# Pinned by make lock from pyproject.toml's ranges; installed by make venv, make docs-tools"; \
+	  echo "# and hack/image.sh. Edit pyproject.toml, not this file."; \
+	  build/lock/bin/pip freeze --exclude redistreams; } > constraints.txt
+	rm -rf build/lock
 
 # kube-apiserver and etcd built from the Go module proxy, cached outside the repo
 # (first build 10-25 minutes; then instant).
@@ -74,8 +87,8 @@ gitops-tools: ## kustomize and the Argo CD/Flux CRDs for the GitOps tests
 
 # mkdocs-material in the .venv (the `docs` extra), once per change of pyproject.toml.
 docs-tools: $(VENV)/.docs-installed
-$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e '.[docs]'
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e '.[docs]'
 	@touch $@
 
 # The reference pages (resources from the model's CRD schema, the CLI's help) are generated
@@ -120,7 +133,7 @@ image-deps:
 # wheel has not changed. make dist: 25 s (python -m build in an isolated env).
 image: $(IMAGE_TAR) ## the operator's image as dist/redistreams-image.tar (no container engine)
 
-$(IMAGE_TAR): $(WHEEL) hack/image.sh | image-deps
+$(IMAGE_TAR): $(WHEEL) hack/image.sh constraints.txt | image-deps
 	$(SUDO) hack/image.sh $(WHEEL) $@
 
 lint: venv ## ruff and mypy, as configured in pyproject.toml

@@ -13,6 +13,8 @@
 # Environment (all optional):
 #   REDISTREAMS_IMAGE_CACHE  base layers and work dirs (default ~/.cache/redistreams/image)
 #   REDISTREAMS_IMAGE_PIP_CACHE  pip's cache for the app layer (default ~/.cache/redistreams/pip-image)
+#   REDISTREAMS_IMAGE_CONSTRAINTS  pinned versions of the dependencies (default: constraints.txt,
+#                                  the set the tests run; a dependency it does not pin is resolved)
 #
 # The base layer is keyed on everything that makes it (suite, variant, packages, options,
 # hooks), so changing BASE_* below builds a new one; an old one is never
@@ -51,6 +53,7 @@ IMAGE_PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 CACHE="${REDISTREAMS_IMAGE_CACHE:-$HOME/.cache/redistreams/image}"
 PIP_CACHE="${REDISTREAMS_IMAGE_PIP_CACHE:-$HOME/.cache/redistreams/pip-image}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CONSTRAINTS="${REDISTREAMS_IMAGE_CONSTRAINTS:-$HERE/../constraints.txt}"
 
 log() { echo "image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -96,6 +99,7 @@ fi
 WHEEL="$(realpath "$1")"
 OUT="$(realpath -m "$2")"
 [[ -f "$WHEEL" && "$WHEEL" == *.whl ]] || die "not a wheel: $1"
+[[ -f "$CONSTRAINTS" ]] || die "no constraints file: $CONSTRAINTS (REDISTREAMS_IMAGE_CONSTRAINTS)"
 VERSION="$(basename "$WHEEL" | cut -d- -f2)"
 IMAGE="redistreams:$VERSION"
 
@@ -127,6 +131,7 @@ mkdir -p "$ROOTFS"
 tar -C "$ROOTFS" --numeric-owner -xpf "$BASE"
 mkdir -p "$PIP_CACHE" "$ROOTFS/tmp/in"
 cp "$WHEEL" "$ROOTFS/tmp/in/"
+cp "$CONSTRAINTS" "$ROOTFS/tmp/in/constraints.txt"
 # The few device nodes a runtime would provide, for the chroot only (not in a layer).
 mkdir -p "$ROOTFS/dev"
 for dev in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9; do
@@ -144,7 +149,7 @@ done
 mv "$PIP_CACHE" "$ROOTFS/tmp/pip-cache"
 in_image() { chroot "$ROOTFS" /usr/bin/env -i PATH="$IMAGE_PATH" HOME=/root "$@"; }
 in_image python3 -m venv "$VENV"
-in_image "${pip_env[@]}" "$VENV/bin/pip" install -q "/tmp/in/$(basename "$WHEEL")[operator]" >&2
+in_image "${pip_env[@]}" "$VENV/bin/pip" install -q -c /tmp/in/constraints.txt "/tmp/in/$(basename "$WHEEL")[operator]" >&2
 restore_pip_cache
 in_image "$VENV/bin/pip" uninstall -q -y pip setuptools >&2  # not needed at run time
 in_image redistreams --version >/dev/null || die "the installed CLI does not start in the image"

@@ -121,6 +121,26 @@ def test_image_holds_the_wheel(image: tuple[dict[str, Any], dict[str, Any]]) -> 
     assert expected and installed == expected, "the image is older than dist/'s wheel: run `make image`"
 
 
+def test_image_installs_the_pinned_dependencies(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The image runs the dependency versions the tests ran (constraints.txt), not whatever
+    was newest on the day it was built."""
+    entry, _ = image
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
+    with tarfile.open(IMAGE_TAR) as archive:
+        app = tarfile.open(fileobj=io.BytesIO(archive.extractfile(entry["Layers"][-1]).read()))  # type: ignore[union-attr]
+        found = {m.group(1): m.group(2) for m in (re.search(r"/site-packages/([^/]+)-([^-/]+)\.dist-info$", n)
+                                                   for n in app.getnames()) if m}
+    installed = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in found.items()}
+    for name in ("redis", "pydantic", "kopf", "aiohttp", "click", "prometheus-client"):
+        assert installed.get(name) == pinned[name], f"{name}: image {installed.get(name)}, pinned {pinned[name]}"
+    unpinned = {n: v for n, v in installed.items() if n in pinned and v != pinned[n]}
+    assert not unpinned, f"the image has other versions than constraints.txt: {unpinned}; run make image"
+
+
 def test_layers_hold_no_device_nodes(image: tuple[dict[str, Any], dict[str, Any]]) -> None:
     """Runtimes mount /dev themselves; a rootless one could not create device nodes."""
     entry, _ = image
