@@ -6,7 +6,8 @@ Each case is a fresh process of the installed entry point (what a shell completi
 script or an init container starts), run ``--runs`` times, interleaved with the others so
 a load spike on the machine hits every case alike. Printed beside two baselines from the
 same run: ``python -c pass`` (the interpreter itself) and ``python -c "import redis"``
-(redis-py alone). The Redis cases run against a local redis-server where the stream and
+(redis-py alone); a third row is the import of pydantic and yaml alone, under which no
+command reading manifests (``wait -f``) can start. The Redis cases run against a local redis-server where the stream and
 group exist, so ``wait`` returns at its first check; "engine path" is ``wait`` as it ran
 before its probe (a URL the probe leaves to the engine). Asserts nothing about time.
 """
@@ -79,6 +80,10 @@ def main() -> None:
         cases: dict[str, list[str]] = {
             "python -c pass (baseline)": [sys.executable, "-c", "pass"],
             "python -c 'import redis' (baseline)": [sys.executable, "-c", "import redis"],
+            # What reading manifests cannot start without: pydantic (the models validate
+            # them), with importlib.metadata (pydantic imports it for its plugins) and yaml.
+            "pydantic + yaml import (-f floor)": [sys.executable, "-c", "import pydantic.plugin._loader, yaml; "
+                                                  "from pydantic import BaseModel, Field"],
             "--help": [*cli, "--help"],
             "--version": [*cli, "--version"],
             "wait --help": [*cli, "wait", "--help"],
