@@ -8,6 +8,7 @@ round-trip and pass counters over a window of whole intervals: reads of each str
 resync pass (the issue-14 target: one) and per minute, round trips per pass and per minute. Asserts nothing about time.
 
     python -m bench.operator_burst [--topics 1000] [--groups 3] [--resync 10] [--observe 10]
+                                   [--deletion-policy Delete]
 
 To compare with another revision, run it with PYTHONPATH=<that checkout>/operator.
 """
@@ -36,15 +37,17 @@ from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
 
-def objects(ns: str, topics: int, groups: int) -> list[tuple[str, dict]]:
+def objects(ns: str, topics: int, groups: int, policy: str = "") -> list[tuple[str, dict]]:
+    """``policy``: every object's deletionPolicy (empty: the default, Retain)."""
+    extra = {"deletionPolicy": policy} if policy else {}
     out = []
     for i in range(topics):
         out.append(("topics", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "Topic",
-                               "metadata": {"name": f"t{i}"}, "spec": {"streamName": f"{ns}/t{i}"}}))
+                               "metadata": {"name": f"t{i}"}, "spec": {"streamName": f"{ns}/t{i}", **extra}}))
         for j in range(groups):
             out.append(("consumergroups", {"apiVersion": "redistreams.dev/v1alpha1", "kind": "ConsumerGroup",
                                            "metadata": {"name": f"t{i}-g{j}"},
-                                           "spec": {"topicRef": {"name": f"t{i}"}, "groupName": f"g{j}"}}))
+                                           "spec": {"topicRef": {"name": f"t{i}"}, "groupName": f"g{j}", **extra}}))
     return out
 
 
@@ -186,6 +189,11 @@ def event_requests(cluster: Cluster) -> int:
     return total
 
 
+def machine_load() -> str:
+    """The load averages beside the CPU count: figures from a loaded machine read differently."""
+    return f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)"
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -236,6 +244,8 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=3)
     parser.add_argument("--resync", type=int, default=10, help="operator resync interval, seconds")
+    parser.add_argument("--deletion-policy", default="", choices=("", "Retain", "Delete"),
+                        help="every object's deletionPolicy (Delete: each carries the operator's finalizer)")
     parser.add_argument("--observe", type=int, default=0,
                         help="operator observe interval, seconds (default: the resync interval)")
     args = parser.parse_args()
@@ -267,23 +277,29 @@ def main() -> None:
             time.sleep(3)
             if operator.poll() is not None:
                 raise SystemExit(f"the operator exited: {log_path.read_text()[-3000:]}")
-            print(f"{args.topics} Topics + {args.topics * args.groups} ConsumerGroups = {total} resources")
+            print(f"{args.topics} Topics + {args.topics * args.groups} ConsumerGroups = {total} resources "
+                  f"(deletionPolicy {args.deletion_policy or 'Retain'}); {machine_load()}")
             warm = f"warm-{uuid.uuid4().hex[:6]}"  # first requests of a fresh API server are slower
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": warm}})
-            store(cluster, warm, objects(warm, 50, args.groups))
-            store_s = store(cluster, unwatched, objects(unwatched, args.topics, args.groups))
-            print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace")
+            store(cluster, warm, objects(warm, 50, args.groups, args.deletion_policy))
+            servers = cp.pids()
+            cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()} | {"bench": time.process_time()}
+            store_s = store(cluster, unwatched, objects(unwatched, args.topics, args.groups, args.deletion_policy))
+            store_cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()}
+            store_cpu["bench"] = time.process_time() - cpu_before["bench"]
+            print(f"API server alone stores them in {store_s:.1f}s ({total / store_s:.0f}/s), unwatched namespace; "
+                  "CPU seconds: " + ", ".join(f"{n} {c:.1f}" for n, c in store_cpu.items()))
 
             rss_idle_empty = rss_mib(operator.pid)
             writes_before = api_writes(cluster)
             by_resource_before = api_writes_by_resource(cluster)
-            processes = {"operator": operator.pid, **cp.pids()}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+            processes = {"operator": operator.pid, **servers}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()} | {"bench": time.process_time()}
             watch = ReadyWatch(cluster, watched, total)
             event_watch = EventWatch(cluster, watched)
             events_before = event_requests(cluster)
             start = time.perf_counter()
-            created_s = store(cluster, watched, objects(watched, args.topics, args.groups))
+            created_s = store(cluster, watched, objects(watched, args.topics, args.groups, args.deletion_policy))
             while not watch.done.wait(1):
                 if time.perf_counter() - start > 900 or operator.poll() is not None:
                     print(log_path.read_text()[-3000:])
@@ -294,6 +310,7 @@ def main() -> None:
             writes = api_writes(cluster) - writes_before - total  # minus our own creates
             by_resource = {k: v - by_resource_before.get(k, 0) for k, v in api_writes_by_resource(cluster).items()}
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
+            cpu["bench"] = time.process_time() - cpu_before["bench"]  # its creates and the Ready/Event watches
             # A second sample of the store time, the operator idle (its routine Events, which
             # trail a burst, posted first): the baseline varies run to run.
             event_watch.settled(quiet=15, limit=240)
@@ -304,7 +321,7 @@ def main() -> None:
                   f"{events_s:.1f}s after the last Ready (target <= 10s)")
             again = f"store2-{uuid.uuid4().hex[:6]}"
             cluster.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": again}})
-            store2_s = store(cluster, again, objects(again, args.topics, args.groups))
+            store2_s = store(cluster, again, objects(again, args.topics, args.groups, args.deletion_policy))
             baseline = (store_s + store2_s) / 2
             print(f"API server alone, second sample: {store2_s:.1f}s; baseline (mean) {baseline:.1f}s")
             print(f"all Ready after {ready_s:.1f}s (creates took {created_s:.1f}s): "

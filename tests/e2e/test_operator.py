@@ -122,6 +122,40 @@ def test_deletion_policies(cluster: Cluster, ns: str, redis: RedisServer) -> Non
     assert r.hget("redistreams:owners", f'["topic","{ns}/gone"]') is None
 
 
+def test_delete_objects_keep_their_finalizer_while_redis_is_unreachable(cluster: Cluster, ns: str) -> None:
+    import base64
+
+    server = RedisServer().start()
+    port = server.port
+    cluster.post(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-away"},
+        "data": {"url": base64.b64encode(server.url.encode()).decode()},
+    }).raise_for_status()
+    try:
+        create(cluster, ns, "Topic", "t", {"streamName": f"{ns}/t", "deletionPolicy": "Delete",
+                                           "connection": {"secretRef": {"name": "redis-away"}}})
+        create(cluster, ns, "ConsumerGroup", "g", {"topicRef": {"name": "t"}, "deletionPolicy": "Delete"})
+        wait_ready(cluster, ns, "Topic", "t")
+        wait_ready(cluster, ns, "ConsumerGroup", "g")
+    finally:
+        server.close()
+    for plural, name in (("consumergroups", "g"), ("topics", "t")):
+        cluster.delete(f"{API}/namespaces/{ns}/{plural}/{name}").raise_for_status()
+    time.sleep(6)  # several retries of the cleanup (retry_delay 1 s, delete retries every 2 s)
+    for kind, name in (("Topic", "t"), ("ConsumerGroup", "g")):
+        body = get(cluster, ns, kind, name)
+        assert body["metadata"].get("deletionTimestamp") and body["metadata"]["finalizers"] == \
+            ["redistreams.dev/finalizer"], f"{kind}/{name}"
+    back = RedisServer()
+    back.port = port
+    back.start()
+    try:
+        wait_for(lambda: not get(cluster, ns, "Topic", "t") and not get(cluster, ns, "ConsumerGroup", "g"),
+                 "both gone once Redis answers", 40)
+    finally:
+        back.close()
+
+
 def test_paused_resources_are_left_alone(cluster: Cluster, ns: str, redis: RedisServer) -> None:
     create(cluster, ns, "Topic", "p", {"streamName": f"{ns}/p"})
     wait_ready(cluster, ns, "Topic", "p")

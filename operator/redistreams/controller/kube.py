@@ -16,6 +16,10 @@ import kopf
 from ..model import API_GROUP, API_VERSION
 
 LEASES = "/apis/coordination.k8s.io/v1"
+# Requests in flight at once: a burst's status writes (one task per object) opened up to
+# aiohttp's default 100 connections, each a TLS handshake for both sides; the Event
+# recorder posts 24 at a time.
+CONNECTIONS = 24
 
 
 class KubeError(Exception):
@@ -75,8 +79,9 @@ class KubeAPI:
     async def _send(self, method: str, path: str, answer: bool = True, **kwargs: Any) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers=self.headers, connector=aiohttp.TCPConnector(ssl=self._ssl),
-                timeout=aiohttp.ClientTimeout(total=30),
+                headers=self.headers, connector=aiohttp.TCPConnector(ssl=self._ssl, limit=CONNECTIONS),
+                # Per request once connected, not counting the wait for a free connection.
+                timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=30),
             )
         async with self._session.request(method, self.server + path, **kwargs) as response:
             if response.status >= 400:

@@ -21,6 +21,7 @@ PAUSED_ANNOTATION = "redistreams.dev/paused"
 SKIP_CLEANUP_ANNOTATION = "redistreams.dev/skip-cleanup"
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
+Version = tuple[str | None, int | None]  # (uid, generation): one object's one spec
 
 
 @dataclass
@@ -43,6 +44,10 @@ class Declared:
     def generation(self) -> int | None:
         generation: int | None = self.body["metadata"].get("generation")  # the API server's integer
         return generation
+
+    @property
+    def version(self) -> Version:
+        return self.body["metadata"].get("uid"), self.generation
 
     @property
     def paused(self) -> bool:

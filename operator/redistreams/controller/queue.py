@@ -28,6 +28,23 @@ def request_reconcile(state: State, key: Key) -> None:
     spawn(state, _reconcile(state, key))
 
 
+def reconcile_if_behind(state: State, previous: Declared | None, declared: Declared) -> None:
+    """A watch event's object is reconciled if its status lags its generation; not when a
+    reconcile of this generation is running, or wrote status that this body predates
+    (kopf's finalizer PATCH crossing ours: a second run would write the figures again)."""
+    if declared.status.get("observedGeneration") == declared.generation:
+        state.written_version.pop(declared.key, None)  # our write's own event (or a later one)
+        return
+    same = previous is not None and previous.version == declared.version
+    if state.status_written_for(declared):
+        if previous is not None and same and previous.status.get("observedGeneration") == declared.generation:
+            declared.body["status"] = previous.status  # ours is newer than this body's
+        return
+    if same and declared.key in state.in_flight:
+        return  # a change of generation meanwhile would have asked for another run
+    request_reconcile(state, declared.key)
+
+
 def spawn(state: State, coroutine: Coroutine[Any, Any, None]) -> None:
     """Runs a coroutine as a task the State keeps (a task nobody holds may be collected)."""
     task = asyncio.get_running_loop().create_task(coroutine)

@@ -31,6 +31,7 @@ log = logging.getLogger("redistreams.operator")
 BURST_WINDOW = 2.0  # status writes this recent mean a burst is being reconciled
 PARALLEL_WRITES = 16  # many figures change at once on a busy cluster
 FIRST_PASS_DELAY = 2.0  # with observation on: metrics soon after start
+BURST_POLL = 0.5  # seconds between looks for the end of a burst
 
 
 def pass_interval(config: OperatorConfig) -> float:
@@ -60,10 +61,26 @@ async def resync_loop(state: State) -> None:
 async def resync_once(state: State) -> None:
     """One pass: one read per connection, repairs and status from it, then (observation
     on) metrics and retention from the same read."""
+    await _after_burst(state, pass_interval(state.config))
     await _pass(state)
     # Only now is everything the pass read garbage: give its pages back (RSS would stay
-    # at the pass's peak otherwise).
-    give_back_memory()
+    # at the pass's peak otherwise); not in a burst, which would take them again at once.
+    if not _bursting(state):
+        give_back_memory()
+
+
+def _bursting(state: State) -> bool:
+    """The work queue is reconciling a burst (new objects: a GitOps sync, kubectl apply)."""
+    return bool(state.in_flight or state.again) or time.monotonic() - state.last_any_status_write < BURST_WINDOW
+
+
+async def _after_burst(state: State, limit: float) -> None:
+    """Waits (at most ``limit`` seconds) for a burst to end: the pass would read every
+    stream and hold the queue's batches back while the queue is already writing the new
+    objects' status (py-spy: ~10% of the operator's CPU in a 4,000-object burst)."""
+    deadline = time.monotonic() + limit
+    while _bursting(state) and time.monotonic() < deadline:
+        await asyncio.sleep(BURST_POLL)
 
 
 async def _pass(state: State) -> None:

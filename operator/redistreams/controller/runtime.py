@@ -23,7 +23,7 @@ from ..printable import printable, printable_tree
 from ..tenancy import Tenancy
 from .conditions import conditions, same_conditions
 from .events import EventRecorder
-from .objects import Declared, Key
+from .objects import Declared, Key, Version
 from .reconciler import Reconciler
 from .status import Computed
 
@@ -77,6 +77,9 @@ class State:
     fence: Callable[[], None] = _unfenced
     reconciler: Reconciler | None = None  # made at login, with its credentials
     last_status_write: dict[Key, float] = field(default_factory=dict)
+    # The version whose status we wrote, until the watch brings that status: an event
+    # from before that write (kopf's finalizer PATCH) asks for no reconcile (queue.py).
+    written_version: dict[Key, Version] = field(default_factory=dict)
     last_any_status_write: float = 0.0
     task: asyncio.Task[None] | None = None  # the periodic pass (resync.py)
     retention: dict[Key, RetentionMemo] = field(default_factory=dict)
@@ -86,6 +89,16 @@ class State:
     again: set[Key] = field(default_factory=set)
     topic_wait: dict[Key, float] = field(default_factory=dict)  # new groups whose Topic is not seen yet
     recorder: EventRecorder | None = None  # made with the first Event (events.py)
+
+    def status_written_for(self, declared: Declared) -> bool:
+        """Whether we wrote this object's status for its current generation (the body at
+        hand may be older than that write)."""
+        return self.written_version.get(declared.key) == declared.version
+
+    def forget(self, key: Key) -> None:
+        """An object is gone: what the State kept about it goes too."""
+        for kept in (self.last_status_write, self.written_version, self.topic_wait, self.retention):
+            kept.pop(key, None)
 
     def get_reconciler(self) -> Reconciler:
         """The Reconciler; made without Kubernetes credentials when login gave none we can
@@ -156,7 +169,14 @@ async def patch_status(state: State, declared: Declared, status: dict[str, Any])
         return False
     metrics.STATUS_WRITES.labels(declared.kind).inc()
     declared.body["status"] = {**declared.status, **status}
+    # A watch event stored during the request (kopf's finalizer PATCH) holds an older
+    # status: ours goes there too, or the next look would find the object behind again.
+    current = state.get_reconciler().objects.get(declared.key)
+    if current is not None and current is not declared and current.version == declared.version:
+        current.body["status"] = {**current.status, **status}
     state.last_status_write[declared.key] = state.last_any_status_write = time.monotonic()
+    if status.get("observedGeneration") == declared.generation:
+        state.written_version[declared.key] = declared.version
     return True
 
 
