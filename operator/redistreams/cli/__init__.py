@@ -14,6 +14,7 @@ Domain work lives below the CLI.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import os
 import sys
@@ -137,3 +138,8 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    finally:
+        # The interpreter's last collection would walk every object the command made (the
+        # models' schemas, parsed manifests): ~30 ms of a short command, for memory the
+        # exit frees anyway. Frozen objects are skipped; files are still flushed and closed.
+        gc.freeze()
