@@ -6,59 +6,26 @@ Asserted on the state of a fresh process, not on time, so it holds on a loaded m
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import ROOT
+from tests.support.cli import run_reporting as cli_report
+from tests.support.manifests import group, topic
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
 PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
-MANIFEST = """\
-apiVersion: redistreams.dev/v1alpha1
-kind: Topic
-metadata: {name: orders}
----
-apiVersion: redistreams.dev/v1alpha1
-kind: ConsumerGroup
-metadata: {name: billing}
-spec: {topicRef: {name: orders}}
-"""
-
-# Runs the CLI in this interpreter; the last stdout line reports what the run left behind.
-REPORTING_CLI = """
-import json, runpy, sys
-sys.argv = ["redistreams", *json.loads(sys.argv[1])]
-code = 0
-try:
-    runpy.run_module("redistreams.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-loader = sys.modules.get("pydantic.plugin._loader")
-model = sys.modules.get("redistreams.model")
-print(json.dumps({
-    "exit": code,
-    "modules": sorted({m.split(".")[0] for m in sys.modules}),
-    "plugins_scanned": loader is not None and loader._plugins is not None,
-    "topic_built": bool(model and model.Topic.__pydantic_complete__),
-    "status_models": "redistreams.model_status" in sys.modules,
-}))
-"""
+MANIFEST = topic("orders") + group("billing", "orders")
 
 
 def run_reporting(url: str, *args: str, env: dict[str, str | None] | None = None) -> tuple[dict[str, Any], str]:
     full_env = {k: v for k, v in os.environ.items() if k not in (PLUGINS, "REDIS_URL")}
     full_env.update({k: v for k, v in (env or {}).items() if v is not None})
-    done = subprocess.run([sys.executable, "-c", REPORTING_CLI, json.dumps(["--redis-url", url, *args])],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=full_env)
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    return cli_report("--redis-url", url, *args, env=full_env)
 
 
 @pytest.fixture
@@ -90,7 +57,7 @@ def test_wait_f_keeps_the_users_plugin_setting(redis_server: RedisServer, manife
 
 def test_wait_f_still_refuses_invalid_manifests(redis_server: RedisServer, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(MANIFEST.replace("{name: orders}}", "{name: Orders}}"))
+    bad.write_text(topic("orders") + group("billing", "Orders"))
     report, stderr = run_reporting(redis_server.url, "wait", "-f", str(bad), "--timeout", "1s")
     assert report["exit"] == 2
     assert (f'error: {bad}: document 2: ConsumerGroup "billing": spec.topicRef.name: invalid value "Orders": '

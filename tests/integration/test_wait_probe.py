@@ -5,9 +5,6 @@ messages and exit codes are the engine's."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +18,7 @@ from redistreams.connection import RedisTarget
 from redistreams.engine import Engine
 from redistreams.printable import printable
 from redistreams.probe import Probe, Unsure
-from tests.support.cli import ROOT
+from tests.support.cli import run_reporting as cli_report
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer
@@ -33,26 +30,10 @@ NOT_UTF8 = b"orders-\xff".decode("utf-8", "surrogateescape")
 KEYS = ["orders", "missing", "jobs", NOT_UTF8]
 WANTED = {"orders": ["billing", "audit"], "missing": [], "jobs": [], NOT_UTF8: ["g\udcfe"]}
 
-# Runs the CLI in this interpreter and reports, on the last stdout line, its exit code and
-# the top-level packages it imported (wait prints its own lines to stderr).
-REPORTING_CLI = """
-import json, runpy, sys
-sys.argv = ["redistreams", *json.loads(sys.argv[1])]
-code = 0
-try:
-    runpy.run_module("redistreams.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"exit": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
-"""
-
-
 def run_reporting(*args: str, timeout: float = 120) -> tuple[int, set[str], str]:
     """(exit code, top-level modules imported, stderr) of one CLI run."""
-    done = subprocess.run([sys.executable, "-c", REPORTING_CLI, json.dumps(list(args))], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return report["exit"], set(report["modules"]), done.stderr
+    report, stderr = cli_report(*args, timeout=timeout)
+    return report["exit"], set(report["modules"]), stderr
 
 
 def populate(client: Any) -> None:
