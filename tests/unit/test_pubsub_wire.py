@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from redistreams.pubsub import Message, URLError, parse_go_duration, parse_subscription_url, parse_topic_url
-from redistreams.pubsub.wire import decode_fields, encode_headers
+from redistreams.pubsub import (
+    Message,
+    ReceivedMessage,
+    URLError,
+    parse_go_duration,
+    parse_subscription_url,
+    parse_topic_url,
+)
+from redistreams.pubsub.wire import decode_fields, encode_headers, shared_headers
 
 
 @pytest.mark.parametrize(
@@ -143,3 +150,25 @@ def test_decode_entries() -> None:
     ]:
         decoded = decode_fields(fields)
         assert decoded is not None and problem in (decoded.problem or "")
+
+
+def test_shared_headers_are_copied_at_first_access() -> None:
+    """The subscriber hands out headers seen before without parsing them again; a handler
+    changing its message's metadata must not change the next message's."""
+    raw = b'{"kind":"a","z":"\\u003c"}'
+    assert decode_fields([b"headers", raw, b"body", b"x"]).metadata == {"kind": "a", "z": "<"}  # type: ignore[union-attr]
+    shared = shared_headers(raw)
+    assert shared == {"kind": "a", "z": "<"}
+    assert shared_headers(b"null") == {} and shared_headers(b'{"never":"seen"}') is None
+    first = ReceivedMessage(b"x", None, "1-1", False, None, None, shared)
+    second = ReceivedMessage(b"x", None, "1-2", False, None, None, shared)
+    first.metadata["kind"] = "changed"
+    assert second.metadata == {"kind": "a", "z": "<"} and shared_headers(raw) == {"kind": "a", "z": "<"}
+    assert first.metadata == {"kind": "changed", "z": "<"}  # the same dict on every access
+    second.metadata = {"set": "by handler"}
+    assert second.metadata == {"set": "by handler"}
+    assert repr(first) == ("ReceivedMessage(body=b'x', metadata={'kind': 'changed', 'z': '<'}, id='1-1', "
+                           "redelivered=False, problem=None)")
+    # Built by the application as before: metadata owned, bodies encoded, equality on body and metadata.
+    assert ReceivedMessage("é", {"a": "b"}, "2-1") == ReceivedMessage("é".encode(), {"a": "b"}, "2-2")  # type: ignore[arg-type]
+    assert ReceivedMessage(b"y").metadata == {} and ReceivedMessage(b"y", None).metadata == {}

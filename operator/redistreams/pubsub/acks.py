@@ -49,8 +49,11 @@ class Acks:
         self._renew_after = renew_after
         self._dead_lettering = dead_lettering
         self._on_confirmed = on_confirmed
-        self._outstanding: dict[str, float] = {}  # delivered, not yet acknowledged -> lease taken
-        self._acking: dict[str, float] = {}  # acknowledged, not yet confirmed by Redis -> lease taken
+        # Delivered, and no ack confirmed by Redis yet -> lease taken. An acknowledged entry
+        # keeps its lease until Redis confirms the ack: another consumer must not reclaim,
+        # and handle again, an entry whose ack is only slow. (One dict, so an ack costs no
+        # lease bookkeeping; the confirmation of its batch ends the lease.)
+        self._outstanding: dict[str, float] = {}
         self._refused: dict[str, None] = {}  # acks and nacks Redis refused (in order): still pending
         self._acks: list[str] = []
         self._nacks: list[str] = []
@@ -64,8 +67,9 @@ class Acks:
 
     @property
     def leases(self) -> dict[str, float]:
-        """Entries handed out and not acknowledged -> lease taken (``time.monotonic``): the
-        subscriber adds each entry it decodes; renewed until acknowledged."""
+        """Entries handed out and not acknowledged (or whose ack Redis has not confirmed
+        yet) -> lease taken (``time.monotonic``): the subscriber adds each entry it
+        decodes; renewed until the ack is confirmed."""
         return self._outstanding
 
     def held(self) -> set[str]:
@@ -82,15 +86,15 @@ class Acks:
     # -- queueing --------------------------------------------------------------------
 
     def ack(self, ids: list[str]) -> None:
-        outstanding, acking = self._outstanding, self._acking
-        for entry_id in ids:
-            since = outstanding.pop(entry_id, None)
-            if since is not None:
-                # The lease is renewed until Redis confirms the ack: another consumer must
-                # not reclaim, and handle again, an entry whose ack is only slow.
-                acking[entry_id] = since
         self.stats["acked"] += len(ids)
         self._acks.extend(ids)
+        if self._task is None:
+            self._kick()
+
+    def ack_one(self, entry_id: str) -> None:
+        """``ack([entry_id])`` without the list: once per message in most applications."""
+        self.stats["acked"] += 1
+        self._acks.append(entry_id)
         if self._task is None:
             self._kick()
 
@@ -153,8 +157,9 @@ class Acks:
                     if isinstance(reply, ResponseError):
                         self._refusal(command, purpose, ids, reply, unconfirmed=True)
                 del self._acks[:len(acks)], self._nacks[:len(nacks)], self._malformed[:len(malformed)]
-                for entry_id in acks:
-                    self._acking.pop(entry_id, None)
+                outstanding = self._outstanding
+                for entry_id in acks:  # confirmed or refused: the lease ends either way
+                    outstanding.pop(entry_id, None)
                 self._on_confirmed(acks, nacks, malformed)
         finally:
             self._task = None
@@ -169,8 +174,6 @@ class Acks:
         if group_gone(text):
             log.debug("subscription %s: %s: %s", self._name, purpose, text)
             return
-        for entry_id in ids:
-            self._acking.pop(entry_id, None)
         refused = [entry_id for entry_id in ids if entry_id not in self._refused] if unconfirmed else []
         self._refused.update(dict.fromkeys(refused))
         if self.failure is None:
@@ -198,7 +201,6 @@ class Acks:
             await asyncio.sleep(self._renew_after / 2)
             cutoff = time.monotonic() - self._renew_after
             stale = [entry_id for entry_id, since in self._outstanding.items() if since <= cutoff]
-            stale += [entry_id for entry_id, since in self._acking.items() if since <= cutoff]
             if not stale:
                 continue
             try:
@@ -217,10 +219,10 @@ class Acks:
                     continue
                 return  # refused: asking again every tick would change nothing
             now = time.monotonic()
+            outstanding = self._outstanding
             for entry_id in stale:
-                for leases in (self._outstanding, self._acking):
-                    if entry_id in leases:
-                        leases[entry_id] = now
+                if entry_id in outstanding:
+                    outstanding[entry_id] = now
             self.stats["leases_renewed"] += len(stale)
 
     # -- closing ---------------------------------------------------------------------
@@ -235,6 +237,5 @@ class Acks:
         self._acks.clear()
         self._nacks.clear()
         self._malformed.clear()  # still pending: moved when next claimed
-        self._acking.clear()
         self._refused.clear()
         return unsent

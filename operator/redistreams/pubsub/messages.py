@@ -99,14 +99,48 @@ class Acknowledger(Protocol):
     def nack(self, *messages: ReceivedMessage | str) -> None: ...
 
 
-@dataclass(slots=True, eq=False)
 class ReceivedMessage(Message):
-    """A delivered message; acknowledge it (or nack it) through its subscription."""
+    """A delivered message; acknowledge it (or nack it) through its subscription.
 
-    id: str = ""
-    redelivered: bool = False  # taken from a pending list rather than read new
-    problem: str | None = None  # set when the entry was not in the driver's format
-    subscription: Acknowledger | None = field(default=None, repr=False)
+    Built once per delivered entry, so a plain slotted class rather than a dataclass
+    (same fields, same repr and equality). Headers seen before come parsed from
+    ``wire``'s cache, shared: ``metadata`` copies them at first access, so a handler
+    that never reads metadata never pays for the copy.
+    """
+
+    __slots__ = ("id", "redelivered", "problem", "subscription", "_metadata", "_shared")
+
+    def __init__(self, body: bytes, metadata: dict[str, str] | None = None, id: str = "",  # noqa: A002
+                 redelivered: bool = False, problem: str | None = None,
+                 subscription: Acknowledger | None = None, shared_metadata: dict[str, str] | None = None) -> None:
+        if type(body) is not bytes:
+            body = encode_body(body)
+        self.body = body
+        if shared_metadata is None:  # given by the application: owned, copied only when not a dict
+            self._metadata: dict[str, str] | None = metadata if type(metadata) is dict else dict(metadata or {})
+        else:
+            self._metadata = None
+        self._shared = shared_metadata  # parsed headers shared with other messages: never mutated
+        self.id = id
+        self.redelivered = redelivered  # taken from a pending list rather than read new
+        self.problem = problem  # set when the entry was not in the driver's format
+        self.subscription = subscription
+
+    @property  # a property here, a dataclass field in Message
+    def metadata(self) -> dict[str, str]:
+        metadata = self._metadata
+        if metadata is None:
+            assert self._shared is not None
+            metadata = self._metadata = dict(self._shared)
+        return metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, str]) -> None:
+        self._metadata = value
+
+    def __repr__(self) -> str:
+        return (f"ReceivedMessage(body={self.body!r}, metadata={self.metadata!r}, id={self.id!r}, "
+                f"redelivered={self.redelivered!r}, problem={self.problem!r})")
 
     def ack(self) -> None:
         assert self.subscription is not None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from threading import get_ident
 from typing import Any
 
 import redis.asyncio as aredis
@@ -36,7 +37,7 @@ from .messages import (
 )
 from .resets import StreamHistory, group_gone, stream_state
 from .urls import SubscriptionURL, parse_subscription_url
-from .wire import decode_entry
+from .wire import BODY, HEADERS, decode_entry, shared_headers
 
 _in_use: set[tuple[str, str, str, str]] = set()  # (server, stream, group, consumer) of open subscriptions
 
@@ -203,10 +204,11 @@ class Subscription:
 
     async def receive(self, timeout: float | None = None) -> ReceivedMessage:
         """The next message; raises TimeoutError when none arrives within ``timeout`` seconds."""
-        if self._buffer:  # the one-at-a-time loop's common case: no deadline, no list
+        buffer = self._buffer
+        if buffer:  # the one-at-a-time loop's common case: no deadline, no list
             self.stats["received"] += 1
-            message = self._buffer.popleft()
-            if len(self._buffer) <= self._low_water and self._fetch_ahead():
+            message = buffer.popleft()
+            if self._read_ahead_task is None and self._backlog and self._fetch_ahead():
                 try:
                     await asyncio.sleep(0)  # let the read ahead put its request on the wire now
                 except asyncio.CancelledError:
@@ -491,6 +493,13 @@ class Subscription:
         leases = self._acks.leases if track else {}
         for raw_id, flat in entries:
             entry_id = raw_id.decode()
+            # The driver's format with headers seen before: nothing to check or parse.
+            if flat and len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:
+                shared = shared_headers(flat[1])
+                if shared is not None:
+                    messages.append(ReceivedMessage(flat[3], None, entry_id, redelivered, None, self, shared))
+                    leases[entry_id] = now
+                    continue
             decoded = decode_entry(flat)
             if decoded is None:
                 deleted.append(entry_id)
@@ -527,7 +536,7 @@ class Subscription:
         Calls queue up in order; only the first of a burst wakes the loop. Scheduling
         under the lock keeps a later ``flush`` or ``shutdown`` (also scheduled on the
         loop) behind the acks that came before it."""
-        if threading.get_ident() == self._loop_thread:
+        if get_ident() == self._loop_thread:
             return False
         with self._foreign_lock:
             self._foreign.append((method, messages))
@@ -549,11 +558,11 @@ class Subscription:
     def ack(self, *messages: ReceivedMessage | str) -> None:
         """Acknowledge messages; sent in the background, batched (see ``flush``). Thread-safe."""
         # Called once per message by most applications: kept to a few operations.
-        if self._noack or (threading.get_ident() != self._loop_thread and self._elsewhere(self.ack, messages)):
+        if self._noack or (get_ident() != self._loop_thread and self._elsewhere(self.ack, messages)):
             return
         if len(messages) == 1:
             (message,) = messages
-            self._acks.ack([message if isinstance(message, str) else message.id])
+            self._acks.ack_one(message if isinstance(message, str) else message.id)
         else:
             self._acks.ack([m if isinstance(m, str) else m.id for m in messages])
 

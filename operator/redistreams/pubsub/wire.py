@@ -99,7 +99,11 @@ def decode_entry(flat: list[bytes] | None) -> tuple[bytes, dict[str, str], str |
     return body if body is not None else b"", metadata, problem
 
 
-_parsed_headers: dict[bytes, dict[str, str]] = {}  # services repeat the same few headers
+_parsed_headers: dict[bytes, dict[str, str]] = {NULL: {}}  # services repeat the same few headers
+
+shared_headers = _parsed_headers.get
+"""``shared_headers(raw)``: the metadata of a ``headers`` value decoded before (valid, so
+the entry has no problem), else None. Shared between messages: copy before handing out."""
 
 
 def _metadata(raw: bytes | None) -> tuple[dict[str, str], str | None]:
@@ -117,5 +121,6 @@ def _metadata(raw: bytes | None) -> tuple[dict[str, str], str | None]:
     if len(raw) <= 512:
         if len(_parsed_headers) >= 1024:
             _parsed_headers.clear()
+            _parsed_headers[NULL] = {}
         _parsed_headers[raw] = parsed
     return dict(parsed), None
