@@ -310,6 +310,52 @@ def test_entries_of_a_lost_read_reply_arrive_promptly(redis_server: RedisServer,
     assert raw.xpending("jobs", "g")["pending"] == 0
 
 
+@pytest.mark.parametrize("failure", ["reply lost", "never sent"])
+def test_acks_riding_a_read_ahead_whose_trip_fails(redis_server: RedisServer, raw: redis.Redis,
+                                                   failure: str) -> None:
+    """One message at a time over a backlog: queued acks ride in the trip of the next read
+    ahead (XACK + XREADGROUP). That trip fails, after Redis ran it or before it reached
+    Redis: the acks are sent again, the entries come (from the own pending list if Redis
+    had read them), each message once and in order, and every ack is applied."""
+    pipe = raw.pipeline(transaction=False)  # a backlog: reads come back full, so the next is read ahead
+    for i in range(1000):
+        pipe.xadd("rides", {"headers": "null", "body": str(i)})
+    ids = [entry_id.decode() for entry_id in pipe.execute()]
+    raw.xgroup_create("rides", "g", "0")
+
+    async def scenario() -> tuple[list[str], list[bytes], int]:
+        proxy = Proxy(redis_server.port)
+        proxy_url = await proxy.start()
+        def first_ride(data: bytes) -> bool:
+            if xack(data) and read_new(data) and not proxy.lost:
+                proxy.lost.append(data)
+                return True
+            return False
+
+        if failure == "reply lost":
+            proxy.lose_reply(lambda data: xack(data) and read_new(data))
+        else:
+            proxy.refuse(first_ride)
+        sub = await open_subscription("redis://g?topic=rides&consumer=c", redis_url=proxy_url, batch_size=100)
+        got: list[str] = []
+        async with asyncio.timeout(20):
+            while len(got) < len(ids):
+                message = await sub.receive()
+                message.ack()
+                got.append(message.id)
+        extra = await sub.receive_batch(10, timeout=0.3)  # anything handed out twice would show here
+        await sub.flush()
+        unsent = await sub.shutdown()
+        await proxy.close()
+        return got + [m.id for m in extra], proxy.lost, len(unsent)
+
+    got, lost, unsent = run(scenario)
+    assert len(lost) == 1, "the proxy failed one trip holding acks and a read"
+    assert got == ids, "every message once, in order"
+    assert unsent == 0
+    assert raw.xpending("rides", "g")["pending"] == 0
+
+
 @pytest.mark.parametrize("dead_letter", [None, "q.dead"])
 def test_rereading_after_a_lost_reply_skips_messages_held_or_being_acknowledged(
         redis_server: RedisServer, url: str, raw: redis.Redis, dead_letter: str | None) -> None:

@@ -1,7 +1,9 @@
 """Acknowledgements, nacks and leases of one subscription.
 
 Acks, nacks and moves of malformed entries are queued and sent in batches on the
-subscription's second connection, so they never wait behind a blocking read. Entries
+subscription's second connection, so they never wait behind a blocking read. Acks
+linger a moment (``ACK_LINGER``) first: a read ahead (never blocking) going meanwhile
+takes them along in its round trip (``ride``), one trip per batch instead of two. Entries
 handed out and not acknowledged yet, and those whose ack Redis has not confirmed, are
 leased: their idle time is reset before ``autoclaim`` would let another consumer take
 them. When Redis refuses any of this (NOPERM…), ``failure`` says so and receiving stops.
@@ -29,6 +31,19 @@ _NACK_IDLE_MS = 30 * 60 * 1000
 
 # Told, once Redis confirmed a batch, which acks, nacks and moves it held.
 Confirmed = Callable[[list[str], list[str], list[str]], None]
+
+# Seconds queued acks wait for a read ahead to take them along before they go on their
+# own trip. Short beside lease renewal and autoclaim; ``flush`` and ``shutdown`` never wait it.
+ACK_LINGER = 0.002
+
+
+class Ride:
+    """Acks sent ahead of a read in that read's round trip (``Acks.ride``)."""
+
+    __slots__ = ("command", "ids", "done")
+
+    def __init__(self, command: Command, ids: list[str], done: asyncio.Future[None]) -> None:
+        self.command, self.ids, self.done = command, ids, done
 
 
 class Acks:
@@ -59,6 +74,9 @@ class Acks:
         self._nacks: list[str] = []
         self._malformed: list[str] = []  # entries to move to the dead-letter stream
         self._task: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None  # sends queued acks unless a read takes them first
+        self._ride: Ride | None = None  # acks on their way in a read's round trip
+        self._abandoned = False
         self._renew_task: asyncio.Task[None] | None = None
         self._refusal_log = Throttled()
         self._loop = asyncio.get_running_loop()
@@ -76,26 +94,33 @@ class Acks:
         """Handed out and not acknowledged, or with an ack, nack or move queued or in flight."""
         held = set(self._outstanding)
         held.update(self._acks, self._nacks, self._malformed)
+        if self._ride is not None:
+            held.update(self._ride.ids)
         return held
 
     @property
     def waiting(self) -> int:
         """Acks and nacks not confirmed by Redis yet."""
-        return len(self._acks) + len(self._nacks)
+        return len(self._acks) + len(self._nacks) + (0 if self._ride is None else len(self._ride.ids))
 
     # -- queueing --------------------------------------------------------------------
 
     def ack(self, ids: list[str]) -> None:
         self.stats["acked"] += len(ids)
         self._acks.extend(ids)
-        if self._task is None:
-            self._kick()
+        if self._task is None and self._linger is None:
+            self._linger = self._loop.call_later(ACK_LINGER, self._lingered)
 
     def ack_one(self, entry_id: str) -> None:
         """``ack([entry_id])`` without the list: once per message in most applications."""
         self.stats["acked"] += 1
         self._acks.append(entry_id)
-        if self._task is None:
+        if self._task is None and self._linger is None:
+            self._linger = self._loop.call_later(ACK_LINGER, self._lingered)
+
+    def _lingered(self) -> None:
+        self._linger = None
+        if self._acks:
             self._kick()
 
     def nack(self, ids: list[str]) -> None:
@@ -115,13 +140,58 @@ class Acks:
         self._kick()
 
     def _kick(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._abandoned:
             self._task = self._loop.create_task(self._flush())
 
     async def settled(self) -> None:
         """Wait until everything queued so far was answered by Redis."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while True:
+            if self._acks:
+                self._kick()  # someone waits: no lingering
+            if self._task is not None:
+                await asyncio.shield(self._task)
+            elif self._ride is not None:
+                await asyncio.shield(self._ride.done)
+            else:
+                return
+
+    # -- riding along with reads -----------------------------------------------------
+
+    def ride(self) -> Ride | None:
+        """The queued acks as an XACK to send ahead of a read (one that never blocks) in its
+        round trip; None when there are none or a flush is under way (it sends them). The
+        caller hands the XACK's reply to ``rode``, or calls ``unride`` if the trip failed."""
+        if not self._acks or self._task is not None or self._ride is not None or self.failure is not None:
+            return None
+        ids = self._acks[:MAX_TRIP]
+        del self._acks[:len(ids)]
+        if not self._acks and self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._ride = Ride(("XACK", self.stream, self.group, *ids), ids, self._loop.create_future())
+        return self._ride
+
+    def rode(self, ride: Ride, reply: object) -> None:
+        """Redis answered the XACK of a ride: as ``_flush`` does with its own."""
+        if isinstance(reply, ResponseError):
+            self._refusal("XACK", f"acknowledging {len(ride.ids)} entries", ride.ids, reply, unconfirmed=True)
+        outstanding = self._outstanding
+        for entry_id in ride.ids:
+            outstanding.pop(entry_id, None)
+        self._ride_over(ride)
+        self._on_confirmed(ride.ids, [], [])
+
+    def unride(self, ride: Ride) -> None:
+        """The read's trip failed (or was cancelled): its acks are queued again, sent by a
+        flush. (Redis may have applied them; an XACK sent twice does nothing more.)"""
+        self._acks.extend(ride.ids)  # at the end: a flush under way deletes what it sent from the front
+        self._ride_over(ride)
+        self._kick()
+
+    def _ride_over(self, ride: Ride) -> None:
+        self._ride = None
+        if not ride.done.done():
+            ride.done.set_result(None)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -229,11 +299,16 @@ class Acks:
 
     async def abandon(self) -> list[str]:
         """Stop sending acks and nacks; returns the IDs not confirmed by Redis (refused or unsent)."""
+        self._abandoned = True
         task = self._task
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        unsent = list(dict.fromkeys([*self._refused, *self._acks, *self._nacks]))
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        riding = [] if self._ride is None else self._ride.ids
+        unsent = list(dict.fromkeys([*self._refused, *self._acks, *riding, *self._nacks]))
         self._acks.clear()
         self._nacks.clear()
         self._malformed.clear()  # still pending: moved when next claimed

@@ -477,7 +477,18 @@ class Subscription:
         if self.spec.noack:
             command.append("NOACK")
         command += ["STREAMS", self.stream, ">"]
-        reply = await self._read.call_one(*command, extra_timeout=block)
+        ride = None if block > 0 else self._acks.ride()  # a read that never blocks takes queued acks along
+        if ride is None:
+            reply = await self._read.call_one(*command, extra_timeout=block)
+        else:
+            try:
+                ack_reply, reply = await self._read.call([ride.command, tuple(command)])
+            except BaseException:
+                self._acks.unride(ride)
+                raise
+            self._acks.rode(ride, ack_reply)
+            if isinstance(reply, ResponseError):
+                raise reply
         if not reply:
             return []
         return self._decode(reply[0][1], redelivered=False)
