@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,7 +75,6 @@ class EventRecorder:
         self._routine_since = 0.0
         self._posted: OrderedDict[tuple[EventKey, str], _Posted] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
-        self._parallel = asyncio.Semaphore(PARALLEL_POSTS)
 
     def record(self, body: Any, type: str, reason: str, message: str, *, routine: bool = False) -> None:
         """An Event about ``body`` (a kopf Body or the object's dict), posted soon."""
@@ -113,33 +112,40 @@ class EventRecorder:
                             batch[key] = pending
                     self._routine = {}
                 if batch:
-                    await asyncio.gather(*(self._post(key, pending) for key, pending in batch.items()))
+                    # PARALLEL_POSTS workers over one iterator, not a coroutine per Event: a
+                    # burst's 4,000 at once were megabytes of frames and tasks at its peak.
+                    items = iter(list(batch.items()))
+                    workers = min(PARALLEL_POSTS, len(batch))
+                    await asyncio.gather(*(self._post_each(items) for _ in range(workers)))
         finally:
             self._task = None
+
+    async def _post_each(self, items: Iterator[tuple[EventKey, _Pending]]) -> None:
+        for key, pending in items:  # shared by the workers: each Event once
+            await self._post(key, pending)
 
     async def _post(self, key: EventKey, pending: _Pending) -> None:
         now = _timestamp()
         similar = (key, pending.message)
         posted = self._posted.get(similar)
-        async with self._parallel:
-            try:
-                if posted is not None and time.monotonic() - posted.at < SIMILAR_WINDOW:
-                    try:
-                        await self.kube.patch_event(key[0], posted.name, {
-                            "count": posted.count + pending.count, "lastTimestamp": now}, POST_TIMEOUT)
-                        posted.count += pending.count
-                        posted.at = time.monotonic()
-                        self._posted.move_to_end(similar)
-                        return
-                    except KubeError as exc:
-                        if exc.status != 404:  # gone (Events expire after an hour): a new one
-                            raise
-                created = await self.kube.post_event(key[0], self._body(pending, now), POST_TIMEOUT)
-            except Exception as exc:  # noqa: BLE001 - an Event is never worth more
-                metrics.ERRORS.labels("event", type(exc).__name__).inc()
-                log.warning("cannot post the %s event about %s/%s: %s", pending.reason,
-                            pending.involved["kind"].lower(), pending.involved["name"], exc)
-                return
+        try:
+            if posted is not None and time.monotonic() - posted.at < SIMILAR_WINDOW:
+                try:
+                    await self.kube.patch_event(key[0], posted.name, {
+                        "count": posted.count + pending.count, "lastTimestamp": now}, POST_TIMEOUT)
+                    posted.count += pending.count
+                    posted.at = time.monotonic()
+                    self._posted.move_to_end(similar)
+                    return
+                except KubeError as exc:
+                    if exc.status != 404:  # gone (Events expire after an hour): a new one
+                        raise
+            created = await self.kube.post_event(key[0], self._body(pending, now), POST_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - an Event is never worth more
+            metrics.ERRORS.labels("event", type(exc).__name__).inc()
+            log.warning("cannot post the %s event about %s/%s: %s", pending.reason,
+                        pending.involved["kind"].lower(), pending.involved["name"], exc)
+            return
         self._posted[similar] = _Posted(created["metadata"]["name"], pending.count, now, time.monotonic())
         self._posted.move_to_end(similar)
         while len(self._posted) > REMEMBERED:

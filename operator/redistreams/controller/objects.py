@@ -19,6 +19,7 @@ from ..model import ConsumerGroup, Topic
 SHARED_TEXT_MAX = 64  # shorter strings are shared between objects (keys, reasons, epochs, times)
 PAUSED_ANNOTATION = "redistreams.dev/paused"
 SKIP_CLEANUP_ANNOTATION = "redistreams.dev/skip-cleanup"
+KEPT_ANNOTATIONS = frozenset((PAUSED_ANNOTATION, SKIP_CLEANUP_ANNOTATION))
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 Version = tuple[str | None, int | None]  # (uid, generation): one object's one spec
@@ -83,11 +84,14 @@ class ObjectCache:
         """Keeps only what reconciling needs: managedFields and others' annotations
         (last-applied-configuration…) would triple the memory per object."""
         meta = body["metadata"]
-        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("redistreams.dev/")}
+        # Only those we read: kopf's own under our prefix (an older operator's diff-base
+        # annotation, a copy of the spec on every Delete object) are not kept.
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
         slim = {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {k: meta[k] for k in ("name", "namespace", "generation", "uid", "deletionTimestamp")
+            "apiVersion": _shared(body.get("apiVersion")),
+            "kind": _shared(body.get("kind")),
+            "metadata": {k: _shared(meta[k]) if k == "namespace" else meta[k]
+                         for k in ("name", "namespace", "generation", "uid", "deletionTimestamp")
                          if k in meta} | ({"annotations": annotations} if annotations else {}),
             "spec": _shared(body.get("spec") or {}),
             "status": _shared(body.get("status") or {}),
