@@ -96,6 +96,8 @@ class Acknowledger(Protocol):
 
     def ack(self, *messages: ReceivedMessage | str) -> None: ...
 
+    def ack_message(self, message: ReceivedMessage) -> None: ...
+
     def nack(self, *messages: ReceivedMessage | str) -> None: ...
 
 
@@ -144,7 +146,7 @@ class ReceivedMessage(Message):
 
     def ack(self) -> None:
         assert self.subscription is not None
-        self.subscription.ack(self)
+        self.subscription.ack_message(self)
 
     def nack(self) -> None:
         assert self.subscription is not None

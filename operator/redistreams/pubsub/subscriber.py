@@ -502,13 +502,14 @@ class Subscription:
         if entries:
             self._history.note(id_key(entries[-1][0]))  # replies list entries in ID order
         leases = self._acks.leases if track else {}
+        append = messages.append
         for raw_id, flat in entries:
             entry_id = raw_id.decode()
             # The driver's format with headers seen before: nothing to check or parse.
-            if flat and len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:
+            if flat is not None and len(flat) == 4 and flat[0] == HEADERS and flat[2] == BODY:
                 shared = shared_headers(flat[1])
                 if shared is not None:
-                    messages.append(ReceivedMessage(flat[3], None, entry_id, redelivered, None, self, shared))
+                    append(ReceivedMessage(flat[3], None, entry_id, redelivered, None, self, shared))
                     leases[entry_id] = now
                     continue
             decoded = decode_entry(flat)
@@ -541,14 +542,12 @@ class Subscription:
 
     # -- acknowledging ---------------------------------------------------------------
 
-    def _elsewhere(self, method: Callable[..., None], messages: tuple[Any, ...]) -> bool:
-        """Called from another thread (the blocking facade, a worker thread): hop to our loop.
+    def _elsewhere(self, method: Callable[..., None], messages: tuple[Any, ...]) -> None:
+        """A call from another thread (the blocking facade, a worker thread): hop to our loop.
 
         Calls queue up in order; only the first of a burst wakes the loop. Scheduling
         under the lock keeps a later ``flush`` or ``shutdown`` (also scheduled on the
         loop) behind the acks that came before it."""
-        if get_ident() == self._loop_thread:
-            return False
         with self._foreign_lock:
             self._foreign.append((method, messages))
             if len(self._foreign) == 1:
@@ -557,7 +556,6 @@ class Subscription:
                 except RuntimeError:  # the loop is closed: nothing will take them
                     self._foreign.clear()
                     raise
-        return True
 
     def _take_foreign(self) -> None:
         with self._foreign_lock:
@@ -566,10 +564,22 @@ class Subscription:
         for method, group in itertools.groupby(calls, key=lambda call: call[0]):
             method(*itertools.chain.from_iterable(messages for _, messages in group))
 
+    def ack_message(self, message: ReceivedMessage) -> None:
+        """``ack(message)``, for ``message.ack()``: once per message in most applications,
+        so kept to a few operations."""
+        if self._noack:
+            return
+        if get_ident() == self._loop_thread:
+            self._acks.ack_one(message.id)
+        else:
+            self._elsewhere(self.ack, (message,))
+
     def ack(self, *messages: ReceivedMessage | str) -> None:
         """Acknowledge messages; sent in the background, batched (see ``flush``). Thread-safe."""
-        # Called once per message by most applications: kept to a few operations.
-        if self._noack or (get_ident() != self._loop_thread and self._elsewhere(self.ack, messages)):
+        if self._noack:
+            return
+        if get_ident() != self._loop_thread:
+            self._elsewhere(self.ack, messages)
             return
         if len(messages) == 1:
             (message,) = messages
@@ -579,7 +589,10 @@ class Subscription:
 
     def nack(self, *messages: ReceivedMessage | str) -> None:
         """Give messages back: any consumer of the group (this one too) gets them again promptly."""
-        if self.spec.noack or self._elsewhere(self.nack, messages):
+        if self._noack:
+            return
+        if get_ident() != self._loop_thread:
+            self._elsewhere(self.nack, messages)
             return
         self._acks.nack([m if isinstance(m, str) else m.id for m in messages])
 

@@ -224,11 +224,16 @@ class Subscription:
         return await self._subscription.shutdown(timeout)
 
     def __iter__(self) -> Iterator[ReceivedMessage]:
+        ahead = self._ahead
         while True:
             try:
-                yield self.receive()
-            except SubscriptionClosed:
-                return
+                message = ahead.popleft()  # ``receive``'s common case, without the call
+            except IndexError:
+                try:
+                    message = self.receive()
+                except SubscriptionClosed:
+                    return
+            yield message
 
     def __enter__(self) -> Subscription:
         return self
