@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -114,11 +113,11 @@ class Subscription:
         self._closed = False
         self._key = (server, spec.stream, spec.group, spec.consumer)
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._loop_thread = get_ident()
         # Acks and nacks from other threads, in order, taken over by one loop callback
-        # per burst instead of one cross-thread wake-up per message.
-        self._foreign: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-        self._foreign_lock = threading.Lock()
+        # per burst instead of one cross-thread wake-up per message (see _elsewhere).
+        self._foreign: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._foreign_wake = False  # a _take_foreign is scheduled and has not started
 
     # -- opening ---------------------------------------------------------------------
 
@@ -545,21 +544,26 @@ class Subscription:
     def _elsewhere(self, method: Callable[..., None], messages: tuple[Any, ...]) -> None:
         """A call from another thread (the blocking facade, a worker thread): hop to our loop.
 
-        Calls queue up in order; only the first of a burst wakes the loop. Scheduling
-        under the lock keeps a later ``flush`` or ``shutdown`` (also scheduled on the
-        loop) behind the acks that came before it."""
-        with self._foreign_lock:
-            self._foreign.append((method, messages))
-            if len(self._foreign) == 1:
-                try:
-                    self._loop.call_soon_threadsafe(self._take_foreign)
-                except RuntimeError:  # the loop is closed: nothing will take them
-                    self._foreign.clear()
-                    raise
+        Calls queue up in order; only the first of a burst wakes the loop. No lock (a
+        deque append is atomic): a call is queued before the flag is read, and the
+        wake-up clears the flag before it takes the queue, so a call seeing the flag set
+        is taken by a wake-up not started yet, which runs before any ``flush`` or
+        ``shutdown`` scheduled after the call."""
+        self._foreign.append((method, messages))
+        if not self._foreign_wake:
+            self._foreign_wake = True
+            try:
+                self._loop.call_soon_threadsafe(self._take_foreign)
+            except RuntimeError:  # the loop is closed: nothing will take them
+                self._foreign.clear()
+                self._foreign_wake = False  # the next call fails the same way
+                raise
 
     def _take_foreign(self) -> None:
-        with self._foreign_lock:
-            calls, self._foreign = self._foreign, []
+        self._foreign_wake = False
+        foreign = self._foreign
+        # What is queued now; later calls saw the flag clear and scheduled another wake-up.
+        calls = [foreign.popleft() for _ in range(len(foreign))]
         # Runs of one method (ack after ack…) as one call, order kept.
         for method, group in itertools.groupby(calls, key=lambda call: call[0]):
             method(*itertools.chain.from_iterable(messages for _, messages in group))
