@@ -1,8 +1,10 @@
 """1,000 Topics + 3,000 ConsumerGroups applied at once on the local control plane.
 
 Prints, from one run: the time the API server alone takes to store them (namespace the
-operator does not watch) next to the time until all are Ready (watched namespace), API
-writes per resource, the operator's RSS, and Redis round trips and API writes per idle
+operator does not watch) next to the time until all are Ready (watched namespace), the
+CPU seconds each process spent in both (API server, etcd, operator, the bench itself:
+on 2 cores they share the CPU, so the ratio depends on all of them) and the load
+average, API writes per resource, the operator's RSS, and Redis round trips and API writes per idle
 resync. Idle, it also counts what Redis served (INFO commandstats) and the operator's own
 round-trip and pass counters over a window of whole intervals: reads of each stream per
 resync pass (the issue-14 target: one) and per minute, round trips per pass and per minute. Asserts nothing about time.
