@@ -7,12 +7,16 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
 from tests.support.net import free_port
 from tests.support.processes import terminate
+
+T = TypeVar("T")
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -134,3 +138,13 @@ def redis_env(url: str) -> dict[str, str]:
     env = dict(os.environ)
     env["REDIS_URL"] = url
     return env
+
+
+def settled(read: Callable[[], T], expected: T, timeout: float = 5.0) -> T:
+    """``read()`` once it returns ``expected``, or its last value after ``timeout``.
+    A server handles a peer's close in a later event-loop turn, so a CLIENT LIST sent
+    right after a client closed its sockets may still show them."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
