@@ -186,6 +186,10 @@ class ManifestSet:
         """Groups whose Topic is known (declared, or resolved from Redis), with it."""
         return [(g, self.topic_for(g)) for g in self.groups if self.knows_topic_of(g)]
 
+    def sources(self) -> dict[tuple[str, str, str], Source]:
+        """Where each resource came from, by (kind, namespace, name)."""
+        return {(type(r.resource).__name__, r.resource.namespace, r.resource.name): r.source for r in self.resources}
+
     def knows_topic_of(self, group: ConsumerGroup) -> bool:
         ref = (group.namespace, group.spec.topicRef.name)
         return ref in self._topics_by_name or ref in self.external_topics

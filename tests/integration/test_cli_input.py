@@ -98,20 +98,22 @@ def test_changing_a_stream_or_group_name_is_refused(cli, redis_server: RedisServ
                 '(its ownership record), not "orders/v2". To move it, delete the Topic')
     planned = cli("plan", "-f", moved)
     assert planned.returncode == 2, planned.stderr
-    assert f"! topic/orders: {expected}" in planned.stdout
-    assert "! consumergroup/billing: topic/orders: spec.streamName is immutable" in planned.stdout
+    assert f"! topic/orders: {moved}: document 1: {expected}" in planned.stdout  # the file, the resource, the field
+    assert f"! consumergroup/billing: {moved}: document 2: topic/orders: spec.streamName is immutable" in planned.stdout
     applied = cli("apply", "-f", moved)
     assert applied.returncode == 1, applied.stderr
-    assert f"error: topic/orders: {expected}" in applied.stderr
-    assert "error: consumergroup/billing: topic/orders: spec.streamName is immutable" in applied.stderr
+    assert f"error: topic/orders: {moved}: document 1: {expected}" in applied.stderr
+    assert (f"error: consumergroup/billing: {moved}: document 2: topic/orders: spec.streamName is immutable"
+            in applied.stderr)
     assert not r.exists("orders/v2") and r.hgetall(REGISTRY) == registry
 
     renamed = write(tmp_path, topic("orders", streamName="orders/v1")
                     + group("billing", "orders", groupName="billing-v2"), "renamed.yaml")
     refused = cli("apply", "-f", renamed)
     assert refused.returncode == 1, refused.stderr
-    assert ('error: consumergroup/billing: spec.groupName is immutable: ConsumerGroup "default/billing" (cluster '
-            '"default") owns group "billing" on stream "orders/v1" (its ownership record), not group "billing-v2"'
+    assert (f'error: consumergroup/billing: {renamed}: document 2: spec.groupName is immutable: ConsumerGroup '
+            '"default/billing" (cluster "default") owns group "billing" on stream "orders/v1" (its ownership '
+            'record), not group "billing-v2"'
             in refused.stderr)
     assert "topic/orders unchanged" in refused.stdout
     assert [g["name"] for g in r.xinfo_groups("orders/v1")] == ["billing"] and r.hgetall(REGISTRY) == registry

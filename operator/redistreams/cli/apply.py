@@ -17,6 +17,7 @@ from .selector import selection
 
 if TYPE_CHECKING:
     from ..engine import Engine, GroupIntent, Result, TopicIntent
+    from ..manifests import Source
 
 
 @contextmanager
@@ -37,8 +38,10 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, namespace: str | None,
-              cluster_id: str | None) -> tuple[Engine, list[TopicIntent], list[GroupIntent]]:
-    """Validated manifests as intents (exit 2 on bad input) and an engine, for -f commands."""
+              cluster_id: str | None
+              ) -> tuple[Engine, list[TopicIntent], list[GroupIntent], dict[tuple[str, str, str], Source]]:
+    """Validated manifests as intents (exit 2 on bad input), an engine, and where each
+    resource came from, for -f commands."""
     from ..engine import intents_from
 
     config = settings(ctx, redis_url, namespace, cluster_id)
@@ -47,7 +50,7 @@ def _declared(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None,
     topics, groups = intents_from(
         chosen_topics, [(g, manifests.topic_for(g)) for g in chosen_groups], config.cluster_id
     )
-    return config.reached_engine(), topics, groups
+    return config.reached_engine(), topics, groups, manifests.sources()
 
 
 def _pruned(ctx: click.Context, engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent],
@@ -85,7 +88,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, nam
     if dry_run and not prune:
         raise click.UsageError("--dry-run previews --prune; plan shows what apply would do")
     with _collector_paused():
-        engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
+        engine, topics, groups, sources = _declared(ctx, paths, redis_url, namespace, cluster_id)
         if dry_run:
             results = _pruned(ctx, engine, topics, groups, namespace, cluster_id, dry_run=True)
             if not results:
@@ -93,7 +96,7 @@ def apply(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, nam
             print_results(results, output)
             sys.exit(_plan_exit(results))
         with progress(f"applying {len(topics)} topics and {len(groups)} groups to {engine.target}"):
-            results = engine.apply(planned(engine, topics, groups))
+            results = engine.apply(planned(engine, topics, groups, sources))
         fail_if_unreachable(ctx, [r.failure for r in results])
         if prune:
             results += _pruned(ctx, engine, topics, groups, namespace, cluster_id, dry_run=False)
@@ -117,12 +120,12 @@ def plan(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, name
          cluster_id: str | None, output: str, deleting: bool) -> None:
     """Show what apply would change. Exit 0 in sync, 1 differences, 2 error."""
     with _collector_paused():
-        engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
+        engine, topics, groups, sources = _declared(ctx, paths, redis_url, namespace, cluster_id)
         if deleting:
             results = engine.delete(topics, groups, dry_run=True)
             print_results(results, output)
             sys.exit(_plan_exit(results))
-        the_plan = planned(engine, topics, groups)
+        the_plan = planned(engine, topics, groups, sources)
         fail_if_unreachable(ctx, [p.failure for p in the_plan.topics] + [g.failure for g in the_plan.groups],
                             writes=False)
         print_plan(the_plan, output)
@@ -142,7 +145,7 @@ def delete(ctx: click.Context, paths: tuple[str, ...], redis_url: str | None, na
     ever deleted; everything else is released and left in place.
     """
     with _collector_paused():
-        engine, topics, groups = _declared(ctx, paths, redis_url, namespace, cluster_id)
+        engine, topics, groups, _ = _declared(ctx, paths, redis_url, namespace, cluster_id)
         results = engine.delete(topics, groups, dry_run=dry_run)
         fail_if_unreachable(ctx, [r.failure for r in results])
         print_results(results, output)

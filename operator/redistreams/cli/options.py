@@ -8,7 +8,7 @@ here: ``--help`` loads this module, so models, Redis and the engine are imported
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -18,7 +18,7 @@ from ..printable import printable
 
 if TYPE_CHECKING:
     from ..engine import Engine, Failure, GroupIntent, Plan, TopicIntent
-    from ..manifests import ManifestSet
+    from ..manifests import ManifestSet, Source
     from ..probe import Probe
 
 # kubectl's: 0 done (or in sync, ready), 1 some resources failed (or differences, timed
@@ -267,21 +267,30 @@ def manifest_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def planned(engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent]) -> Plan:
+def planned(engine: Engine, topics: list[TopicIntent], groups: list[GroupIntent],
+            sources: Mapping[tuple[str, str, str], Source] | None = None) -> Plan:
     """The plan, with each new claim of a resource that owns another stream or group (its
-    streamName, groupName or topicRef changed) refused, as the CRD refuses the change."""
-    from ..engine import GroupPlan, ObservationError, TopicPlan
-    from ..engine.claims import new_claims, refuse_moves
+    streamName, groupName or topicRef changed) refused, as the CRD refuses the change;
+    the refusal names the manifest's file and document when ``sources`` knows them."""
+    from ..engine import Failure, GroupPlan, ObservationError, TopicPlan
+    from ..engine.claims import IMMUTABLE, new_claims, refuse_moves
 
     plan = engine.plan(topics, groups)
     topic_owners, group_owners = new_claims(plan)
-    if topic_owners or group_owners:
-        try:
-            refuse_moves(plan, engine.claims(topic_owners, group_owners))
-        except ObservationError as exc:  # unchecked, a claim could orphan a record: none is made
-            for item in [*plan.topics, *plan.groups]:
-                if isinstance(item, (TopicPlan, GroupPlan)) and item.record_is_new and item.failure is None:
-                    item.failure = exc.failure
+    if not (topic_owners or group_owners):
+        return plan
+    try:
+        refuse_moves(plan, engine.claims(topic_owners, group_owners))
+    except ObservationError as exc:  # unchecked, a claim could orphan a record: none is made
+        for item in [*plan.topics, *plan.groups]:
+            if isinstance(item, (TopicPlan, GroupPlan)) and item.record_is_new and item.failure is None:
+                item.failure = exc.failure
+    items: list[TopicPlan | GroupPlan] = [*plan.topics, *plan.groups]
+    for item in (i for i in items if i.failure is not None and i.failure.reason == IMMUTABLE):
+        kind = "Topic" if isinstance(item, TopicPlan) else "ConsumerGroup"
+        source = (sources or {}).get((kind, item.intent.owner.namespace, item.intent.owner.name))
+        if source is not None and item.failure is not None:
+            item.failure = Failure(IMMUTABLE, f"{source}: {item.failure.message}")
     return plan
 
 
