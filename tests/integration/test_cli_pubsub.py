@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from tests.support.cli import read_until
 from tests.support.redis_server import RedisServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,9 +99,11 @@ def test_status_watch_refreshes(redis_server: RedisServer) -> None:
 
     table = subprocess.Popen([sys.executable, "-m", "redistreams.cli", "status", "w", "--watch", "--interval", "1s"],
                              stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    time.sleep(3)
+    # Two refreshes printed, however long this loaded machine takes to start the CLI.
+    seen = read_until(table, lambda out: out.count("LENGTH") >= 2)
     table.terminate()
-    out, _ = table.communicate(timeout=10)
+    rest, _ = table.communicate(timeout=10)
+    out = seen + rest
     assert out.count("LENGTH") >= 2 and "every 1s" in out  # one table per refresh on a pipe
 
 

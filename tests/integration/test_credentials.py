@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from redistreams.connection import ConnectionConfigError
 from redistreams.controller.objects import Declared
 from redistreams.controller.reconciler import Reconciler
 from redistreams.pubsub import sync
+from tests.support.cli import read_until
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,9 +193,12 @@ def test_status_watch(server: RedisServer, form: str, output: str) -> None:
         # Ctrl-C as on a terminal, even when this suite runs in the background (where
         # SIGINT is inherited ignored and Python would never see it).
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(4)
+    # Two refreshes printed (not a fixed sleep: the CLI's start-up on a loaded machine can
+    # take most of it), then Ctrl-C.
+    seen = read_until(process, lambda out: out.count("refused the credentials") >= 2)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
+    rest, stderr = process.communicate(timeout=30)
+    stdout = seen + rest
     assert_no_leak(stdout + stderr, form)
     assert "refused the credentials" in stdout and "***" in stdout
     if output == "json":

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,22 @@ class CLI:
             cmd += ["--redis-url", target]
         return subprocess.run(cmd + list(args), input=input, capture_output=True, text=True,
                               timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def read_until(process: subprocess.Popen[str], done: Callable[[str], bool], within: float = 60) -> str:
+    """The lines ``process`` printed until ``done(them)`` holds, or it ended, or ``within``
+    seconds passed (then it is killed). For a command that refreshes (``--watch``): a fixed
+    sleep counts refreshes that a slow start-up on a loaded machine has not printed yet."""
+    assert process.stdout is not None
+    watchdog = threading.Timer(within, process.kill)
+    watchdog.start()
+    text = ""
+    try:
+        while not done(text) and (line := process.stdout.readline()):
+            text += line
+    finally:
+        watchdog.cancel()
+    return text
 
 
 # Runs the CLI in a fresh interpreter; its last stdout line reports what the run left
