@@ -206,12 +206,14 @@ def test_idle_messages_of_a_dead_consumer_are_reclaimed_by_another(url: str, raw
     for i in range(45):
         raw.xadd("jobs", {"headers": "null", "body": str(i)})
     raw.xgroup_create("jobs", "g", "0")
-    raw.xreadgroup("g", "dead", {"jobs": ">"}, count=30)
-    time.sleep(1.2)
+    taken = raw.xreadgroup("g", "dead", {"jobs": ">"}, count=30)[0][1]
+    # Idle for an hour (not a sleep past autoclaim: on a loaded machine the fresh ones
+    # could pass autoclaim too before the cursor is through, and be reclaimed with them).
+    raw.xclaim("jobs", "g", "dead", 0, [entry_id for entry_id, _ in taken], idle=3_600_000, justid=True)
     raw.xreadgroup("g", "busy", {"jobs": ">"}, count=15)
 
     async def scenario() -> list[int]:
-        sub = await open_subscription("redis://g?topic=jobs&consumer=alive&autoclaim=1s", batch_size=4)
+        sub = await open_subscription("redis://g?topic=jobs&consumer=alive&autoclaim=1m", batch_size=4)
         got: list[int] = []
         while len(got) < 30:
             batch = await sub.receive_batch(4, timeout=5)
