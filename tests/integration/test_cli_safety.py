@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.manifests import group, topic, write
-from tests.support.net import free_port
+from tests.support.redis_cluster import cluster_port
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -204,22 +204,13 @@ def test_retention_blocked_by_a_group_that_is_not_utf8(cli, redis_server: RedisS
 
 
 def cluster_node(make_redis, name: str) -> RedisServer:
-    """A cluster-mode server; its bus port (port + 10000) must exist too."""
-    import socket
-
-    for _ in range(50):
-        port = free_port()
-        if port > 55535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        server = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", f"{name}.conf")
-        server.port = port
-        return make_redis.adopt(server)
-    raise RuntimeError("no free port pair for a cluster node")
+    """A cluster-mode server; its bus port (port + 10000) must exist too (both reserved
+    until the server closes, so a parallel worker cannot take the bus port meanwhile)."""
+    server = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", f"{name}.conf")
+    server.release_ports()
+    server.reserved = cluster_port()
+    server.port = server.reserved[0].port
+    return make_redis.adopt(server)
 
 
 def test_a_cluster_nodes_plain_url_finds_the_cluster(cli, make_redis, tmp_path: Path) -> None:

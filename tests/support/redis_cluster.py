@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import redis
 from redis.crc import key_slot
 
+from tests.support.net import ReservedPort
 from tests.support.redis_server import RedisServer
 
 REDIS_CLI = "redis-cli"
@@ -44,14 +45,17 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def cluster_port() -> int:
-    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+def cluster_port() -> list[ReservedPort]:
+    """A free loopback port and its cluster bus port (port + 10000), both reserved."""
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + BUS_PORT_OFFSET < 65536 and _port_free(port + BUS_PORT_OFFSET):
-            return port
+        main = ReservedPort()
+        # Probed without SO_REUSEADDR first: a port another server holds reserved is not free.
+        if main.port + BUS_PORT_OFFSET < 65536 and _port_free(main.port + BUS_PORT_OFFSET):
+            try:
+                return [main, ReservedPort(main.port + BUS_PORT_OFFSET)]
+            except OSError:
+                pass
+        main.release()
     raise RuntimeError("no free port pair (port, port + 10000) on 127.0.0.1")
 
 
@@ -73,8 +77,15 @@ class ClusterNode(RedisServer):
     def __init__(self, *extra_args: str, persistence: bool = False, password: str | None = None,
                  node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
         super().__init__(*extra_args, persistence=persistence, password=password)
-        self.port = cluster_port()
+        self.release_ports()
+        self.reserved = cluster_port()
+        self.port = self.reserved[0].port
         self.node_timeout_ms = node_timeout_ms
+
+    def new_port(self) -> int:
+        self.release_ports()
+        self.reserved = cluster_port()
+        return self.reserved[0].port
 
     def args(self) -> list[str]:
         return super().args() + [

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from tests.support.net import free_port
+from tests.support.net import ReservedPort
 from tests.support.processes import terminate
 from tests.support.redis_server import REDIS_SERVER, RedisServer
 from tests.support.tls import Certificates, TLSRedisServer
@@ -29,7 +29,8 @@ DOWN_AFTER_MS = 1000
 class Sentinel:
     def __init__(self, directory: Path, master_port: int, password: str | None = None,
                  sentinel_password: str | None = None, certs: Certificates | None = None) -> None:
-        self.port = free_port()
+        self.reserved = ReservedPort()  # held until close(): see ReservedPort
+        self.port = self.reserved.port
         self.dir = directory
         self.certs = certs
         self.conf = directory / f"sentinel-{self.port}.conf"
@@ -68,6 +69,10 @@ class Sentinel:
 
     def stop(self) -> None:
         terminate(self.process)
+
+    def close(self) -> None:
+        self.stop()
+        self.reserved.release()
 
 
 class SentinelGroup:
@@ -110,7 +115,10 @@ class SentinelGroup:
         scheme = "rediss+sentinel" if self.certs else "redis+sentinel"
         return f"{scheme}://{auth}{hosts}/{MASTER_NAME}/0{query}"
 
-    def start(self, timeout: float = 20) -> SentinelGroup:
+    def start(self, timeout: float = 60) -> SentinelGroup:
+        """Waits until every sentinel knows the other sentinels and every replica: a sentinel
+        that asked the master before a replica connected learns of it at its next INFO,
+        10 s later; a loaded machine adds to that."""
         self.master_server.start()
         for replica in self.replica_servers:
             replica.start()
@@ -220,7 +228,7 @@ class SentinelGroup:
 
     def close(self) -> None:
         for sentinel in self.sentinels:
-            sentinel.stop()
+            sentinel.close()
         for server in self.servers.values():
             server.close()
         shutil.rmtree(self.dir, ignore_errors=True)

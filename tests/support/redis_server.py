@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import redis
 
-from tests.support.net import free_port
+from tests.support.net import ReservedPort
 from tests.support.processes import terminate
 
 T = TypeVar("T")
@@ -38,12 +38,14 @@ class RedisServer:
     def __init__(self, *extra_args: str, persistence: bool = False, password: str | None = None,
                  acl: tuple[str, ...] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="redistreams-redis-"))
-        self.port = free_port()
+        self.reserved: list[ReservedPort] = [ReservedPort()]  # held until close(): see ReservedPort
+        self.port = self.reserved[0].port
         self.extra_args = list(extra_args)
         self.persistence = persistence
         self.password = password
         self.acl = acl  # rule sets of the user ``url`` logs in as (see acl_from_env)
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False  # once started, restarts keep the port
 
     @property
     def url(self) -> str:
@@ -78,18 +80,50 @@ class RedisServer:
             args += ["--requirepass", self.password]
         return args + self.extra_args
 
+    def new_port(self) -> int:
+        """A port for a first start whose port was taken meanwhile (reserved like the first)."""
+        self.release_ports()
+        self.reserved = [ReservedPort()]
+        return self.reserved[0].port
+
+    def release_ports(self) -> None:
+        for reserved in self.reserved:
+            reserved.release()
+        self.reserved = []
+
     def start(self, timeout: float = 10.0) -> RedisServer:
+        """Starts the server and waits until it answers. The port was free when it was
+        picked (it is reserved, but a process that picked it earlier may bind it): a first
+        start that finds it taken moves to another; a restart keeps it (clients hold the
+        URL) and fails saying so."""
+        for _ in range(5):
+            if self._start_once(timeout) or self.started:
+                break
+            self.port = self.new_port()
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"redis-server could not listen on port {self.port}: {self.log_tail()}")
+        self.started = True
+        return self
+
+    def _start_once(self, timeout: float) -> bool:
+        """False if the port was taken; raises on any other failure."""
+        log = self.dir / "redis.log"
+        logged = log.stat().st_size if log.exists() else 0
         self.process = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "Address already in use" in (log.read_text(errors="replace")[logged:] if log.exists() else ""):
+                    return False
                 raise RuntimeError(f"redis-server exited early: {self.log_tail()}")
             try:
-                if self.client().ping():
+                # Ours, not another worker's server on the same port (ours then fails to bind).
+                if int(self.client().info("server")["process_id"]) == self.process.pid:
                     self._create_acl_user()
-                    return self
-            except (redis.ConnectionError, redis.BusyLoadingError, OSError):
-                time.sleep(0.02)
+                    return True
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ResponseError, OSError):
+                pass
+            time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
 
     def _create_acl_user(self) -> None:
@@ -114,6 +148,7 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        self.release_ports()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self, **kwargs: object) -> redis.Redis:
