@@ -352,14 +352,14 @@ class RedisCluster:
             node.client().config_set("cluster-require-full-coverage", "no")
         for node in self.running_nodes():
             node.client().execute_command("CLUSTER", "DELSLOTS", slot)
-        wait_for(lambda: all(n.state_ok() for n in self.running_nodes()), 10, "cluster_state:ok without the slot")
+        wait_for(lambda: all(n.state_ok() for n in self.running_nodes()), 30, "cluster_state:ok without the slot")
         return owner
 
     def assign_slot(self, slot: int, master: ClusterNode) -> None:
         master.client().execute_command("CLUSTER", "ADDSLOTS", slot)
         for node in self.running_nodes():
             node.client().execute_command("CLUSTER", "BUMPEPOCH")
-        wait_for(lambda: all(self.covered(n) for n in self.running_nodes()), 10, f"slot {slot} to be served again")
+        wait_for(lambda: all(self.covered(n) for n in self.running_nodes()), 30, f"slot {slot} to be served again")
         for node in self.running_nodes():
             node.client().config_set("cluster-require-full-coverage", "yes")
 
@@ -439,8 +439,15 @@ class SlotMigration:
         for node in self.cluster.masters():
             if node not in (self.source, self.target):
                 node.client().execute_command("CLUSTER", "SETSLOT", self.slot, "NODE", target_id)
-        wait_for(lambda: all(self.cluster.master_for(self.slot) is self.target for _ in self.cluster.running_nodes()),
-                 10, f"slot {self.slot} to be on {self.target.address}")
+        target_view = self.target.address
+
+        def everyone_agrees() -> bool:  # each live node's own slot map, not one node's map six times
+            return all(any(v.is_master and v.address == target_view and any(low <= self.slot <= high
+                                                                            for low, high in v.slots)
+                           for v in self.cluster.views(node))
+                       for node in self.cluster.running_nodes())
+
+        wait_for(everyone_agrees, 30, f"every node to see slot {self.slot} on {self.target.address}")
 
 
 def _ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
