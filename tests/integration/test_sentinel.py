@@ -169,7 +169,12 @@ def test_pubsub_keeps_working_through_a_failover(sentinel: SentinelGroup) -> Non
                     message.ack()
 
         tasks = [asyncio.create_task(publish()), asyncio.create_task(consume())]
-        await asyncio.sleep(1)
+        # Over 100 confirmed before the failover, however slowly a loaded machine publishes
+        # (~160 a second at load average 2.5, so a fixed 1 s left little margin; confirmed
+        # sends stop during the failover: WAIT 2 falls short until the old master rejoins).
+        while len(sent) <= 100:
+            assert not any(task.done() for task in tasks), [task.exception() for task in tasks if task.done()]
+            await asyncio.sleep(0.05)
         await asyncio.to_thread(sentinel.failover)
         await asyncio.sleep(1.5)
         stop.set()
