@@ -226,7 +226,7 @@ def test_a_failover_that_lost_a_new_group_is_a_redis_reset(sentinel: SentinelGro
     engine = Engine(RedisTarget(sentinel.url).client())
     topics, groups = intents(1)
     engine.reconcile(topics, [])  # the stream and its record reach the replicas
-    sentinel.master().client().execute_command("WAIT", 2, 2000)
+    assert sentinel.master().client(socket_timeout=40).execute_command("WAIT", 2, 30_000) == 2  # both replicas
 
     def create_group() -> str:
         engine.reconcile(topics, groups)
