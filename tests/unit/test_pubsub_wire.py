@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from redistreams.pubsub import (
@@ -172,3 +174,18 @@ def test_shared_headers_are_copied_at_first_access() -> None:
     # Built by the application as before: metadata owned, bodies encoded, equality on body and metadata.
     assert ReceivedMessage("é", {"a": "b"}, "2-1") == ReceivedMessage("é".encode(), {"a": "b"}, "2-2")  # type: ignore[arg-type]
     assert ReceivedMessage(b"y").metadata == {} and ReceivedMessage(b"y", None).metadata == {}
+
+
+def test_a_received_message_has_every_field_of_a_message() -> None:
+    """ReceivedMessage is hand-written for speed: a field added to Message must reach its
+    constructor, its repr and its equality too."""
+    names = [f.name for f in dataclasses.fields(Message)]
+    values = {"body": b"v", "metadata": {"k": "v"}}
+    assert sorted(values) == sorted(names), "a new Message field: give it a value here and in ReceivedMessage"
+    received = ReceivedMessage(**values)  # type: ignore[arg-type]
+    assert all(getattr(received, name) == values[name] for name in names)
+    assert all(f"{name}={values[name]!r}" in repr(received) for name in names)
+    assert received == ReceivedMessage(**values, id="9-9")  # type: ignore[arg-type]
+    for name in names:
+        other = {**values, name: {"other": "x"} if name == "metadata" else b"other"}
+        assert received != ReceivedMessage(**other)  # type: ignore[arg-type]
