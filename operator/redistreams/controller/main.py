@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,9 +11,31 @@ from typing import Any
 import kopf
 
 from .. import metrics
+from ..printable import shown
 from .handlers import register
 from .leadership import LeaseConfig, lead
 from .runtime import OperatorConfig
+
+
+class TerminalSafe(logging.Filter):
+    """Escapes what would drive an admin's terminal (ESC sequences, bidi overrides) in a
+    log line: messages and tracebacks carry tenants' stream and group names as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = shown(message), None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = "\n".join(shown(line) for line in text.split("\n"))
+        return True
+
+
+def terminal_safe_logs() -> None:
+    """``TerminalSafe`` on every handler of the root logger (kopf.configure's)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, TerminalSafe) for f in handler.filters):
+            handler.addFilter(TerminalSafe())
 
 
 def build(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -39,6 +62,7 @@ def run(config: OperatorConfig, namespaces: list[str], liveness: str | None, ver
         metrics_port: int = 0, lease: LeaseConfig | None = None) -> None:
     """Runs the operator; with ``lease``, only while this replica holds it."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    terminal_safe_logs()
     if metrics_port:
         metrics.serve(metrics_port)
     if lease is None:
