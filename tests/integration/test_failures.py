@@ -53,17 +53,24 @@ def test_redis_going_away_mid_apply_then_converging(cli, make_redis, tmp_path: P
     manifests = "".join(topic(f"t{i}") + group(f"g{i}", f"t{i}") for i in range(3000))
     path = write(tmp_path, manifests)
     watcher = server.client()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "redistreams.cli", "--redis-url", server.url, "apply", "-f", path],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    # Kill Redis as soon as the first ownership claims land: the apply is mid-way.
-    deadline = time.monotonic() + 60
-    while not watcher.exists("redistreams:owners"):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.001)
-    server.kill()
-    stdout, stderr = process.communicate(timeout=120)
+    for attempt in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "redistreams.cli", "--redis-url", server.url, "apply", "-f", path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        # Kill Redis as soon as the first ownership claims land: the apply is mid-way.
+        deadline = time.monotonic() + 60
+        while not watcher.exists("redistreams:owners"):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.001)
+        server.kill()
+        stdout, stderr = process.communicate(timeout=120)
+        if process.returncode != 0 or attempt == 2:
+            break
+        # The apply ended before the kill landed (~0.6 s after the claims at load 3; this
+        # process was not scheduled in time): nothing was cut off. Again, on an empty Redis.
+        server.start()
+        watcher.flushall()
     assert process.returncode == 1
     assert "Traceback" not in stderr
     assert "is unreachable" in stderr
