@@ -18,7 +18,7 @@ import yaml
 
 from tests.support.cli import ROOT
 from tests.support.manifests import TOPICS, group, topic, write
-from tests.support.net import free_port
+from tests.support.net import ReservedPort
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -230,11 +230,12 @@ def test_version_prints_client_and_server(cli, redis_server: RedisServer) -> Non
     assert as_json["clientVersion"]["version"] == "0.1.0"
     assert as_json["serverVersion"] == {"name": "Redis", "version": info["redis_version"],
                                         "mode": info["redis_mode"]}
-    down = cli("--redis-timeout", "2", "version", url=f"redis://127.0.0.1:{free_port()}/0")
+    with ReservedPort() as port:  # nothing listens there, nor starts to meanwhile
+        down = cli("--redis-timeout", "2", "version", url=f"redis://127.0.0.1:{port}/0")
+        client_only = cli("version", "--client", url=f"redis://127.0.0.1:{port}/0")
     assert down.returncode == 1
     assert down.stdout == "Client Version: 0.1.0\n"
     assert down.stderr.startswith("error: Redis at redis://127.0.0.1:") and "is unreachable" in down.stderr
-    client_only = cli("version", "--client", url=f"redis://127.0.0.1:{free_port()}/0")
     assert client_only.returncode == 0 and client_only.stdout == "Client Version: 0.1.0\n"
 
 

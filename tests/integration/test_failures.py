@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.manifests import TOPICS, group, topic, write
-from tests.support.net import free_port
+from tests.support.net import ReservedPort
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -21,21 +21,22 @@ def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_unreachable_redis(cli, tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    path = write(tmp_path, TOPICS)
-    applied = cli("apply", "-f", path, url=url)
-    assert applied.returncode == 2  # nothing was done: one error for the run, not one per resource
-    assert_clean(applied)
-    (line,) = applied.stderr.splitlines()
-    assert line.startswith(f"error: Redis at {url} is unreachable: ") and line.endswith("; nothing was done")
-    planned = cli("plan", "-f", path, url=url)
-    assert planned.returncode == 2
-    assert_clean(planned)
-    for command in (["status"], ["status", "orders"], ["export"], ["delete", "-f", path]):
-        result = cli(*command, url=url)
-        assert result.returncode in (1, 2), command
-        assert "unreachable" in result.stderr, command
-        assert_clean(result)
+    with ReservedPort() as port:  # nothing listens there, nor starts to meanwhile
+        url = f"redis://127.0.0.1:{port}/0"
+        path = write(tmp_path, TOPICS)
+        applied = cli("apply", "-f", path, url=url)
+        assert applied.returncode == 2  # nothing was done: one error for the run, not one per resource
+        assert_clean(applied)
+        (line,) = applied.stderr.splitlines()
+        assert line.startswith(f"error: Redis at {url} is unreachable: ") and line.endswith("; nothing was done")
+        planned = cli("plan", "-f", path, url=url)
+        assert planned.returncode == 2
+        assert_clean(planned)
+        for command in (["status"], ["status", "orders"], ["export"], ["delete", "-f", path]):
+            result = cli(*command, url=url)
+            assert result.returncode in (1, 2), command
+            assert "unreachable" in result.stderr, command
+            assert_clean(result)
 
 
 def test_password_is_never_printed(cli, make_redis, tmp_path: Path) -> None:
@@ -140,20 +141,20 @@ def test_tls(cli, make_redis, tmp_path: Path) -> None:
     (tmp_path / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-days", "1", "-extfile", "san.ext", "-out", "server.crt")
-    tls_port = free_port()
-    server = make_redis(
-        "--tls-port", str(tls_port), "--tls-cert-file", str(tmp_path / "server.crt"),
-        "--tls-key-file", str(tmp_path / "server.key"), "--tls-ca-cert-file", str(tmp_path / "ca.crt"),
-        "--tls-auth-clients", "no",
-    )
-    url = f"rediss://localhost:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.crt'}"
-    result = cli("apply", "-f", write(tmp_path, TOPICS), url=url)
-    assert result.returncode == 0, result.stderr
-    assert server.client().exists("orders") == 1
-    untrusted = cli("apply", "-f", str(tmp_path / "manifests.yaml"), url=f"rediss://localhost:{tls_port}/0")
-    assert untrusted.returncode == 2  # refused before planning: one error, nothing done
-    assert "certificate" in untrusted.stderr.lower()
-    assert_clean(untrusted)
+    with ReservedPort() as tls_port:  # redis-server binds it (SO_REUSEADDR); nobody else meanwhile
+        server = make_redis(
+            "--tls-port", str(tls_port), "--tls-cert-file", str(tmp_path / "server.crt"),
+            "--tls-key-file", str(tmp_path / "server.key"), "--tls-ca-cert-file", str(tmp_path / "ca.crt"),
+            "--tls-auth-clients", "no",
+        )
+        url = f"rediss://localhost:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.crt'}"
+        result = cli("apply", "-f", write(tmp_path, TOPICS), url=url)
+        assert result.returncode == 0, result.stderr
+        assert server.client().exists("orders") == 1
+        untrusted = cli("apply", "-f", str(tmp_path / "manifests.yaml"), url=f"rediss://localhost:{tls_port}/0")
+        assert untrusted.returncode == 2  # refused before planning: one error, nothing done
+        assert "certificate" in untrusted.stderr.lower()
+        assert_clean(untrusted)
 
 
 def test_bad_urls_are_input_errors(cli, tmp_path: Path) -> None:

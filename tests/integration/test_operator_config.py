@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port
+from tests.support.net import ReservedPort
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +60,11 @@ def test_a_kubeconfig_that_is_missing_broken_or_names_an_unreachable_server(tmp_
     broken = tmp_path / "broken.yaml"
     broken.write_text("clusters: [\n")
     assert f"kubeconfig {broken} cannot be used" in one_error_line(operator(tmp_path, str(broken)))
-    server = f"https://127.0.0.1:{free_port()}"  # nothing listens there
-    line = one_error_line(operator(tmp_path, kubeconfig(tmp_path / "config.yaml", server)))
-    assert f"Kubernetes API server {server}" in line and "is unreachable" in line
-    # ~/.kube/config is read when KUBECONFIG is unset, and checked the same way.
-    (tmp_path / ".kube").mkdir()
-    kubeconfig(tmp_path / ".kube" / "config", server)
-    assert "is unreachable" in one_error_line(operator(tmp_path))
+    with ReservedPort() as port:  # nothing listens there, nor starts to meanwhile
+        server = f"https://127.0.0.1:{port}"
+        line = one_error_line(operator(tmp_path, kubeconfig(tmp_path / "config.yaml", server)))
+        assert f"Kubernetes API server {server}" in line and "is unreachable" in line
+        # ~/.kube/config is read when KUBECONFIG is unset, and checked the same way.
+        (tmp_path / ".kube").mkdir()
+        kubeconfig(tmp_path / ".kube" / "config", server)
+        assert "is unreachable" in one_error_line(operator(tmp_path))

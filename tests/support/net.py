@@ -33,3 +33,11 @@ class ReservedPort:
 
     def release(self) -> None:
         self._sock.close()
+
+    def __enter__(self) -> int:
+        """``with ReservedPort() as port``: a port where nothing listens (connections are
+        refused) and nothing else can start listening meanwhile."""
+        return self.port
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
