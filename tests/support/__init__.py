@@ -12,7 +12,7 @@ hold only tests and their fixtures and import from here, never from each other.
     goclient       the real Go driver's client: build it, run it
     workloads      BusyStream: a publisher and consumers on one stream while retention runs
     aio            run(): a coroutine with a deadline
-    net            free_port()
+    net            free_port(), ReservedPort (a port held for a server, or where nothing listens)
 
 Imported as ``tests.support.<module>``, with the repository root as the import root:
 `tests` (and each test folder) and `bench` are packages, pytest puts the root on the path
