@@ -97,8 +97,8 @@ def test_rbac_grants_what_a_role_allows(cluster: Cluster, namespace: str, sa_tok
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-configmaps"},
         "subjects": [{"kind": "ServiceAccount", "name": "smoke", "namespace": namespace}],
     }).raise_for_status()
-    # The RBAC authorizer reads bindings from an informer: allow it a moment.
-    deadline = time.monotonic() + 10
+    # The RBAC authorizer reads bindings from an informer: allow it a moment (more when loaded).
+    deadline = time.monotonic() + 60
     while (status := cluster.get(f"/api/v1/namespaces/{namespace}/configmaps", token=sa_token).status) != 200:
         assert status == 403 and time.monotonic() < deadline, status
         time.sleep(0.1)

@@ -46,11 +46,11 @@ def test_reset_once_per_token_with_an_event_and_cli_first(cluster: Cluster, ns: 
     assert consume_all(r, key) == ids
 
     patch_spec(cluster, ns, "g", {"reset": {"token": "replay-1", "to": "0"}})
-    wait_for(lambda: (status(cluster, ns, "g").get("lastReset") or {}).get("token") == "replay-1", "lastReset", 30)
+    wait_for(lambda: (status(cluster, ns, "g").get("lastReset") or {}).get("token") == "replay-1", "lastReset", 60)
     last = status(cluster, ns, "g")["lastReset"]
     assert (last["to"], last["id"]) == ("0", "0-0") and last["at"]
     assert r.xinfo_groups(key)[0]["lag"] == 3
-    wait_for(lambda: events(cluster, ns, "g", "PositionReset"), "PositionReset event", 20)
+    wait_for(lambda: events(cluster, ns, "g", "PositionReset"), "PositionReset event", 60)
     assert consume_all(r, key) == ids  # replayed
 
     # Several resyncs later (1.5s each): not reset again, one event.
@@ -73,7 +73,7 @@ def test_reset_once_per_token_with_an_event_and_cli_first(cluster: Cluster, ns: 
     assert applied.returncode == 0 and "moved group" in applied.stdout, applied.stdout + applied.stderr
     assert consume_all(r, key) == ids[1:]
     patch_spec(cluster, ns, "g", {"reset": {"token": "replay-2", "to": ids[0]}})
-    wait_for(lambda: (status(cluster, ns, "g").get("lastReset") or {}).get("token") == "replay-2", "lastReset 2", 30)
+    wait_for(lambda: (status(cluster, ns, "g").get("lastReset") or {}).get("token") == "replay-2", "lastReset 2", 60)
     assert status(cluster, ns, "g")["lastReset"]["id"] == ids[0]
     time.sleep(3)
     assert r.xinfo_groups(key)[0]["last-delivered-id"] == ids[-1]
@@ -97,7 +97,7 @@ def test_consumer_cleanup_is_visible_in_status(cluster: Cluster, ns: str, redis:
         cleanup = status(cluster, ns, "g").get("consumerCleanup") or {}
         return cleanup if cleanup.get("removed") == 2 and cleanup.get("retained") else None
 
-    cleanup = wait_for(cleaned, "consumerCleanup in status", 30)
+    cleanup = wait_for(cleaned, "consumerCleanup in status", 60)
     assert status(cluster, ns, "g")["consumers"] == 1  # written with the removal
     assert sorted(cleanup["lastRemoved"]) == ["stale-1", "stale-2"] and cleanup["lastRemovedTime"]
     assert cleanup["retainedCount"] == 1
@@ -105,7 +105,7 @@ def test_consumer_cleanup_is_visible_in_status(cluster: Cluster, ns: str, redis:
     assert (kept["name"], kept["pending"]) == ("holding", 1) and kept["idleSince"]
     assert [c["name"] for c in r.xinfo_consumers(key, "g")] == ["holding"]
     assert r.xpending_range(key, "g", "-", "+", 10)[0]["message_id"] == held  # never dropped
-    wait_for(lambda: events(cluster, ns, "g", "ConsumersRemoved"), "ConsumersRemoved event", 20)
+    wait_for(lambda: events(cluster, ns, "g", "ConsumersRemoved"), "ConsumersRemoved event", 60)
     # Quiet resyncs leave the status alone (idleSince is stable).
     first = get(cluster, ns, "ConsumerGroup", "g")
     time.sleep(4)

@@ -52,8 +52,8 @@ def test_a_failover_that_lost_a_group_is_a_redis_reset(cluster: Cluster, ns: str
     # The operator makes another group on a master cut off from its replicas, which then dies.
     def create_audit() -> None:
         create(cluster, ns, "ConsumerGroup", "audit", {"topicRef": {"name": "orders"}})
-        wait_ready(cluster, ns, "ConsumerGroup", "audit", timeout=30)  # a loaded CI machine
-        wait_for(lambda: epoch_in_status(cluster, ns, "ConsumerGroup", "audit"), "the epoch in audit's status", 30)
+        wait_ready(cluster, ns, "ConsumerGroup", "audit", timeout=60)  # a loaded CI machine
+        wait_for(lambda: epoch_in_status(cluster, ns, "ConsumerGroup", "audit"), "the epoch in audit's status", 60)
         assert any(g["name"] == "audit" for g in sentinel.master().client().xinfo_groups(key))
 
     _, new = sentinel.lose_writes(create_audit)
@@ -63,8 +63,8 @@ def test_a_failover_that_lost_a_group_is_a_redis_reset(cluster: Cluster, ns: str
     # not by reading the new master before the operator does.
     ids = [r.xadd(key, {"headers": "null", "body": f"after-{i}"}) for i in range(3)]
 
-    wait_for(lambda: any(g["name"] == "audit" for g in r.xinfo_groups(key)), "audit re-created", 30)
-    wait_for(lambda: "RedisReset" in reasons(cluster, ns, "audit"), "a RedisReset event for audit", 30)
+    wait_for(lambda: any(g["name"] == "audit" for g in r.xinfo_groups(key)), "audit re-created", 60)
+    wait_for(lambda: "RedisReset" in reasons(cluster, ns, "audit"), "a RedisReset event for audit", 60)
     message = next(e["message"] for e in events(cluster, ns, "audit") if e["reason"] == "RedisReset")
     assert "re-creating the group from 0" in message, message
     delivered = r.xreadgroup("audit", "app", {key: ">"})

@@ -62,9 +62,9 @@ def test_certificate_problems_are_conditions(cluster: Cluster, ns: str, mtls: TL
     tls_secret(cluster, ns, "redis-tls", url, **files)
     create(cluster, ns, "Topic", "probe", {"streamName": f"{ns}/probe",
                                            "connection": {"secretRef": {"name": "redis-tls"}}})
-    body = wait_ready(cluster, ns, "Topic", "probe", status="False", reason=reason, timeout=30)
+    body = wait_ready(cluster, ns, "Topic", "probe", status="False", reason=reason, timeout=60)
     message = condition(body)["message"]
     assert f'Secret "{ns}/redis-tls"' in message and words in message, message
-    wait_for(lambda: events(cluster, ns, "probe"), "a warning event", 20)
+    wait_for(lambda: events(cluster, ns, "probe"), "a warning event", 60)
     everything = shown(cluster, ns, "Topic", "probe")
     assert "BEGIN" not in everything and "redistreams-tls-" not in everything, everything

@@ -74,7 +74,7 @@ def test_a_topic_outside_its_prefix_is_stalled_and_redis_untouched(cluster: Clus
     before = redis.dirty()
     cluster.delete(f"/apis/redistreams.dev/v1alpha1/namespaces/{ns}/consumergroups/billing").raise_for_status()
     cluster.delete(f"/apis/redistreams.dev/v1alpha1/namespaces/{ns}/topics/theirs").raise_for_status()
-    wait_for(lambda: not get(cluster, ns, "Topic", "theirs") or None, "refused Topic deleted", 30)
+    wait_for(lambda: not get(cluster, ns, "Topic", "theirs") or None, "refused Topic deleted", 60)
     assert redis.dirty() == before
 
 
