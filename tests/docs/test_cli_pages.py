@@ -17,7 +17,8 @@ import pytest
 import redis
 
 from tests.docs.console import Command, commands, run
-from tests.support.net import free_port
+from tests.support.controlplane import wait_for
+from tests.support.net import ReservedPort
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -53,22 +54,35 @@ def test_quickstart(workdir: Path) -> None:
                          "export REDIS_URL=redis://localhost:6379/0"], texts
     for needed in ("plan", "apply", "status", "wait", "pub", "sub"):
         assert any(t.startswith(f"redistreams {needed} ") for t in texts), needed
-    port = free_port()
+    reserved = ReservedPort()  # held until the page's redis-server listens there (it binds with SO_REUSEADDR)
+    port = reserved.port
     env = _env(port)
     try:
         for command in page:
             if command.text in NOT_RUN:
                 continue
             run(_on_port(command, port), env, workdir)
+            if command.text.startswith("redis-server "):
+                # --daemonize yes returns before the server listens: the time a person takes to
+                # type the next command, the test waits for.
+                wait_for(lambda: _answers(port), f"the page's redis-server on port {port}", 30)
         # What the page says happened did: billing consumed the message, audit did not.
         status = subprocess.run(["redistreams", "status", "orders", "-o", "json"], env=env, cwd=workdir,
                                 capture_output=True, text=True, check=True)
         assert '"lag": 0' in status.stdout and '"lag": 1' in status.stdout
     finally:
+        reserved.release()
         try:
             redis.Redis(port=port).shutdown(nosave=True)
         except redis.ConnectionError:
             pass  # stopped (or never started: the failure above says why)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=5).ping())
+    except redis.ConnectionError:
+        return False
 
 
 @pytest.fixture
