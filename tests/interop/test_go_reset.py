@@ -40,12 +40,17 @@ def test_python_consumer_recovers_when_go_publishes_first_after_flushall(
         subscription = await open_subscription(f"redis://billing?topic={TOPIC}&consumer=py-1", block=0.5)
         before_ids = await asyncio.to_thread(go_client.publish, redis_server.url, f"redis://{TOPIC}",
                                              [(b"before", None)] * 3)
-        before = await receive(subscription, 3, within=5)
+        before = await receive(subscription, 3, within=30)
         assert [m.id for m in before] == before_ids
         await subscription.flush()
         if reading:
             receiving = asyncio.create_task(receive(subscription, len(after), within=30))
-            await asyncio.sleep(0.2)  # the consumer waits in a blocking read
+            # The consumer waits in a blocking read (a fixed 0.2 s was not always enough on a
+            # loaded machine, and the case then ran as between-reads).
+            deadline = time.monotonic() + 30
+            while raw.info("clients")["blocked_clients"] < 1:
+                assert time.monotonic() < deadline, "the consumer never blocked in a read"
+                await asyncio.sleep(0.01)
         raw.flushall()
         ids = await asyncio.to_thread(go_client.publish, redis_server.url, f"redis://{TOPIC}", after)
         if not reading:
