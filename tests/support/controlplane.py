@@ -882,8 +882,9 @@ def _etcd_healthy(url: str) -> bool:
         return False
 
 
-def wait_for(check: Any, what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll ``check()`` until it returns something truthy, and return that."""
+def wait_for(check: Any, what: str, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll ``check()`` until it returns something truthy, and return that (the default
+    deadline is for a loaded machine: the wait ends as soon as the check passes)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -43,7 +43,7 @@ def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
 
 
 def wait_ready(cluster: Cluster, ns: str, kind: str, name: str, status: str = "True", reason: str | None = None,
-               timeout: float = 30) -> dict[str, Any]:
+               timeout: float = 60) -> dict[str, Any]:
     """Waits until the Ready condition has ``status`` (and ``reason``); returns the object."""
     def check() -> dict[str, Any] | None:
         body = get(cluster, ns, kind, name)
