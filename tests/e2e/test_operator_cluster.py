@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from redistreams.engine.registry import key_slot
-from tests.support.controlplane import Cluster
+from tests.support.controlplane import Cluster, wait_for
 from tests.support.kube import condition, create, get, new_namespace, run_operator, wait_ready
 from tests.support.redis_cluster import RedisCluster
 
@@ -83,8 +83,10 @@ def test_a_slot_without_a_master_holds_back_only_its_resources(cluster: Cluster,
 def test_after_a_master_is_killed_new_resources_become_ready(cluster: Cluster, ns: str,
                                                               redis_nodes: RedisCluster) -> None:
     first = declare(cluster, ns, 10, "a")
-    for i in range(10):
-        wait_ready(cluster, ns, "ConsumerGroup", f"a{i}-g1", timeout=60)
+    for i in range(10):  # all of it, so no write of the operator's is in flight at the kill
+        wait_ready(cluster, ns, "Topic", f"a{i}", timeout=60)
+        for j in range(2):
+            wait_ready(cluster, ns, "ConsumerGroup", f"a{i}-g{j}", timeout=60)
     victim = redis_nodes.master_for(first[0])
     if victim is redis_nodes.nodes[0]:  # keep the operator's seed URL alive
         victim = next(m for m in redis_nodes.masters() if m is not redis_nodes.nodes[0])
@@ -93,8 +95,11 @@ def test_after_a_master_is_killed_new_resources_become_ready(cluster: Cluster, n
     for i in range(10):
         wait_ready(cluster, ns, "Topic", f"b{i}", timeout=90)
         wait_ready(cluster, ns, "ConsumerGroup", f"b{i}-g1", timeout=90)
+    # Replication is asynchronous: a group the killed master had not passed on yet comes
+    # back with the operator's next pass, so this is waited for.
     for stream in first + later:
-        assert len(redis_nodes.master_for(stream).client().xinfo_groups(stream)) == 2
+        wait_for(lambda stream=stream: len(redis_nodes.master_for(stream).client().xinfo_groups(stream)) == 2,
+                 f"both groups of {stream}", 60)
     for i in range(10):  # nothing regressed on the streams made before
         assert condition(get(cluster, ns, "Topic", f"a{i}")).get("status") == "True"
     redis_nodes.restart(victim)
