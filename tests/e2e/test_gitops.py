@@ -137,7 +137,7 @@ class Applier:
     def path(self, obj: dict[str, Any], name: str | None = None) -> str:
         """The URL of ``obj`` (discovery waits a little for a CRD just established)."""
         kind, api_version = obj["kind"], obj["apiVersion"]
-        info = wait_for(lambda: self.resource(api_version, kind), f"{api_version} {kind} served", timeout=30)
+        info = wait_for(lambda: self.resource(api_version, kind), f"{api_version} {kind} served", timeout=60)
         namespace = obj["metadata"].get("namespace")
         scope = f"/namespaces/{namespace}" if info["namespaced"] else ""
         return f"{info['base']}{scope}/{info['name']}/{name or obj['metadata']['name']}"

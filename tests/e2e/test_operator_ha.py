@@ -253,7 +253,7 @@ def test_kill_9_mid_burst_standby_takes_over_and_nothing_is_written_twice(setup:
     a = setup.start("op-a")
     setup.wait_holder(a)
     b = setup.start("op-b")
-    wait_for(lambda: _metrics_up(b), "the standby serves metrics", 30)
+    wait_for(lambda: _metrics_up(b), "the standby serves metrics", 60)
     watch = StatusWatch(cluster, ns)
     try:
         def burst() -> None:  # Topics and their groups interleaved, as a GitOps sync would
@@ -311,9 +311,9 @@ def test_partitioned_leader_exits_before_its_lease_runs_out(setup: Setup) -> Non
     a = setup.start("op-a", str(relayed))
     setup.wait_holder(a)
     create(cluster, setup.ns, "Topic", "before", {"streamName": f"{setup.ns}/before"})
-    wait_for(lambda: condition(get(cluster, setup.ns, "Topic", "before")).get("status") == "True", "Ready", 30)
+    wait_for(lambda: condition(get(cluster, setup.ns, "Topic", "before")).get("status") == "True", "Ready", 60)
     b = setup.start("op-b")
-    wait_for(lambda: _metrics_up(b), "the standby is up", 30)
+    wait_for(lambda: _metrics_up(b), "the standby is up", 60)
     proxy.cut()
     cut = time.monotonic()
     create(cluster, setup.ns, "Topic", "after", {"streamName": f"{setup.ns}/after"})
@@ -323,7 +323,7 @@ def test_partitioned_leader_exits_before_its_lease_runs_out(setup: Setup) -> Non
     # At its renew deadline after its last renewal (which began before the cut), still well
     # before its lease (10 s) could run out, and before B took over.
     assert exited <= RENEW_DEADLINE + LATE and exited < took, (exited, took)
-    wait_for(lambda: condition(get(cluster, setup.ns, "Topic", "after")).get("status") == "True", "B reconciles", 30)
+    wait_for(lambda: condition(get(cluster, setup.ns, "Topic", "after")).get("status") == "True", "B reconciles", 60)
     assert b"lost lease" in (setup.tmp_path / "operators.log").read_bytes()
     print(f"partitioned leader exited after {exited:.1f} s; standby took over after {took:.1f} s")
 
@@ -335,13 +335,13 @@ def test_stopped_leader_exits_on_sigcont_without_writing(setup: Setup) -> None:
     a = setup.start("op-a")
     setup.wait_holder(a)
     b = setup.start("op-b")
-    wait_for(lambda: _metrics_up(b), "the standby is up", 30)
+    wait_for(lambda: _metrics_up(b), "the standby is up", 60)
     a.process.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     create(cluster, ns, "Topic", "t", {"streamName": f"{ns}/t"}, labels={"x": "1"})
     took = setup.wait_holder(b, timeout=30) - stopped
     assert took <= TAKEOVER_LIMIT
-    wait_for(lambda: condition(get(cluster, ns, "Topic", "t")).get("status") == "True", "B reconciles", 30)
+    wait_for(lambda: condition(get(cluster, ns, "Topic", "t")).get("status") == "True", "B reconciles", 60)
     watch = StatusWatch(cluster, ns)
     try:
         time.sleep(0.5)
@@ -361,7 +361,7 @@ def test_clean_shutdown_hands_over_at_once(setup: Setup) -> None:
     a = setup.start("op-a")
     setup.wait_holder(a)
     b = setup.start("op-b")
-    wait_for(lambda: _metrics_up(b), "the standby is up", 30)
+    wait_for(lambda: _metrics_up(b), "the standby is up", 60)
     assert b.metric("redistreams_leader") == 0 and a.metric("redistreams_leader") == 1
     wait_for(lambda: a.healthy() and b.healthy(), "leader and standby both live and ready", 30)
     a.process.terminate()
@@ -377,7 +377,7 @@ def test_clean_shutdown_hands_over_at_once(setup: Setup) -> None:
     assert any(m.startswith("op-a_") and m.endswith("stopped leading") for m in messages), messages
     assert any(m.startswith("op-b_") and m.endswith("became leader") for m in messages), messages
     c = setup.start("op-c")  # a standby stopped while waiting: exits at once, the Lease untouched
-    wait_for(c.healthy, "the standby is up", 30)
+    wait_for(c.healthy, "the standby is up", 60)
     c.process.terminate()
     assert c.process.wait(30) == 0
     assert setup.holder().startswith("op-b_")
