@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.controlplane import Cluster, wait_for
-from tests.support.kube import API, create, events, get, wait_ready
+from tests.support.kube import API, create, events, get, wait_passes, wait_ready
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -53,8 +53,8 @@ def test_reset_once_per_token_with_an_event_and_cli_first(cluster: Cluster, ns: 
     wait_for(lambda: events(cluster, ns, "g", "PositionReset"), "PositionReset event", 60)
     assert consume_all(r, key) == ids  # replayed
 
-    # Several resyncs later (1.5s each): not reset again, one event.
-    time.sleep(5)
+    # Several resyncs later: not reset again, one event.
+    wait_passes(3)
     assert r.xinfo_groups(key)[0]["last-delivered-id"] == ids[-1]
     assert consume_all(r, key) == []
     (event,) = events(cluster, ns, "g", "PositionReset")
@@ -75,7 +75,7 @@ def test_reset_once_per_token_with_an_event_and_cli_first(cluster: Cluster, ns: 
     patch_spec(cluster, ns, "g", {"reset": {"token": "replay-2", "to": ids[0]}})
     wait_for(lambda: (status(cluster, ns, "g").get("lastReset") or {}).get("token") == "replay-2", "lastReset 2", 60)
     assert status(cluster, ns, "g")["lastReset"]["id"] == ids[0]
-    time.sleep(3)
+    wait_passes(2)
     assert r.xinfo_groups(key)[0]["last-delivered-id"] == ids[-1]
     assert len(events(cluster, ns, "g", "PositionReset")) == 1
 
@@ -108,7 +108,7 @@ def test_consumer_cleanup_is_visible_in_status(cluster: Cluster, ns: str, redis:
     wait_for(lambda: events(cluster, ns, "g", "ConsumersRemoved"), "ConsumersRemoved event", 60)
     # Quiet resyncs leave the status alone (idleSince is stable).
     first = get(cluster, ns, "ConsumerGroup", "g")
-    time.sleep(4)
+    wait_passes(3)
     later = get(cluster, ns, "ConsumerGroup", "g")
     assert later["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], {
         k: (first["status"].get(k), later["status"].get(k)) for k in set(first["status"]) | set(later["status"])

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.controlplane import Cluster, wait_for
-from tests.support.kube import API, create, events, get, new_namespace, reasons, run_operator, wait_ready
+from tests.support.kube import API, create, events, get, new_namespace, reasons, run_operator, wait_passes, wait_ready
 from tests.support.redis_server import RedisServer
 from tests.support.workloads import BusyStream
 
@@ -106,7 +106,7 @@ def test_retention_blocked_is_reported_once_then_resumes(cluster: Cluster, ns: s
     assert r.xlen(key) == 30  # nothing the group has not received is trimmed
     wait_for(lambda: "RetentionBlocked" in reasons(cluster, ns, "logs"), "RetentionBlocked event", 60)
     assert value("redistreams_retention_blocked", namespace=ns, topic="logs", group="slow") == 1
-    time.sleep(2.5)  # several passes later: still one Event, no status churn
+    wait_passes(3)  # several passes later: still one Event, no status churn
     assert reasons(cluster, ns, "logs").count("RetentionBlocked") == 1
     # Posted by our aggregating recorder (kopf's posts say "kopf"), so a burst of blocked
     # Topics is posted many at a time, not drained one by one.

@@ -55,6 +55,21 @@ def wait_ready(cluster: Cluster, ns: str, kind: str, name: str, status: str = "T
     return wait_for(check, f"{kind} {ns}/{name} Ready={status} {reason or ''}", timeout)
 
 
+def passes() -> int:
+    """Periodic passes (resync.py) the operator running in this process has finished."""
+    from redistreams.metrics import RESYNC_SECONDS
+
+    return int(next(s.value for m in RESYNC_SECONDS.collect() for s in m.samples if s.name.endswith("_count")))
+
+
+def wait_passes(count: int, timeout: float = 60) -> None:
+    """Waits for ``count`` whole periodic passes of the operator running in this process
+    (``run_operator``) begun after the call: "nothing happens over N passes" holds however
+    slow or fast the machine, where a fixed sleep may see fewer passes than it assumes."""
+    start = passes()
+    wait_for(lambda: passes() - start > count, f"{count} periodic passes", timeout)  # the first may be under way
+
+
 def kstatus(body: dict[str, Any]) -> str:
     """The status Flux, Helm 4 --wait and kpt compute (sigs.k8s.io/cli-utils kstatus rules)."""
     if body["metadata"].get("deletionTimestamp"):
