@@ -272,7 +272,10 @@ def test_kill_9_mid_burst_standby_takes_over_and_nothing_is_written_twice(setup:
         took = setup.wait_holder(b, timeout=30) - killed
         assert took <= TAKEOVER_LIMIT, took
         wait_for(lambda: _ready(cluster, ns) == 2 * total, "every object Ready", 120, interval=0.5)
-        time.sleep(4)  # a resync pass or more (3 s): it must not write again
+        # Two whole resync passes of B's (3 s each; counted, a loaded machine may be slower): it
+        # must not write again.
+        passes = b.metric("redistreams_resync_seconds_count")
+        wait_for(lambda: b.metric("redistreams_resync_seconds_count") - passes > 2, "two resync passes", 60)
         assert ready_at_kill < 2 * total, "the kill landed after the burst"
     finally:
         watch.close()
