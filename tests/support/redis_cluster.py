@@ -439,12 +439,12 @@ class SlotMigration:
         for node in self.cluster.masters():
             if node not in (self.source, self.target):
                 node.client().execute_command("CLUSTER", "SETSLOT", self.slot, "NODE", target_id)
-        target_view = self.target.address
+        def served_by_target(view: NodeView) -> bool:
+            return (view.is_master and view.address == self.target.address
+                    and any(low <= self.slot <= high for low, high in view.slots))
 
         def everyone_agrees() -> bool:  # each live node's own slot map, not one node's map six times
-            return all(any(v.is_master and v.address == target_view and any(low <= self.slot <= high
-                                                                            for low, high in v.slots)
-                           for v in self.cluster.views(node))
+            return all(any(served_by_target(v) for v in self.cluster.views(node))
                        for node in self.cluster.running_nodes())
 
         wait_for(everyone_agrees, 30, f"every node to see slot {self.slot} on {self.target.address}")
