@@ -28,7 +28,17 @@ import pytest
 from redistreams.controller.leadership import LOST_EXIT_CODE
 from redistreams.controller.rbac import leader_election_role
 from tests.support.controlplane import Cluster, wait_for
-from tests.support.kube import API, PLURALS, condition, create, events, get, new_namespace, operator_kubeconfig
+from tests.support.kube import (
+    API,
+    PLURALS,
+    condition,
+    create,
+    events,
+    get,
+    new_namespace,
+    operator_kubeconfig,
+    wait_allowed,
+)
 from tests.support.net import free_port
 from tests.support.processes import terminate
 from tests.support.redis_server import RedisServer
@@ -98,6 +108,8 @@ class Setup:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader"},
             "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": self.system}],
         }).raise_for_status()
+        token = Cluster.from_kubeconfig(self.kubeconfig).token or ""
+        wait_allowed(cluster, token, "update", "leases", "coordination.k8s.io", namespace=self.system)
         self.log = open(tmp_path / "operators.log", "wb")  # noqa: SIM115 - closed in close()
         self.operators: list[Operator] = []
 

@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests.support.controlplane import Cluster, wait_for
-from tests.support.kube import API, PLURALS, create, get, new_namespace, operator_kubeconfig, run_operator, wait_ready
+from tests.support.kube import (
+    API,
+    PLURALS,
+    create,
+    get,
+    new_namespace,
+    operator_kubeconfig,
+    run_operator,
+    wait_allowed,
+    wait_ready,
+)
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -251,7 +261,9 @@ def test_without_the_watch_verb_secrets_are_read_on_every_pass(cluster: Cluster,
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}).raise_for_status()
-    config = cluster.kubeconfig_for_token(cluster.create_token(ns, name, expiration_seconds=600), tmp_path / "c")
+    token = cluster.create_token(ns, name, expiration_seconds=600)
+    wait_allowed(cluster, token, "get", "secrets", namespace=ns)  # the binding just made, seen by RBAC
+    config = cluster.kubeconfig_for_token(token, tmp_path / "c")
     put_secret(cluster, ns, "conn", "redis://first:6379/0")
 
     async def read_twice() -> tuple[bytes, bytes, bool]:

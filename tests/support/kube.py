@@ -130,7 +130,25 @@ def operator_kubeconfig(cluster: Cluster, path: str | os.PathLike[str], system: 
         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": system}],
     }).raise_for_status()
     token = cluster.create_token(system, "operator", expiration_seconds=3600)
+    wait_allowed(cluster, token, "watch", "topics", "redistreams.dev")
     return cluster.kubeconfig_for_token(token, path)
+
+
+def wait_allowed(cluster: Cluster, token: str, verb: str, resource: str, group: str = "",
+                 namespace: str | None = None) -> None:
+    """Waits until the API server allows ``token`` to ``verb`` ``resource``: its RBAC
+    authorizer learns of a new (Cluster)RoleBinding from an informer, so what uses the
+    token right after the binding is made could meet a 403 on a loaded machine."""
+    attributes = {"verb": verb, "resource": resource, "group": group,
+                  **({"namespace": namespace} if namespace else {})}
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": attributes}}
+
+    def allowed() -> bool:
+        response = cluster.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, token=token)
+        return response.ok and bool(response.json["status"].get("allowed"))
+
+    wait_for(allowed, f"the token allowed to {verb} {group or 'core'}/{resource}")
 
 
 def run_operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, config: Any) -> Iterator[None]:
