@@ -28,6 +28,7 @@ import pytest
 from tests.docs.console import commands, run
 from tests.support.controlplane import Cluster, cluster_for_tests
 from tests.support.goclient import GoBuildError, build_go_client
+from tests.support.kube import wait_allowed
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
@@ -86,6 +87,10 @@ def _start_operator(cluster: Cluster, tmp_path: Path) -> subprocess.Popen[bytes]
     (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if e["name"] == "REDIS_URL"]
     secret = cluster.get(f"/api/v1/namespaces/{RELEASE_NS}/secrets/{ref['name']}").json
     token = cluster.create_token(RELEASE_NS, pod["serviceAccountName"])
+    # The chart's bindings, seen by the RBAC authorizer (an informer) before the operator's
+    # first request: a 403 there would be logged and fail the "Forbidden" check.
+    wait_allowed(cluster, token, "watch", "topics", "redistreams.dev")
+    wait_allowed(cluster, token, "update", "leases", "coordination.k8s.io", namespace=RELEASE_NS)
     env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_for_token(token, tmp_path / "sa"),
            "REDIS_URL": base64.b64decode(secret["data"][ref["key"]]).decode(),
            "POD_NAMESPACE": RELEASE_NS, "POD_NAME": "redistreams-docs-test"}

@@ -19,6 +19,7 @@ import yaml
 
 from redistreams.controller.rbac import LEADER_ELECTION_RULES, OPERATOR_RULES, SECRET_RULES
 from tests.support.controlplane import Cluster, cluster_for_tests, wait_for
+from tests.support.kube import wait_allowed
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
@@ -193,6 +194,10 @@ def test_install_run_as_the_chart_identity_upgrade_uninstall(helm: str, cluster:
 
     # The operator, run here, as the chart's ServiceAccount: the chart's RBAC must be enough.
     token = cluster.create_token(release_ns, "rs-redistreams")
+    # The bindings helm just made, seen by the RBAC authorizer (an informer) before the
+    # operator's first request: a 403 there would be logged and fail the "Forbidden" check.
+    wait_allowed(cluster, token, "watch", "topics", "redistreams.dev", namespace=watched)
+    wait_allowed(cluster, token, "update", "leases", "coordination.k8s.io", namespace=release_ns)
     metrics_port = free_port()
     sa_config = cluster.kubeconfig_for_token(token, tmp_path / "sa")
     with open(tmp_path / "operator.log", "wb") as log:
