@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.controlplane import Cluster, wait_for
-from tests.support.kube import API, create, get, new_namespace, reasons, run_operator, wait_ready
+from tests.support.kube import API, create, get, new_namespace, passes, reasons, run_operator, wait_ready
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +33,6 @@ def operator(cluster: Cluster, redis: RedisServer, tmp_path_factory: pytest.Temp
 @pytest.fixture
 def ns(cluster: Cluster, operator: None) -> str:
     return new_namespace(cluster, "r")
-
-
-def passes() -> int:
-    """Periodic passes the operator finished so far (its own histogram count)."""
-    from redistreams.metrics import RESYNC_SECONDS
-
-    return int(next(s.value for m in RESYNC_SECONDS.collect() for s in m.samples if s.name.endswith("_count")))
 
 
 def served(redis: RedisServer) -> dict[str, int]:
