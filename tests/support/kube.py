@@ -1,6 +1,7 @@
 """Kubernetes helpers for the e2e tests and bench/operator_burst.py: our resources
-(create, get, wait for a condition, kstatus), namespaces and Events, and the operator
-run under the chart's ClusterRole. Talks to the API server through ``Cluster``
+(create, get, wait for a condition, kstatus), namespaces and Events, the operator run
+under the chart's ClusterRole (once RBAC allows it: ``wait_allowed``) and its periodic
+passes counted (``wait_passes``). Talks to the API server through ``Cluster``
 (tests/support/controlplane.py), the standard library only."""
 
 from __future__ import annotations
