@@ -60,6 +60,9 @@ LOST_EXIT_CODE = 3  # the process exits with this when it loses the Lease
 WATCHDOG_PERIOD = 0.1
 JITTER = 0.2  # a standby's reads are spread by up to 20% of retry_period (client-go's JitterFactor 1.2)
 COMPONENT = "redistreams-operator"
+# An Event about the Lease may take a loaded API server longer than a retry period; the
+# "became leader" one is posted beside the work, the "stopped leading" one delays the exit.
+EVENT_TIMEOUT = 10.0
 
 
 def default_identity() -> str:
@@ -292,7 +295,7 @@ class Elector:
                 "reportingInstance": c.identity[:128],
                 "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z"}
         try:
-            await self.kube.post_event(c.namespace, body, c.retry_period)
+            await self.kube.post_event(c.namespace, body, max(c.retry_period, EVENT_TIMEOUT))
         except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("cannot post the %s event: %s", reason, exc)
 
@@ -355,12 +358,14 @@ async def lead(config: LeaseConfig, liveness: str | None,
             await elector.kube.close()
     metrics.LEADER.set(1)
     holding = asyncio.create_task(elector.hold())
-    await elector.announce("LeaderElection", f"{config.identity} became leader")
+    announcing = asyncio.create_task(elector.announce("LeaderElection", f"{config.identity} became leader"))
     try:
         if not stop.is_set():  # a signal between taking the Lease and kopf's own handlers
             await operate(elector.check)
     finally:
         holding.cancel()
+        if not announcing.done():  # posted by now in all but a failing API server's case
+            await asyncio.wait({announcing}, timeout=EVENT_TIMEOUT)
         await _cancel_the_rest()
         elector.check()  # a leader whose time ran out while stopping must not touch the Lease
         await elector.release()
