@@ -363,9 +363,9 @@ async def lead(config: LeaseConfig, liveness: str | None,
         if not stop.is_set():  # a signal between taking the Lease and kopf's own handlers
             await operate(elector.check)
     finally:
-        holding.cancel()
-        if not announcing.done():  # posted by now in all but a failing API server's case
+        if not announcing.done():  # posted by now unless the API server fails; the Lease is still renewed
             await asyncio.wait({announcing}, timeout=EVENT_TIMEOUT)
+        holding.cancel()
         await _cancel_the_rest()
         elector.check()  # a leader whose time ran out while stopping must not touch the Lease
         await elector.release()
